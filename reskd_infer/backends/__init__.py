@@ -1,0 +1,34 @@
+"""Inference backends: one small class per engine, chosen by a registry keyed on artifact type."""
+
+from .base import (
+    ARTIFACT_CHECKPOINT,
+    ARTIFACT_ONNX,
+    ARTIFACT_TENSORRT,
+    Backend,
+    artifact_type,
+    backend_names,
+    backends_for,
+    get_backend_class,
+    register_backend,
+)
+
+
+def _torch_backend() -> type[Backend]:
+    from .torch_ import TorchBackend
+
+    return TorchBackend
+
+
+register_backend("torch", ARTIFACT_CHECKPOINT, 0, _torch_backend)
+
+__all__ = [
+    "ARTIFACT_CHECKPOINT",
+    "ARTIFACT_ONNX",
+    "ARTIFACT_TENSORRT",
+    "Backend",
+    "artifact_type",
+    "backend_names",
+    "backends_for",
+    "get_backend_class",
+    "register_backend",
+]
