@@ -1,0 +1,156 @@
+"""The public runtime: ``Recognizer(artifact).predict(video)``.
+
+It reads the ModelSpec the artifact carries, picks a backend from the registry
+by artifact type, decodes and samples the video as the spec says, preprocesses
+with the same function training evaluation used, and returns class probabilities.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifacts import candidate_artifacts, read_spec
+from .backends import Backend, backend_names, backends_for
+from .errors import BackendUnavailableError
+from .spec import ModelSpec
+from .video import clips_to_batch, load_clips
+
+VideoInput = str | Path | np.ndarray | Sequence[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a prediction: its name, index, and probability."""
+
+    label: str
+    index: int
+    score: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"label": self.label, "index": self.index, "score": self.score}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+class Recognizer:
+    """Classify videos with a reskd-infer artifact.
+
+    Args:
+        path: a checkpoint (.ckpt), an ONNX model (.onnx), a TensorRT plan (.plan)
+            or an export folder written by ``reskd-export``.
+        device: "auto" (CUDA when present, else CPU), "cpu" or "cuda[:N]".
+        backend: "auto" (the fastest that works here) or a backend name
+            ("torch", "onnxruntime", "tensorrt").
+        fallback: when the preferred artifact cannot run here (a plan built for
+            another GPU or TensorRT version, a missing package), warn and use the
+            next artifact (the ONNX or checkpoint the plan's sidecar names, or the
+            export folder's other files). ``False`` raises instead.
+        max_batch: at most this many clips per inference call.
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", backend: str = "auto", fallback: bool = True,
+                 max_batch: int = 16):
+        self.path = Path(path)
+        self.device = device
+        self.max_batch = max_batch
+        self.backend: Backend = self._load_backend(backend, fallback)
+        self.spec: ModelSpec = self.backend.spec
+
+    def _load_backend(self, requested: str, fallback: bool) -> Backend:
+        if requested != "auto" and requested not in backend_names():
+            raise BackendUnavailableError(f"unknown backend {requested!r}; available: {', '.join(backend_names())}")
+        reasons: list[str] = []
+        for artifact_path, kind in candidate_artifacts(self.path):
+            for entry in backends_for(kind):
+                if requested not in ("auto", entry.name):
+                    continue
+                try:
+                    cls = entry.factory()
+                    problem = cls.available(self.device)
+                    if problem:
+                        raise BackendUnavailableError(f"{entry.name} backend unavailable: {problem}")
+                    spec = read_spec(artifact_path)
+                    return cls(artifact_path, spec, device=self.device)
+                except BackendUnavailableError as exc:
+                    if not fallback:
+                        raise
+                    reasons.append(f"{artifact_path.name} ({entry.name}): {exc}")
+                    warnings.warn(f"falling back: {artifact_path}: {exc}", RuntimeWarning, stacklevel=3)
+        detail = "; ".join(reasons) or f"no backend named {requested!r} runs these artifacts"
+        raise BackendUnavailableError(f"{self.path}: no usable backend ({detail})")
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # ---- inference ------------------------------------------------------------------------------
+    def preprocess(self, video: VideoInput, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """The batch (num_clips, 3, T, S, S) the model sees for ``video`` (on the backend's device)."""
+        return clips_to_batch(load_clips(video, self.spec, rng), self.spec, self.backend.input_device)
+
+    def _infer(self, batch: torch.Tensor) -> np.ndarray:
+        parts = [self.backend.infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
+        return np.concatenate(parts, axis=0)
+
+    def _scores(self, logits: np.ndarray) -> np.ndarray:
+        probs = _sigmoid(logits) if self.spec.multi_label else _softmax(logits)
+        return probs.mean(axis=0)  # average class probabilities over clips
+
+    def probabilities(self, video: VideoInput) -> np.ndarray:
+        """Class probabilities (num_classes,) for one video, averaged over its clips."""
+        return self._scores(self._infer(self.preprocess(video)))
+
+    def _top(self, scores: np.ndarray, topk: int) -> list[Prediction]:
+        k = max(1, min(topk, len(scores)))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [Prediction(self.spec.class_names[i], int(i), float(scores[i])) for i in order]
+
+    def predict(self, video: VideoInput, topk: int = 5) -> list[Prediction]:
+        """The ``topk`` most probable classes of ``video`` (a file path, or uint8 RGB frames
+        shaped (T, H, W, 3) or a list of (H, W, 3) arrays), best first."""
+        return self._top(self.probabilities(video), topk)
+
+    def predict_batch(self, videos: Iterable[VideoInput], topk: int = 5, workers: int = 2) -> list[list[Prediction]]:
+        """Predict several videos: decoding overlaps in threads, clips are batched for the engine."""
+        videos = list(videos)
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            clips = list(pool.map(lambda v: load_clips(v, self.spec), videos))
+        counts = [len(c) for c in clips]
+        batch = clips_to_batch([clip for video in clips for clip in video], self.spec, self.backend.input_device)
+        logits = self._infer(batch)
+        out, start = [], 0
+        for n in counts:
+            out.append(self._top(self._scores(logits[start : start + n]), topk))
+            start += n
+        return out
+
+    # ---- life cycle -----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the backend (GPU memory, sessions)."""
+        if getattr(self, "backend", None) is not None:
+            self.backend.release()
+            self.backend = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Recognizer({str(self.path)!r}, backend={self.backend_name!r}, arch={self.spec.arch!r})"

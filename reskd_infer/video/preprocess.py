@@ -1,0 +1,94 @@
+"""The single place where decoded frames become the model's input tensor.
+
+The runtime (Recognizer) and the training evaluation transform both call
+:func:`frames_to_tensor`, so the student is served exactly the tensor it was
+evaluated on. It runs on any torch device: the TensorRT backend calls it on the
+GPU so the CPU does no per-pixel work.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..spec import ModelSpec
+
+
+def resize_short_side(x: torch.Tensor, short: int, antialias: bool = True) -> torch.Tensor:
+    """Bilinearly resize (..., H, W) float frames so that min(H, W) == short, keeping aspect."""
+    h, w = x.shape[-2:]
+    if min(h, w) == short:
+        return x
+    if h <= w:
+        new_h, new_w = short, max(1, round(w * short / h))
+    else:
+        new_h, new_w = max(1, round(h * short / w)), short
+    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=antialias)
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre crop (..., H, W) to (size, size); the image must be at least that big."""
+    h, w = x.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def to_model_resolution(x: torch.Tensor, input_size: int) -> torch.Tensor:
+    """Down-sample a (N, C, T, H, W) or (N, C, H, W) crop to ``input_size``.
+
+    Plain bilinear interpolation without antialiasing, as ResKD feeds the student
+    the teacher's crop; a no-op when the sizes already agree.
+    """
+    if x.shape[-1] == input_size and x.shape[-2] == input_size:
+        return x
+    if x.dim() == 5:
+        n, c, t, h, w = x.shape
+        y = x.transpose(1, 2).reshape(n * t, c, h, w)
+        y = F.interpolate(y, size=(input_size, input_size), mode="bilinear", align_corners=False)
+        return y.reshape(n, t, c, input_size, input_size).transpose(1, 2)
+    return F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+
+
+def normalize(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """(x - mean) / std on channel dim 1 of (N, C, ...) RGB 0..255 floats."""
+    shape = (1, 3) + (1,) * (x.dim() - 2)
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).reshape(shape)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).reshape(shape)
+    return (x - mean) / std
+
+
+def crop_frames(frames: torch.Tensor | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 RGB frames (T, H, W, 3) -> float crop (3, T, crop_size, crop_size), still 0..255.
+
+    Short side resized to ``spec.resize_short`` then centre-cropped to ``spec.crop_size``.
+    Frames with different sizes are not allowed here (decode one video at a time).
+    """
+    x = torch.as_tensor(frames)
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    if x.dim() != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames must be shaped (T, H, W, 3), got {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+    x = resize_short_side(x, spec.resize_short, spec.resize_antialias)
+    x = center_crop(x, spec.crop_size)
+    return x.transpose(0, 1).contiguous()  # (3, T, S, S)
+
+
+def frames_to_tensor(
+    frames: torch.Tensor | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """uint8 RGB frames (T, H, W, 3) of one clip -> the model input (3, T, input_size, input_size).
+
+    Evaluation preprocessing: short-side resize, centre crop, down-sample to the
+    model's resolution (ResKD students see the teacher's crop), normalize.
+    """
+    crop = crop_frames(frames, spec, device).unsqueeze(0)
+    return normalize(to_model_resolution(crop, spec.input_size), spec)[0]
+
+
+def clips_to_batch(
+    clips: list[np.ndarray] | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Several clips' frames -> a batch (num_clips, 3, T, input_size, input_size)."""
+    return torch.stack([frames_to_tensor(c, spec, device) for c in clips])
