@@ -24,7 +24,7 @@ CHECKPOINT_FORMAT = "reskd-infer/checkpoint/1"
 _META_FORMAT, _META_SPEC = "format", "reskd_spec"
 
 
-def atomic_write(path: str | Path, write: "callable[[str], None]") -> Path:  # type: ignore[valid-type]
+def atomic_write(path: str | Path, write: callable[[str], None]) -> Path:  # type: ignore[valid-type]
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,7 @@ class Backend(ABC):
 
     def release(self) -> None:
         """Free the engine's memory; the backend is unusable afterwards."""
+        return None  # backends holding GPU memory or sessions override this
 
     def __enter__(self) -> Backend:
         return self

@@ -1,0 +1,82 @@
+import pytest
+import torch
+from torchvision.models import resnet18
+from torchvision.models.video import r2plus1d_18 as tv_r2plus1d_18
+
+from reskd_infer import ModelSpec, build_model, list_archs
+from reskd_infer.errors import CheckpointError
+from reskd_infer.models.tsn import TemporalShift
+
+CORE_ARCHS = ["tsn_r18", "tsn_r50", "tsm_r50", "r3d_18", "mc3_18", "r2plus1d_18", "swin3d_t"]
+
+
+def test_the_zoo_lists_the_issue_architectures():
+    assert set(CORE_ARCHS) <= set(list_archs())
+    assert "s3d" not in list_archs()  # its fixed pooling kernel fails below 224 px
+
+
+@pytest.mark.parametrize("size", [112, 64])
+@pytest.mark.parametrize("arch", list_archs())
+def test_every_architecture_runs_at_low_resolution(arch, size):
+    spec = ModelSpec(arch=arch, class_names=["a", "b", "c"], input_size=size, num_frames=4)
+    model = build_model(spec).eval()
+    x = torch.randn(2, 3, 4, size, size)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        logits = model.forward_head(features)
+        assert torch.allclose(model(x), logits, atol=1e-5)
+    assert features.dim() == 5 and features.shape[0] == 2 and features.shape[1] == model.feature_dim
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+    assert model.classifier().out_features == 3
+
+
+def test_temporal_shift_moves_channels_between_frames_out_of_place():
+    shift = TemporalShift(num_frames=3, fold_div=4)
+    x = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(2 * 3, 8, 1, 1)
+    before = x.clone()
+    y = shift(x).reshape(2, 3, 8)
+    v = before.reshape(2, 3, 8)
+    assert torch.equal(x, before)  # input untouched
+    assert torch.equal(y[:, :2, :2], v[:, 1:, :2]) and torch.equal(y[:, 2, :2], torch.zeros(2, 2))
+    assert torch.equal(y[:, 1:, 2:4], v[:, :2, 2:4]) and torch.equal(y[:, 0, 2:4], torch.zeros(2, 2))
+    assert torch.equal(y[:, :, 4:], v[:, :, 4:])
+
+
+def test_tsm_differs_from_tsn_only_by_the_shift():
+    tsm = build_model(ModelSpec(arch="tsm_r50", class_names=["a"], num_frames=4, input_size=32)).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        a = tsm(x)
+        b = tsm(x.flip(2))  # reversing time changes TSM's output (TSN's would be identical)
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_local_torchvision_weights_load_into_tsn(tmp_path):
+    source = resnet18(weights=None)
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
+    model = build_model(ModelSpec(arch="tsn_r18", class_names=["a", "b"]), weights=tmp_path / "resnet18.pth")
+    assert torch.equal(model.trunk[0].weight, source.conv1.weight)
+    assert torch.equal(model.trunk[7][1].conv2.weight, source.layer4[1].conv2.weight)
+    shifted = build_model(ModelSpec(arch="tsm_r50", class_names=["a"]))  # TSM wraps conv1: names still map
+    from torchvision.models import resnet50
+
+    r50 = resnet50(weights=None)
+    torch.save(r50.state_dict(), tmp_path / "r50.pth")
+    from reskd_infer.models import load_pretrained_weights
+
+    with pytest.warns(UserWarning, match="class count"):
+        untouched = load_pretrained_weights(shifted, tmp_path / "r50.pth")
+    assert torch.equal(shifted.trunk[4][0].conv1.conv.weight, r50.layer1[0].conv1.weight)
+    assert untouched == ["head.fc.bias", "head.fc.weight"]
+
+
+def test_local_video_weights_load_and_wrong_weights_are_refused(tmp_path):
+    source = tv_r2plus1d_18(weights=None, num_classes=3)
+    torch.save(source.state_dict(), tmp_path / "r21d.pth")
+    spec = ModelSpec(arch="r2plus1d_18", class_names=["a", "b", "c"])
+    model = build_model(spec, weights=tmp_path / "r21d.pth")
+    assert torch.equal(model.head.fc.weight, source.fc.weight)  # same class count: the head loads too
+    with pytest.raises(CheckpointError, match="r21d.pth.*match"):
+        build_model(ModelSpec(arch="tsn_r18", class_names=["a"]), weights=tmp_path / "r21d.pth")
+    with pytest.raises(CheckpointError, match="not found"):
+        build_model(spec, weights=tmp_path / "nope.pth")
