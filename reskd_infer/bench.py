@@ -1,0 +1,214 @@
+"""reskd-bench: throughput and latency, engine-only and end to end, measured side by side.
+
+Configurations are measured in interleaved rounds (one call of each per round)
+so that a noisy, shared machine slows them all alike; reports give medians,
+90th percentiles and ratios against the first configuration of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class BenchCase:
+    """One configuration: an artifact run by one backend at one batch size."""
+
+    name: str
+    artifact: str
+    backend: str
+    input_size: int
+    num_frames: int
+    batch: int
+    gflops_per_clip: float | None = None
+    engine_ms: list[float] = field(default_factory=list)
+    end_to_end_ms: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        def stats(values: list[float]) -> dict[str, float] | None:
+            if not values:
+                return None
+            ordered = sorted(values)
+            return {"median_ms": statistics.median(ordered), "p90_ms": ordered[int(0.9 * (len(ordered) - 1))],
+                    "min_ms": ordered[0], "runs": len(ordered)}
+
+        engine = stats(self.engine_ms)
+        out = {k: v for k, v in asdict(self).items() if k not in ("engine_ms", "end_to_end_ms")}
+        out["engine"] = engine
+        out["end_to_end"] = stats(self.end_to_end_ms)
+        out["clips_per_s"] = (1000.0 * self.batch / engine["median_ms"]) if engine else None
+        return out
+
+
+def clip_gflops(model: torch.nn.Module, input_shape: Sequence[int]) -> float:
+    """Forward FLOPs of one clip (multiply-add counted as 2), measured by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    return counter.get_total_flops() / 1e9
+
+
+def _time_ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000.0
+
+
+def run_cases(cases: list[tuple[BenchCase, Callable[[], object], Callable[[], object] | None]], rounds: int,
+              warmup: int, progress: bool = True) -> list[BenchCase]:
+    """Interleave the cases for ``rounds`` rounds after ``warmup`` untimed ones."""
+    from tqdm import tqdm
+
+    for _ in range(warmup):
+        for _, engine_fn, e2e_fn in cases:
+            engine_fn()
+            if e2e_fn:
+                e2e_fn()
+    for _ in tqdm(range(rounds), desc="benchmark rounds", disable=not progress, file=sys.stderr):
+        for case, engine_fn, e2e_fn in cases:
+            case.engine_ms.append(_time_ms(engine_fn))
+            if e2e_fn:
+                case.end_to_end_ms.append(_time_ms(e2e_fn))
+    return [c for c, _, _ in cases]
+
+
+def build_arch_artifacts(arch: str, sizes: Sequence[int], num_frames: int, work_dir: Path, onnx: bool,
+                         num_classes: int = 10) -> list[tuple[int, Path, Path | None]]:
+    """Randomly initialised checkpoints (and ONNX exports) of ``arch`` at each size: speed does not
+    depend on the weights."""
+    from .checkpoint import save_checkpoint
+    from .models import build_model
+    from .spec import ModelSpec
+
+    out = []
+    for size in sizes:
+        spec = ModelSpec(arch=arch, class_names=[f"class{i}" for i in range(num_classes)], input_size=size,
+                         num_frames=num_frames)
+        ckpt = save_checkpoint(build_model(spec), spec, work_dir / f"{arch}_{size}.ckpt")
+        onnx_path = None
+        if onnx:
+            from .export import export_model
+
+            result = export_model(ckpt, work_dir / f"{arch}_{size}", onnx=True, trt=False, fp16=False,
+                                  verify_clips=())
+            onnx_path = Path(result.onnx_path)
+        out.append((size, ckpt, onnx_path))
+    return out
+
+
+def benchmark(artifacts: Sequence[tuple[str, Path, str]], batches: Sequence[int], rounds: int, warmup: int,
+              video: Path | None, progress: bool = True) -> dict[str, object]:
+    """Benchmark (name, artifact path, backend) triples at each batch size."""
+    from . import Recognizer
+    from .models import build_model
+
+    prepared = []
+    for name, path, backend in artifacts:
+        rec = Recognizer(path, backend=backend, max_batch=max(batches))
+        spec = rec.spec
+        flops = clip_gflops(build_model(spec).eval(), spec.input_shape)
+        for batch in batches:
+            x = torch.randn(batch, *spec.input_shape).to(rec.backend.input_device)
+            case = BenchCase(f"{name}/b{batch}", str(path), rec.backend_name, spec.input_size, spec.num_frames,
+                             batch, round(flops, 3))
+            e2e = (lambda r=rec: r.predict(video)) if (video is not None and batch == 1) else None
+            prepared.append((case, (lambda r=rec, x=x: r.backend.infer(x)), e2e))
+    cases = run_cases(prepared, rounds, warmup, progress)
+    rows = [c.summary() for c in cases]
+    base = rows[0]["clips_per_s"] if rows and rows[0]["clips_per_s"] else None
+    for row in rows:
+        row["throughput_vs_first"] = (row["clips_per_s"] / base) if base and row["clips_per_s"] else None
+    return {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+        "rounds": rounds,
+        "warmup": warmup,
+        "video": str(video) if video else None,
+        "cases": rows,
+    }
+
+
+def format_table(report: dict[str, object]) -> str:
+    lines = ["| case | backend | size | frames | batch | GFLOPs/clip | engine median ms | p90 ms | clips/s | "
+             "x first | end-to-end ms |", "|" + "---|" * 11]
+    for r in report["cases"]:  # type: ignore[union-attr]
+        e2e = r["end_to_end"]["median_ms"] if r["end_to_end"] else None
+        lines.append(
+            f"| {r['name']} | {r['backend']} | {r['input_size']} | {r['num_frames']} | {r['batch']} | "
+            f"{r['gflops_per_clip']:.2f} | {r['engine']['median_ms']:.1f} | {r['engine']['p90_ms']:.1f} | "
+            f"{r['clips_per_s']:.1f} | {r['throughput_vs_first']:.2f} | " + (f"{e2e:.1f} |" if e2e else "- |")
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="reskd-bench",
+        description="Measure engine latency/throughput and end-to-end (decode + preprocess + infer) latency. "
+        "Either benchmark given artifacts, or build random-weight models of --arch at several --sizes "
+        "(speed does not depend on the weights) and compare them side by side.",
+    )
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="artifacts to benchmark (.ckpt, .onnx, .plan or export folder); default: use --arch")
+    parser.add_argument("--arch", default="r2plus1d_18", help="architecture to build when no MODEL is given")
+    parser.add_argument("--sizes", default="224,112", help="comma-separated input sizes for --arch (default 224,112)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip for --arch (default 8)")
+    parser.add_argument("--backends", default="torch,onnxruntime",
+                        help="comma-separated backends to compare (torch, onnxruntime, tensorrt); default both CPU ones")
+    parser.add_argument("--batch", default="1", help="comma-separated batch sizes (clips per call), default 1")
+    parser.add_argument("--rounds", type=int, default=10, help="timed rounds per case (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (default 2)")
+    parser.add_argument("--video", type=Path, default=None,
+                        help="a video for end-to-end latency at batch 1 (decode + preprocess + infer)")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave the default)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = [int(b) for b in args.batch.split(",")]
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+
+    from .errors import ReskdError
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="reskd-bench-") as tmp:
+            triples: list[tuple[str, Path, str]] = []
+            if args.models:
+                for model in args.models:
+                    triples += [(f"{Path(model).name}/{b}", Path(model), b) for b in backends]
+            else:
+                sizes = [int(s) for s in args.sizes.split(",")]
+                built = build_arch_artifacts(args.arch, sizes, args.frames, Path(tmp), "onnxruntime" in backends)
+                for size, ckpt, onnx_path in built:
+                    for b in backends:
+                        path = onnx_path if b in ("onnxruntime", "tensorrt") else ckpt
+                        if path is not None:
+                            triples.append((f"{args.arch}@{size}/{b}", path, b))
+            report = benchmark(triples, batches, args.rounds, args.warmup, args.video)
+    except ReskdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text if args.json else format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""reskd-bench measures real models side by side; only the report's structure and arithmetic are
+checked here (speed targets live in benchmarks/, never in tests)."""
+
+import json
+
+from reskd_infer.bench import main as bench_main
+
+
+def test_bench_reports_interleaved_cases_with_ratios(tmp_path, clip_dir, capsys):
+    out = tmp_path / "bench.json"
+    code = bench_main(["--arch", "tsn_r18", "--sizes", "64,32", "--frames", "2", "--backends", "torch",
+                       "--rounds", "2", "--warmup", "0", "--video", str(clip_dir / "h264.mp4"),
+                       "--json", "--out", str(out)])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == printed
+    cases = printed["cases"]
+    assert [c["name"] for c in cases] == ["tsn_r18@64/torch/b1", "tsn_r18@32/torch/b1"]
+    for case in cases:
+        assert case["engine"]["runs"] == 2 and case["end_to_end"]["runs"] == 2
+        assert case["clips_per_s"] == 1000.0 / case["engine"]["median_ms"]
+    # FLOPs of a 2D ResNet scale with the pixel count: 4x fewer at half the resolution.
+    assert 3.5 < cases[0]["gflops_per_clip"] / cases[1]["gflops_per_clip"] < 4.5
+    assert cases[0]["throughput_vs_first"] == 1.0
+    assert abs(cases[1]["throughput_vs_first"] - cases[1]["clips_per_s"] / cases[0]["clips_per_s"]) < 1e-9
+
+
+def test_bench_bad_model_is_a_clear_error(tmp_path, capsys):
+    code = bench_main([str(tmp_path / "missing.ckpt"), "--backends", "torch", "--rounds", "1"])
+    assert code == 2
+    assert "missing.ckpt" in capsys.readouterr().err
