@@ -19,7 +19,21 @@ def _torch_backend() -> type[Backend]:
     return TorchBackend
 
 
+def _onnxruntime_backend() -> type[Backend]:
+    from .onnxruntime_ import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend
+
+
+def _tensorrt_backend() -> type[Backend]:
+    from .tensorrt_ import TensorRTBackend
+
+    return TensorRTBackend
+
+
 register_backend("torch", ARTIFACT_CHECKPOINT, 0, _torch_backend)
+register_backend("onnxruntime", ARTIFACT_ONNX, 10, _onnxruntime_backend)
+register_backend("tensorrt", ARTIFACT_TENSORRT, 20, _tensorrt_backend)
 
 __all__ = [
     "ARTIFACT_CHECKPOINT",

@@ -1,0 +1,150 @@
+"""Mixed-precision (FP16) ONNX for TensorRT's strongly typed networks.
+
+TensorRT 11 removed ``BuilderFlag.FP16``: reduced precision must be written in
+the ONNX graph itself. This module converts the verified FP32 ONNX to a mixed
+FP16/FP32 graph, keeping the numerically sensitive operators in FP32
+(normalizations, softmax, reductions, pow/sqrt/exp/erf: FP16 overflow in
+LayerNorm/pow and single-class TSN engines are reported failures), with FP32
+inputs and outputs (``keep_io_types``) so callers and Triton configs do not
+change.
+
+Converters, in order of preference:
+
+* NVIDIA ModelOpt AutoCast (``modelopt.onnx.autocast.convert_to_mixed_precision``)
+  when ``nvidia-modelopt[onnx]`` is importable; it is not a dependency because it
+  pulls ``onnxruntime-gpu``, which replaces the CPU wheel of ``onnxruntime``;
+* ``onnxconverter-common``'s ``convert_float_to_float16`` with an explicit
+  FP32 block list (the ``[fp16]`` extra, part of ``[dev]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifacts import ONNX_SPEC_KEY
+from ..checkpoint import atomic_write
+from ..errors import ExportError
+from ..spec import ModelSpec
+from .onnx import check_onnx, set_spec
+
+# Operators kept in FP32 by the onnxconverter-common path. Reductions and normalizations
+# accumulate; exp/pow/sqrt/erf overflow FP16's 65504 range on real activations.
+FP32_OPS: tuple[str, ...] = (
+    "BatchNormalization", "LayerNormalization", "InstanceNormalization", "GroupNormalization",
+    "LpNormalization", "MeanVarianceNormalization",
+    "Softmax", "LogSoftmax",
+    "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+    "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
+    "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
+    "Pow", "Sqrt", "Exp", "Log", "Erf", "Reciprocal",
+    "Resize", "Upsample",  # coordinate arithmetic; kept exact
+)
+
+CONVERTER_MODELOPT = "modelopt-autocast"
+CONVERTER_OCC = "onnxconverter-common"
+
+
+def available_converter() -> str | None:
+    """Which converter :func:`convert_fp16` would use here, or None if none is installed."""
+    try:
+        from modelopt.onnx.autocast import convert_to_mixed_precision  # noqa: F401
+
+        return CONVERTER_MODELOPT
+    except Exception:  # noqa: BLE001 - ImportError, or a broken CUDA-only install
+        pass
+    try:
+        from onnxconverter_common import float16  # noqa: F401
+
+        return CONVERTER_OCC
+    except ImportError:
+        return None
+
+
+def convert_fp16(onnx_path: str | Path, out_path: str | Path, spec: ModelSpec, converter: str | None = None) -> tuple[Path, str]:
+    """Write the mixed-precision version of ``onnx_path`` to ``out_path``; returns (path, converter used).
+
+    The result keeps the spec in its metadata, FP32 inputs/outputs, and passes
+    ``onnx.checker`` (full check) and the I/O contract check.
+
+    Raises:
+        ExportError: no converter is installed, the conversion failed, or the checker rejected the graph.
+    """
+    import onnx
+
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    converter = converter or available_converter()
+    if converter is None:
+        raise ExportError(f"{onnx_path}: no FP16 converter installed; pip install 'reskd-infer[fp16]' "
+                          "(onnxconverter-common) or nvidia-modelopt[onnx]")
+    try:
+        if converter == CONVERTER_MODELOPT:
+            from modelopt.onnx.autocast import convert_to_mixed_precision
+
+            # AutoCast picks the FP32 islands itself (it keeps normalizations, reductions and
+            # nodes with large or small activations in FP32).
+            proto = convert_to_mixed_precision(onnx_path=str(onnx_path), low_precision_type="fp16",
+                                               keep_io_types=True)
+        elif converter == CONVERTER_OCC:
+
+            proto = _convert_occ(onnx.load(str(onnx_path)))
+        else:
+            raise ExportError(f"{onnx_path}: unknown FP16 converter {converter!r}")
+    except ExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - converters raise many types
+        raise ExportError(f"{onnx_path}: FP16 conversion with {converter} failed: {type(exc).__name__}: {exc}") from None
+    if not any(p.key == ONNX_SPEC_KEY for p in proto.metadata_props):
+        set_spec(proto, spec)
+    check_onnx(proto, out_path, spec)
+    if fp16_fraction(proto) == 0.0:
+        raise ExportError(f"{out_path}: FP16 conversion with {converter} left no FP16 tensor in the graph")
+    atomic_write(out_path, lambda tmp: onnx.save(proto, tmp))
+    return out_path, converter
+
+
+def _convert_occ(source: object, max_rounds: int = 6) -> object:
+    """onnxconverter-common with the FP32 block list, repaired until the checker accepts the graph.
+
+    On graphs with Cast nodes inside attention (video Swin's relative position bias),
+    the converter leaves some nodes typed inconsistently; every node the checker names
+    is then kept in FP32 (``node_block_list``) and the conversion redone.
+    """
+    import re
+    import warnings
+
+    import onnx
+    from onnxconverter_common import float16
+
+    block_ops = sorted(set(FP32_OPS) | set(float16.DEFAULT_OP_BLOCK_LIST))
+    block_nodes: set[str] = set()
+    for _ in range(max_rounds):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the converter warns once per clipped constant
+            proto = float16.convert_float_to_float16(source, keep_io_types=True, op_block_list=block_ops,
+                                                     node_block_list=sorted(block_nodes))
+        try:
+            onnx.checker.check_model(proto, full_check=True)
+            return proto
+        except Exception as exc:  # noqa: BLE001 - ValidationError/InferenceError
+            named = set(re.findall(r"node name: ([^)]+)\)", str(exc)))
+            if not named - block_nodes:
+                raise ExportError(f"the FP16 graph is invalid and cannot be repaired: {exc}") from None
+            block_nodes |= named
+    raise ExportError(f"the FP16 graph is still invalid after {max_rounds} repair rounds")
+
+
+def fp16_fraction(proto: object) -> float:
+    """Share of the graph's floating-point initializer elements stored as FP16 (weights moved to FP16)."""
+    from onnx import TensorProto
+
+    total = half = 0
+    for init in proto.graph.initializer:  # type: ignore[attr-defined]
+        if init.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+            continue
+        n = 1
+        for d in init.dims:
+            n *= d
+        total += n
+        if init.data_type == TensorProto.FLOAT16:
+            half += n
+    return half / total if total else 0.0
