@@ -1,0 +1,172 @@
+"""Export: ONNX parity for every zoo architecture, FP16 ONNX, the export folder, Recognizer on each artifact."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from reskd_infer import ModelSpec, Recognizer, build_model, list_archs, save_checkpoint
+from reskd_infer.artifacts import ONNX_SPEC_KEY, read_manifest, read_spec
+from reskd_infer.errors import CheckpointError, ExportError
+from reskd_infer.export import export_model
+from reskd_infer.export.fp16 import fp16_fraction
+from reskd_infer.export.verify import FP32_TOLERANCE, compare, random_inputs, require
+from reskd_infer.models import get_arch_info
+
+FIGURES: dict[str, dict[str, dict[str, float]]] = {}
+
+
+def small_spec(arch, **extra):
+    info = get_arch_info(arch)
+    frames = max(2, info.min_frames) if arch == "swin3d_t" else 4  # swin is the slow one: fewest frames
+    return ModelSpec(arch=arch, class_names=["walk", "run", "jump", "sit", "wave"], input_size=64,
+                     num_frames=frames, **extra)
+
+
+@pytest.mark.parametrize("arch", list_archs())
+def test_every_arch_exports_verified_onnx_and_fp16(arch, clip_dir, tmp_path):
+    torch.manual_seed(0)
+    spec = small_spec(arch, provenance={"teacher": "r2plus1d_18@224", "dataset": "test"})
+    ckpt = save_checkpoint(build_model(spec), spec, tmp_path / f"{arch}.ckpt")
+    clips = [clip_dir / "h264.mp4", clip_dir / "vp9_odd.webm"]
+    result = export_model(ckpt, tmp_path / "out", fp16=True, batch=(1, 2, 4), verify_clips=clips)
+
+    fp32, fp16 = result.reports
+    assert fp32.passed and fp16.passed, result.table()
+    assert fp32.samples == 2 + 3 + 2  # two random batches (two sizes) and two real clips
+    assert fp32.max_abs <= 1e-3 and fp32.min_cosine > 0.99999 and fp32.top1_agreement == 1.0
+    assert fp16.min_cosine > 0.999
+    FIGURES[arch] = {r.stage: {"max_abs": r.max_abs, "min_cosine": r.min_cosine, "top1": r.top1_agreement}
+                     for r in result.reports}
+
+    # ONNX graph: dynamic batch, spec in metadata_props, FP32 I/O on the FP16 graph too
+    for path in (result.onnx_path, result.onnx_fp16_path):
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto, full_check=True)
+        dims = proto.graph.input[0].type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == list(spec.input_shape)
+        assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        props = {p.key: p.value for p in proto.metadata_props}
+        assert ModelSpec.from_json(props[ONNX_SPEC_KEY]).to_dict() == spec.to_dict()
+    assert fp16_fraction(onnx.load(str(result.onnx_fp16_path))) > 0.9  # the weights really moved to FP16
+
+
+def test_tsm_shift_is_live_in_the_onnx_graph(tmp_path):
+    """A shift frozen into a constant when traced would make ONNX ignore changes to neighbouring frames."""
+    from reskd_infer.backends.onnxruntime_ import OnnxRuntimeBackend
+
+    torch.manual_seed(1)
+    spec = small_spec("tsm_r50")
+    model = build_model(spec).eval()
+    ckpt = save_checkpoint(model, spec, tmp_path / "tsm.ckpt")
+    result = export_model(ckpt, tmp_path / "out", fp16=False, verify_clips=())
+    ort = OnnxRuntimeBackend(result.onnx_path, spec, device="cpu")
+    rng = np.random.default_rng(3)
+    for _ in range(3):  # several inputs, and an edit of one frame only
+        x = rng.standard_normal((2, *spec.input_shape)).astype(np.float32)
+        y = x.copy()
+        y[:, :, 1] = rng.standard_normal(y[:, :, 1].shape)
+        with torch.no_grad():
+            want_x, want_y = model(torch.from_numpy(x)).numpy(), model(torch.from_numpy(y)).numpy()
+        got_x, got_y = ort.infer(x), ort.infer(y)
+        assert np.allclose(got_x, want_x, atol=1e-3) and np.allclose(got_y, want_y, atol=1e-3)
+        assert np.abs(want_y - want_x).max() > 1e-3  # the edit matters, and ONNX follows it
+        assert np.allclose(got_y - got_x, want_y - want_x, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, clip_dir):
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="r3d_18", class_names=["walk", "run", "jump", "sit"], input_size=32, crop_size=64,
+                     num_frames=4, frame_interval=2, num_clips=2, provenance={"dataset": "unit", "seed": 0})
+    root = tmp_path_factory.mktemp("export")
+    ckpt = save_checkpoint(build_model(spec), spec, root / "student.ckpt")
+    result = export_model(ckpt, root / "out", fp16=True, batch=(1, 4, 8), verify_clips=[clip_dir / "h264.mp4"],
+                          triton_dir=root / "triton")
+    return spec, ckpt, result
+
+
+def test_export_folder_manifest(exported):
+    spec, ckpt, result = exported
+    manifest = read_manifest(result.folder)
+    assert manifest["schema"] == "reskd-infer/export/1"
+    assert manifest["artifacts"] == {"checkpoint": "model.ckpt", "onnx": "model.onnx", "onnx_fp16": "model.fp16.onnx"}
+    assert (result.folder / "model.ckpt").read_bytes() == ckpt.read_bytes()
+    assert [v["stage"] for v in manifest["verification"]] == ["onnx fp32 vs pytorch", "onnx fp16 vs onnx fp32"]
+    assert all(v["passed"] for v in manifest["verification"])
+    assert manifest["batch_profile"] == [1, 4, 8] and manifest["tensorrt"] is None
+    assert result.plan_path is None and result.onnx_path.is_file() and result.onnx_fp16_path.is_file()
+
+
+def test_spec_round_trip_through_every_artifact(exported):
+    spec, _, result = exported
+    for artifact in (result.onnx_path, result.onnx_fp16_path, result.folder, result.checkpoint_path):
+        got = read_spec(artifact)
+        assert got == spec and got.to_dict() == spec.to_dict()  # provenance included
+        assert got.provenance == {"dataset": "unit", "seed": 0}
+
+
+def test_recognizer_same_top1_on_checkpoint_onnx_and_folder(exported, clip_dir):
+    _, ckpt, result = exported
+    videos = [clip_dir / n for n in ("h264.mp4", "vp9_odd.webm", "mjpeg.avi")]
+    with Recognizer(ckpt) as reference:
+        want = [reference.probabilities(v) for v in videos]
+    for artifact, backend, atol in ((result.onnx_path, "onnxruntime", 1e-5), (result.folder, "onnxruntime", 1e-5),
+                                    (result.onnx_fp16_path, "onnxruntime", 2e-2)):
+        with Recognizer(artifact) as rec:
+            assert rec.backend_name == backend
+            for v, probs in zip(videos, want, strict=True):
+                got = rec.probabilities(v)
+                assert int(got.argmax()) == int(probs.argmax()), (artifact, v)
+                assert np.allclose(got, probs, atol=atol), (artifact, v, got, probs)
+            assert [p[0].index for p in rec.predict_batch(videos)] == [int(p.argmax()) for p in want]
+
+
+def test_export_for_benchmarks_onnx_only(tmp_path):
+    """The call reskd-bench makes: FP32 ONNX only, random input only."""
+    spec = small_spec("tsn_r18")
+    ckpt = save_checkpoint(build_model(spec), spec, tmp_path / "m.ckpt")
+    result = export_model(ckpt, tmp_path / "m", onnx=True, trt=False, fp16=False, verify_clips=())
+    assert result.onnx_path.is_file() and result.onnx_fp16_path is None and result.plan_path is None
+    assert len(result.reports) == 1 and [r.input for r in result.reports[0].rows] == ["random b2", "random b3"]
+
+
+def test_verification_fails_above_tolerance_and_names_the_file(tmp_path):
+    spec = small_spec("tsn_r18")
+    model = build_model(spec).eval()
+
+    def reference(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    def drifted(x):  # a real deviation the size of a broken kernel: 5% of the logits' range
+        out = reference(x)
+        return out + 0.05 * np.abs(out).max() * np.random.default_rng(0).standard_normal(out.shape)
+
+    ok = compare("same", ("pytorch", reference), ("again", reference), random_inputs(spec), FP32_TOLERANCE)
+    assert ok.passed and ok.max_abs == 0.0 and ok.top1_agreement == 1.0
+    bad = compare("drift", ("pytorch", reference), ("drifted", drifted), random_inputs(spec), FP32_TOLERANCE)
+    assert not bad.passed and any("max abs diff" in f for f in bad.failures)
+    with pytest.raises(ExportError, match=r"broken\.onnx: verification failed"):
+        require(bad, tmp_path / "broken.onnx")
+
+
+def test_export_errors_name_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="missing.ckpt"):
+        export_model(tmp_path / "missing.ckpt", tmp_path / "out")
+    spec = small_spec("tsn_r18")
+    ckpt = save_checkpoint(build_model(spec), spec, tmp_path / "m.ckpt")
+    with pytest.raises(ExportError, match="nothing to export"):
+        export_model(ckpt, tmp_path / "out", onnx=False, fp16=False, trt=False)
+    with pytest.raises(ExportError, match="MIN,OPT,MAX"):
+        export_model(ckpt, tmp_path / "out", batch=(8, 4, 2))
+
+
+def test_parity_figures_are_recorded():
+    """Prints the per-architecture figures of the parametrized test above (run with -s to see them)."""
+    if not FIGURES:
+        pytest.skip("the per-architecture export test did not run in this session")
+    print("\nPARITY " + json.dumps(FIGURES))
