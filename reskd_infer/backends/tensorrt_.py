@@ -53,7 +53,7 @@ class TensorRTBackend(Backend):
         return runtime_tensorrt_version(), runtime_gpu(device)
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto"):
-        from ..export.tensorrt import check_engine_compatibility
+        from ..export.tensorrt import check_engine_compatibility, tensorrt_missing
 
         sidecar = read_sidecar(path)
         super().__init__(path, spec or ModelSpec.from_dict(sidecar.get("spec", {})), device)
@@ -61,7 +61,7 @@ class TensorRTBackend(Backend):
         trt_version, gpu = self.runtime_environment(device)
         # Checked from the sidecar first: deserializing a foreign plan fails with an opaque "version tag" error.
         check_engine_compatibility(sidecar, trt_version, gpu, plan=self.path)
-        problem = self.available(device)
+        problem = tensorrt_missing(device)
         if problem:
             raise BackendUnavailableError(f"{self.path}: {problem}")
         import tensorrt as trt
