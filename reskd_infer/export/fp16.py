@@ -80,10 +80,10 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, spec: ModelSpec, c
         if converter == CONVERTER_MODELOPT:
             from modelopt.onnx.autocast import convert_to_mixed_precision
 
-            # AutoCast picks the FP32 islands itself (it keeps normalizations, reductions and
-            # nodes with large or small activations in FP32).
+            # AutoCast also keeps nodes with large activations or initializers (data_max,
+            # init_max) in FP32; our op list makes the sensitive-op policy explicit.
             proto = convert_to_mixed_precision(onnx_path=str(onnx_path), low_precision_type="fp16",
-                                               keep_io_types=True)
+                                               keep_io_types=True, op_types_to_exclude=list(FP32_OPS))
         elif converter == CONVERTER_OCC:
 
             proto = _convert_occ(onnx.load(str(onnx_path)))
