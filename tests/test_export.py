@@ -157,6 +157,7 @@ def test_verification_fails_above_tolerance_and_names_the_file(tmp_path):
 def test_export_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="missing.ckpt"):
         export_model(tmp_path / "missing.ckpt", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-made is left behind
     spec = small_spec("tsn_r18")
     ckpt = save_checkpoint(build_model(spec), spec, tmp_path / "m.ckpt")
     with pytest.raises(ExportError, match="nothing to export"):

@@ -159,9 +159,9 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
     if not (onnx or fp16 or trt):
         raise ExportError(f"{checkpoint}: nothing to export (onnx, fp16 and trt are all off)")
     profile = parse_batch(batch)
+    model, spec = load_checkpoint(checkpoint)  # before creating anything: a bad checkpoint leaves no folder
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    model, spec = load_checkpoint(checkpoint)
     clips = default_verify_clips() if verify_clips is None else [Path(v) for v in verify_clips]
     steps = ["checkpoint", "onnx", "verify onnx"] + (["fp16", "verify fp16"] if fp16 else []) + \
         (["tensorrt", "verify tensorrt"] if trt else []) + (["triton"] if triton_dir else [])

@@ -86,7 +86,7 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, spec: ModelSpec, c
                                                keep_io_types=True, op_types_to_exclude=list(FP32_OPS))
         elif converter == CONVERTER_OCC:
 
-            proto = _convert_occ(onnx.load(str(onnx_path)))
+            proto = _convert_occ(onnx.load(str(onnx_path)), onnx_path)
         else:
             raise ExportError(f"{onnx_path}: unknown FP16 converter {converter!r}")
     except ExportError:
@@ -102,7 +102,7 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, spec: ModelSpec, c
     return out_path, converter
 
 
-def _convert_occ(source: object, max_rounds: int = 6) -> object:
+def _convert_occ(source: object, path: Path, max_rounds: int = 6) -> object:
     """onnxconverter-common with the FP32 block list, repaired until the checker accepts the graph.
 
     On graphs with Cast nodes inside attention (video Swin's relative position bias),
@@ -128,9 +128,9 @@ def _convert_occ(source: object, max_rounds: int = 6) -> object:
         except Exception as exc:  # noqa: BLE001 - ValidationError/InferenceError
             named = set(re.findall(r"node name: ([^)]+)\)", str(exc)))
             if not named - block_nodes:
-                raise ExportError(f"the FP16 graph is invalid and cannot be repaired: {exc}") from None
+                raise ExportError(f"{path}: the FP16 graph is invalid and cannot be repaired: {exc}") from None
             block_nodes |= named
-    raise ExportError(f"the FP16 graph is still invalid after {max_rounds} repair rounds")
+    raise ExportError(f"{path}: the FP16 graph is still invalid after {max_rounds} repair rounds")
 
 
 def fp16_fraction(proto: object) -> float:
