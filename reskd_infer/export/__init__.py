@@ -222,7 +222,7 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
                     source, folder / PLAN_NAME, spec, batch=profile, workspace_gb=workspace_gb,
                     timing_cache=timing_cache or folder / TIMING_CACHE_NAME,
                     precision="fp16" if result.onnx_fp16_path else "fp32",
-                    fallback=[ONNX_NAME, CHECKPOINT_NAME])
+                    fallback=[ONNX_NAME, CHECKPOINT_NAME], progress=progress)
                 result.plan_path = folder / PLAN_NAME
                 bar.update()
                 step("verify tensorrt")

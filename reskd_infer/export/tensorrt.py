@@ -56,6 +56,7 @@ TRT_API_NAMES: tuple[str, ...] = (
     "IBuilderConfig.add_optimization_profile", "IOptimizationProfile.set_shape",
     "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.get_timing_cache",
     "ITimingCache.serialize",
+    "IProgressMonitor", "IBuilderConfig.progress_monitor",
     "Runtime", "Runtime.deserialize_cuda_engine",
     "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
     "ICudaEngine.get_tensor_dtype", "ICudaEngine.get_tensor_profile_shape",
@@ -189,7 +190,7 @@ def _sha256(path: Path) -> str:
 
 def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, *, batch: Sequence[int] = (1, 8, 32),
                  workspace_gb: float = 4.0, timing_cache: str | Path | None = None, precision: str = "fp32",
-                 fallback: Sequence[str] = (), device: str = "auto") -> dict[str, Any]:
+                 fallback: Sequence[str] = (), device: str = "auto", progress: bool = False) -> dict[str, Any]:
     """Build ``plan_path`` from ``onnx_path`` and write its sidecar; returns the sidecar dict.
 
     ``precision`` only records what the ONNX holds ("fp16" for a mixed-precision
@@ -228,6 +229,9 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)  # empty bytes: a fresh cache
     config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is refused
+    if progress:
+        monitor = _progress_monitor(trt)  # must outlive the build: kept referenced until the end
+        config.progress_monitor = monitor
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
@@ -258,6 +262,40 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
     }
     write_sidecar(plan_path, sidecar)
     return sidecar
+
+
+def _progress_monitor(trt: Any) -> Any:
+    """A TensorRT IProgressMonitor drawing one tqdm bar per builder phase (engine builds take minutes)."""
+    import sys
+    import threading
+
+    from tqdm import tqdm
+
+    class TqdmProgressMonitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._bars: dict[str, Any] = {}
+            self._lock = threading.Lock()  # TensorRT may report from several threads
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            with self._lock:
+                self._bars[phase_name] = tqdm(total=num_steps, desc=f"tensorrt: {phase_name}", leave=False,
+                                              position=len(self._bars) + 1, file=sys.stderr)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with self._lock:
+                bar = self._bars.get(phase_name)
+                if bar is not None:
+                    bar.update(max(0, step + 1 - bar.n))
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            with self._lock:
+                bar = self._bars.pop(phase_name, None)
+                if bar is not None:
+                    bar.close()
+
+    return TqdmProgressMonitor()
 
 
 def write_sidecar(plan_path: str | Path, sidecar: dict[str, Any]) -> Path:
