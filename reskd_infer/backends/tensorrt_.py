@@ -70,7 +70,8 @@ class TensorRTBackend(Backend):
         self._device = torch.device(device if device.startswith("cuda") else "cuda")
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        with torch.cuda.device(self._device):  # the engine lives on the device it is deserialized on
+            self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise EngineIncompatibleError(f"{self.path}: TensorRT {trt.__version__} could not deserialize the plan "
                                           "(see the TensorRT log); rebuild it with reskd-export --trt")
@@ -110,6 +111,10 @@ class TensorRTBackend(Backend):
         return torch.cat(parts).float().cpu().numpy()
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.cuda.device(self._device):
+            return self._run_on_device(x)
+
+    def _run_on_device(self, x: torch.Tensor) -> torch.Tensor:
         ctx = self._context()
         ctx.set_input_shape(self.input_name, tuple(x.shape))
         out = torch.empty(tuple(ctx.get_tensor_shape(self.output_name)), dtype=self._dtypes[self.output_name],

@@ -172,7 +172,10 @@ def check_engine_compatibility(sidecar: dict[str, Any], runtime_trt_version: str
 # ---- building ----------------------------------------------------------------------------------
 def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
     """``"1,8,32"`` (or a sequence) -> (min, opt, max); a single value means a fixed batch."""
-    values = [int(v) for v in (text.split(",") if isinstance(text, str) else text)]
+    try:
+        values = [int(v) for v in (text.split(",") if isinstance(text, str) else text)]
+    except (TypeError, ValueError):
+        raise ExportError(f"batch profile must be MIN,OPT,MAX integers, got {text!r}") from None
     if len(values) == 1:
         values = values * 3
     if len(values) != 3 or not (1 <= values[0] <= values[1] <= values[2]):
@@ -204,7 +207,10 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
     if problem:
         raise BackendUnavailableError(f"cannot build {plan_path}: {problem}")
     import tensorrt as trt
+    import torch
 
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))  # the builder times kernels on the current CUDA device
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     bmin, bopt, bmax = parse_batch(batch)
     logger = trt.Logger(trt.Logger.WARNING)
