@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import sys
@@ -40,7 +41,9 @@ class BenchCase:
             if not values:
                 return None
             ordered = sorted(values)
-            return {"median_ms": statistics.median(ordered), "p90_ms": ordered[int(0.9 * (len(ordered) - 1))],
+            # Nearest-rank 90th percentile: never below the median.
+            rank = max(0, math.ceil(0.9 * len(ordered)) - 1)
+            return {"median_ms": statistics.median(ordered), "p90_ms": ordered[rank],
                     "min_ms": ordered[0], "runs": len(ordered)}
 
         engine = stats(self.engine_ms)
@@ -86,9 +89,9 @@ def run_cases(cases: list[tuple[BenchCase, Callable[[], object], Callable[[], ob
 
 
 def build_arch_artifacts(arch: str, sizes: Sequence[int], num_frames: int, work_dir: Path, onnx: bool,
-                         num_classes: int = 10) -> list[tuple[int, Path, Path | None]]:
-    """Randomly initialised checkpoints (and ONNX exports) of ``arch`` at each size: speed does not
-    depend on the weights."""
+                         num_classes: int = 10, trt: bool = False) -> list[tuple[int, Path, Path | None, Path | None]]:
+    """Randomly initialised checkpoints (and ONNX exports, and TensorRT FP16 plans with ``trt``) of
+    ``arch`` at each size: speed does not depend on the weights. Returns (size, ckpt, onnx, plan)."""
     from .checkpoint import save_checkpoint
     from .models import build_model
     from .spec import ModelSpec
@@ -98,14 +101,16 @@ def build_arch_artifacts(arch: str, sizes: Sequence[int], num_frames: int, work_
         spec = ModelSpec(arch=arch, class_names=[f"class{i}" for i in range(num_classes)], input_size=size,
                          num_frames=num_frames)
         ckpt = save_checkpoint(build_model(spec), spec, work_dir / f"{arch}_{size}.ckpt")
-        onnx_path = None
-        if onnx:
+        onnx_path = plan_path = None
+        if onnx or trt:
             from .export import export_model
 
-            result = export_model(ckpt, work_dir / f"{arch}_{size}", onnx=True, trt=False, fp16=False,
+            # A failing TensorRT build (no GPU, no tensorrt) raises a ReskdError that says what is missing.
+            result = export_model(ckpt, work_dir / f"{arch}_{size}", onnx=True, trt=trt, fp16=trt,
                                   verify_clips=())
             onnx_path = Path(result.onnx_path)
-        out.append((size, ckpt, onnx_path))
+            plan_path = Path(result.plan_path) if result.plan_path else None
+        out.append((size, ckpt, onnx_path, plan_path))
     return out
 
 
@@ -192,10 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     triples += [(f"{Path(model).name}/{b}", Path(model), b) for b in backends]
             else:
                 sizes = [int(s) for s in args.sizes.split(",")]
-                built = build_arch_artifacts(args.arch, sizes, args.frames, Path(tmp), "onnxruntime" in backends)
-                for size, ckpt, onnx_path in built:
+                built = build_arch_artifacts(args.arch, sizes, args.frames, Path(tmp), "onnxruntime" in backends,
+                                             trt="tensorrt" in backends)
+                for size, ckpt, onnx_path, plan_path in built:
                     for b in backends:
-                        path = onnx_path if b in ("onnxruntime", "tensorrt") else ckpt
+                        path = {"onnxruntime": onnx_path, "tensorrt": plan_path}.get(b, ckpt)
                         if path is not None:
                             triples.append((f"{args.arch}@{size}/{b}", path, b))
             report = benchmark(triples, batches, args.rounds, args.warmup, args.video)

@@ -29,3 +29,17 @@ def test_bench_bad_model_is_a_clear_error(tmp_path, capsys):
     code = bench_main([str(tmp_path / "missing.ckpt"), "--backends", "torch", "--rounds", "1"])
     assert code == 2
     assert "missing.ckpt" in capsys.readouterr().err
+
+
+def test_bench_tensorrt_without_gpu_says_what_is_missing(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("a GPU is present: the TensorRT benchmark would run for real")
+    code = bench_main(["--arch", "tsn_r18", "--sizes", "32", "--frames", "2", "--backends", "tensorrt",
+                       "--rounds", "1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "TensorRT engine not built" in err and "pip install" in err
