@@ -1,0 +1,27 @@
+"""Training: teachers, ResKD cross-resolution distilled students and plain baselines.
+
+Public API (also behind ``reskd-train`` / ``reskd-eval``)::
+
+    from reskd_infer.train import TrainConfig, train, evaluate
+    result = train(TrainConfig(arch="tsn_r18", train_list="train.txt", val_list="val.txt",
+                               data_root="data", input_size=56, teacher="runs/teacher/best.ckpt",
+                               work_dir="runs/student"))
+    result["best"], result["last"], result["metrics"]       # paths and the best evaluation
+    evaluate(result["best"], "val.txt", data_root="data")   # {"top1": .., "top5": .., "num_samples": ..}
+
+See docs/training.md.
+"""
+
+from .losses import ResKDLoss, dense_logit_kd_loss, feature_mse_loss, resolve_kd_mode
+from .trainer import TrainConfig, TrainError, evaluate, train
+
+__all__ = [
+    "ResKDLoss",
+    "TrainConfig",
+    "TrainError",
+    "dense_logit_kd_loss",
+    "evaluate",
+    "feature_mse_loss",
+    "resolve_kd_mode",
+    "train",
+]

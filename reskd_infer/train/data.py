@@ -1,0 +1,269 @@
+"""Training and evaluation datasets read from annotation list files.
+
+List files (mmaction2 style), one sample per line, paths relative to ``data_root``::
+
+    videos/abc.mp4 3            # a video file and its label index
+    videos/def.mp4 1 4          # several label indices: a multi-label sample
+    frames/ghi 120 7            # a folder of extracted frames (img_00001.jpg ...), its frame count, label(s)
+
+Blank lines and lines starting with ``#`` are skipped. A line whose path is a
+directory is a frame folder. Paths may not contain spaces.
+
+* Training (:class:`TrainClipDataset`): random frame sampling (``load_clips`` with an
+  rng), then augmentation at the *teacher's* resolution: short-side resize,
+  multi-scale crop, horizontal flip, resize to ``spec.crop_size``. Items are float
+  RGB 0..255 crops ``(3, T, crop, crop)``; the trainer down-samples them to each
+  network's resolution and normalizes them on the device with exactly the
+  functions evaluation uses (:func:`reskd_infer.video.to_model_resolution`,
+  :func:`reskd_infer.video.normalize`), so teacher and student see the same clip.
+* Evaluation (:class:`EvalClipDataset`): *is* ``reskd_infer.video`` (``load_clips``
+  with ``rng=None`` then ``clips_to_batch``), the runtime's preprocessing.
+
+Every random choice comes from a generator seeded by (seed, epoch, sample index),
+so augmentation does not depend on worker count or order, and a resumed run sees
+the same clips as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..errors import DatasetError, ReskdError
+from ..spec import ModelSpec
+from ..video import clips_to_batch, load_clips
+from ..video.preprocess import resize_short_side
+from ..video.sampling import sample_indices
+
+FRAME_TEMPLATE = "img_{:05d}.jpg"  # frame k (1-based) of a frame folder
+MULTI_SCALES = (1.0, 0.875, 0.75, 0.66)  # mmaction2 MultiScaleCrop scales of the short side
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One annotated sample of a list file."""
+
+    path: Path
+    labels: tuple[int, ...]
+    num_frames: int = 0  # frame folders only; 0 for video files
+    source: str = ""  # "list_file:line" for error messages
+
+    @property
+    def is_frames(self) -> bool:
+        return self.num_frames > 0
+
+
+def read_classes(path: str | Path) -> list[str]:
+    """Class names, one per line (blank lines ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: classes file not found")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise DatasetError(f"{path}: classes file is empty")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise DatasetError(f"{path}: duplicate class names {dupes}")
+    return names
+
+
+def _parse_int(token: str, what: str, where: str) -> int:
+    try:
+        value = int(token)
+    except ValueError:
+        raise DatasetError(f"{where}: {what} {token!r} is not an integer") from None
+    if value < 0:
+        raise DatasetError(f"{where}: {what} {value} is negative")
+    return value
+
+
+def parse_list(
+    list_file: str | Path,
+    data_root: str | Path | None = None,
+    num_classes: int | None = None,
+    check_files: bool = True,
+) -> list[Sample]:
+    """Parse and validate an annotation list.
+
+    Raises :class:`DatasetError` naming ``list_file`` and the line number for a
+    malformed line, a missing video or frame folder (checked now, not mid-epoch),
+    or a label outside ``[0, num_classes)``.
+    """
+    list_file = Path(list_file)
+    root = Path(data_root) if data_root is not None else list_file.parent
+    if not list_file.is_file():
+        raise DatasetError(f"{list_file}: list file not found")
+    samples: list[Sample] = []
+    for lineno, raw in enumerate(list_file.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{list_file}:{lineno}"
+        tokens = line.split()
+        if len(tokens) < 2:
+            raise DatasetError(f"{where}: expected 'path label [label...]', got {line!r}")
+        path = root / tokens[0]
+        num_frames = 0
+        label_tokens = tokens[1:]
+        if path.is_dir():
+            if len(tokens) < 3:
+                raise DatasetError(f"{where}: a frame folder needs 'dir num_frames label [label...]', got {line!r}")
+            num_frames = _parse_int(tokens[1], "frame count", where)
+            if num_frames < 1:
+                raise DatasetError(f"{where}: frame folder {path} has frame count 0")
+            label_tokens = tokens[2:]
+            if check_files and not (path / FRAME_TEMPLATE.format(1)).is_file():
+                raise DatasetError(f"{where}: frame folder {path} has no {FRAME_TEMPLATE.format(1)}")
+        elif check_files and not path.is_file():
+            raise DatasetError(f"{where}: file not found: {path}")
+        labels = tuple(_parse_int(t, "label", where) for t in label_tokens)
+        if num_classes is not None:
+            bad = [v for v in labels if v >= num_classes]
+            if bad:
+                raise DatasetError(f"{where}: label {bad[0]} out of range (there are {num_classes} classes)")
+        samples.append(Sample(path=path, labels=labels, num_frames=num_frames, source=where))
+    if not samples:
+        raise DatasetError(f"{list_file}: no samples (the list is empty)")
+    return samples
+
+
+def infer_class_names(lists: Sequence[Sequence[Sample]], classes_file: str | Path | None = None) -> list[str]:
+    """``classes_file``'s names, else "0".."K-1" with K = largest label + 1."""
+    if classes_file:
+        return read_classes(classes_file)
+    top = max(max(s.labels) for samples in lists for s in samples)
+    return [str(i) for i in range(top + 1)]
+
+
+def read_frame_folder(sample: Sample, indices: np.ndarray) -> np.ndarray:
+    """Decode the frames ``indices`` (0-based) of a frame folder: (*indices.shape, H, W, 3) uint8 RGB."""
+    cache: dict[int, np.ndarray] = {}
+    for i in sorted(set(indices.ravel().tolist())):
+        cache[i] = _read_image(sample.path / FRAME_TEMPLATE.format(i + 1))
+    shapes = {a.shape for a in cache.values()}
+    if len(shapes) > 1:
+        raise DatasetError(f"{sample.source}: frames of {sample.path} have different sizes {sorted(shapes)}")
+    flat = np.stack([cache[i] for i in indices.ravel().tolist()])
+    return flat.reshape(*indices.shape, *flat.shape[1:])
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:  # PIL is optional: torchvision's decoder reads JPEG/PNG too
+        from torchvision.io import ImageReadMode, read_image
+
+        return read_image(str(path), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+class _ListDataset(Dataset):
+    """Shared parsing and sample loading of the train and eval datasets."""
+
+    def __init__(self, list_file: str | Path, data_root: str | Path | None, spec: ModelSpec):
+        self.list_file = Path(list_file)
+        self.spec = spec
+        self.samples = parse_list(list_file, data_root, num_classes=spec.num_classes)
+        if not spec.multi_label:
+            multi = [s.source for s in self.samples if len(s.labels) > 1]
+            if multi:
+                raise DatasetError(f"{multi[0]}: several labels on a line but the model is single-label "
+                                   "(train with --multi-label)")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def target(self, index: int) -> torch.Tensor:
+        """Class index (single-label) or multi-hot float vector (multi-label)."""
+        labels = self.samples[index].labels
+        if self.spec.multi_label:
+            hot = torch.zeros(self.spec.num_classes)
+            hot[list(labels)] = 1.0
+            return hot
+        return torch.tensor(labels[0], dtype=torch.long)
+
+    def clips(self, index: int, spec: ModelSpec, rng: np.random.Generator | None) -> np.ndarray:
+        """The sampled frames (num_clips, T, H, W, 3) uint8 of sample ``index``."""
+        sample = self.samples[index]
+        try:
+            if sample.is_frames:
+                return read_frame_folder(sample, sample_indices(sample.num_frames, spec, rng))
+            return load_clips(sample.path, spec, rng)
+        except DatasetError:
+            raise
+        except (ReskdError, OSError, ValueError) as exc:
+            # Name the line: a corrupt file mid-epoch is otherwise hard to find in a large list.
+            raise DatasetError(f"{sample.source}: cannot read {sample.path}: {exc}") from exc
+
+
+class EvalClipDataset(_ListDataset):
+    """Evaluation items: ``(clips (num_clips, 3, T, S, S), target)``, exactly ``Recognizer.preprocess``."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return clips_to_batch(self.clips(index, self.spec, None), self.spec), self.target(index)
+
+
+class TrainClipDataset(_ListDataset):
+    """Training items: ``(crop (3, T, crop_size, crop_size) float RGB 0..255, target)``.
+
+    The crop is at the teacher's resolution (``spec.crop_size``); the trainer
+    down-samples it for the student. Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, list_file: str | Path, data_root: str | Path | None, spec: ModelSpec, seed: int = 0,
+                 flip: bool = True, scales: Sequence[float] = MULTI_SCALES):
+        super().__init__(list_file, data_root, spec.replace(num_clips=1))
+        self.seed = seed
+        self.epoch = 0
+        self.flip = flip
+        self.scales = tuple(scales)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = self.rng(index)
+        frames = self.clips(index, self.spec, rng)[0]  # (T, H, W, 3)
+        return augment(frames, self.spec, rng, self.scales, self.flip), self.target(index)
+
+
+def multi_scale_box(height: int, width: int, rng: np.random.Generator,
+                    scales: Sequence[float] = MULTI_SCALES, max_gap: int = 1) -> tuple[int, int, int, int]:
+    """mmaction2's MultiScaleCrop box (top, left, h, w): sides are scales of the short side,
+    their scale indices at most ``max_gap`` apart (bounded aspect distortion), at a random offset."""
+    base = min(height, width)
+    sizes = [max(1, int(base * s)) for s in scales]
+    pairs = [(h, w) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= max_gap]
+    h, w = pairs[int(rng.integers(len(pairs)))]
+    top = int(rng.integers(height - h + 1))
+    left = int(rng.integers(width - w + 1))
+    return top, left, h, w
+
+
+def augment(frames: np.ndarray | torch.Tensor, spec: ModelSpec, rng: np.random.Generator,
+            scales: Sequence[float] = MULTI_SCALES, flip: bool = True) -> torch.Tensor:
+    """Training augmentation of one clip: uint8 (T, H, W, 3) -> float (3, T, crop_size, crop_size), 0..255.
+
+    Short side to ``spec.resize_short``, multi-scale crop, resize to ``spec.crop_size``,
+    random horizontal flip; the same box and flip for every frame of the clip.
+    """
+    x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
+    x = resize_short_side(x, spec.resize_short, spec.resize_antialias)
+    top, left, h, w = multi_scale_box(x.shape[-2], x.shape[-1], rng, scales)
+    x = x[..., top : top + h, left : left + w]
+    if (h, w) != (spec.crop_size, spec.crop_size):
+        x = F.interpolate(x, size=(spec.crop_size, spec.crop_size), mode="bilinear", align_corners=False,
+                          antialias=spec.resize_antialias and min(h, w) > spec.crop_size)
+    if flip and rng.random() < 0.5:
+        x = x.flip(-1)
+    return x.transpose(0, 1).contiguous()
