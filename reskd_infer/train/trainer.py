@@ -17,6 +17,7 @@ rank 0 alone logs and writes files. ``batch_size`` is per process.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -480,14 +481,13 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
         teacher.eval()  # frozen: fixed BN statistics, no dropout, no gradient
         for p in teacher.parameters():
             p.requires_grad_(False)
+    model = build_model(spec)
     kd_mode = None
     if teacher is not None and not cfg.no_kd and cfg.w_kd > 0:
-        student_width = get_arch_feature_dim(cfg.arch, spec)
         try:
-            kd_mode = resolve_kd_mode(cfg.kd_mode, student_width, teacher.feature_dim)
+            kd_mode = resolve_kd_mode(cfg.kd_mode, model.feature_dim, teacher.feature_dim)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-    model = build_model(spec)
     _init_student(model, cfg, teacher, teacher_spec)
     if kd_mode is None and not cfg.init_from_teacher:
         teacher = None  # not needed any more
@@ -550,6 +550,15 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
             for buf in model.buffers():
                 dist.broadcast(buf, src=0)
         record: dict[str, Any] = {"epoch": epoch + 1, **stats}
+        if d.enabled:
+            # Cheap guard against silent divergence (unsynced buffers, a rank skipping a step): every rank's
+            # weights must be bit-identical after each epoch.
+            digests: list[Any] = [None] * d.world
+            dist.all_gather_object(digests, state_digest(model.state_dict()))
+            record["rank_state_sha256"] = digests
+            if len(set(digests)) != 1:
+                raise TrainError(f"epoch {epoch + 1}: the {d.world} ranks' weights differ after synchronization "
+                                 f"(digests {digests})")
         metrics: dict[str, Any] = {}
         is_eval_epoch = val_set is not None and ((epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs)
         if is_eval_epoch:
@@ -582,10 +591,14 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
             "spec": spec.to_dict(), "epochs_done": end_epoch}
 
 
-def get_arch_feature_dim(arch: str, spec: ModelSpec) -> int:
-    """The width of ``arch``'s last feature map (built on the meta device: no memory, no compute)."""
-    with torch.device("meta"):
-        return int(build_model(spec).feature_dim)
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, dtypes, shapes and bytes: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _train_one_epoch(net: nn.Module, model: nn.Module, teacher: nn.Module | None, teacher_spec: ModelSpec | None,
@@ -599,6 +612,7 @@ def _train_one_epoch(net: nn.Module, model: nn.Module, teacher: nn.Module | None
     distill = teacher is not None and loss_fn.kd_weight > 0 and not cfg.no_kd
     totals = {"loss": 0.0, "task": 0.0, "kd": 0.0}
     seen = 0
+    lr = optimizer.param_groups[0]["lr"]
     start = time.time()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (d.is_main and cfg.progress),
                leave=False, dynamic_ncols=True)
@@ -623,6 +637,7 @@ def _train_one_epoch(net: nn.Module, model: nn.Module, teacher: nn.Module | None
         if cfg.clip_grad > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used (logged)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
@@ -632,12 +647,12 @@ def _train_one_epoch(net: nn.Module, model: nn.Module, teacher: nn.Module | None
         totals["task"] += parts["task"] * n
         totals["kd"] += parts["kd"] * n
         if d.is_main and cfg.progress:
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", lr=f"{lr:.2e}")
     bar.close()
     if seen == 0:
         raise DatasetError(f"{cfg.train_list}: no training batch (fewer samples than --batch-size per process?)")
     out = {k: v / seen for k, v in totals.items()}
-    out["lr"] = optimizer.param_groups[0]["lr"]
+    out["lr"] = lr  # of the epoch's last step
     out["time_s"] = round(time.time() - start, 3)
     out["samples"] = seen
     return out

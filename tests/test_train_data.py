@@ -1,0 +1,140 @@
+"""List files, frame folders, training augmentation, and eval parity with the runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from trainkit import class_frames, make_video_set
+
+from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
+from reskd_infer.errors import DatasetError
+from reskd_infer.train.data import (
+    FRAME_TEMPLATE,
+    EvalClipDataset,
+    TrainClipDataset,
+    augment,
+    infer_class_names,
+    parse_list,
+    read_classes,
+)
+from reskd_infer.video import video_to_batch
+
+
+@pytest.fixture(scope="module")
+def vset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("vset")
+    make_video_set(root, num_videos=4, num_classes=2, frames=4, size=48)
+    return root
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_parse_list_videos_comments_and_multi_label(vset):
+    lst = _write(vset / "ok.txt", "# header\n\nvideos/x0.mp4 1\nvideos/x1.mp4 0 1\n")
+    samples = parse_list(lst, vset, num_classes=2)
+    assert [s.labels for s in samples] == [(1,), (0, 1)]
+    assert samples[0].path == vset / "videos/x0.mp4" and samples[1].source == f"{lst}:4"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("videos/x0.mp4 0\nvideos/x1.mp4\n", 2, "expected 'path label"),
+        ("videos/x0.mp4 0\n\nvideos/missing.mp4 1\n", 3, "file not found"),
+        ("videos/x0.mp4 0\nvideos/x1.mp4 2\n", 2, "label 2 out of range"),
+        ("videos/x0.mp4 zero\n", 1, "is not an integer"),
+        ("videos/x0.mp4 -1\n", 1, "negative"),
+    ],
+)
+def test_list_errors_name_the_file_and_line(vset, text, line, message):
+    lst = _write(vset / "bad.txt", text)
+    with pytest.raises(DatasetError, match=message) as info:
+        parse_list(lst, vset, num_classes=2)
+    assert f"{lst}:{line}:" in str(info.value)
+
+
+def test_missing_and_empty_lists_and_classes(vset):
+    with pytest.raises(DatasetError, match="list file not found"):
+        parse_list(vset / "nope.txt", vset)
+    with pytest.raises(DatasetError, match="no samples"):
+        parse_list(_write(vset / "empty.txt", "# nothing\n"), vset)
+    with pytest.raises(DatasetError, match="duplicate class names"):
+        read_classes(_write(vset / "dup.txt", "a\nb\na\n"))
+    names = infer_class_names([parse_list(_write(vset / "l.txt", "videos/x0.mp4 3\n"), vset)])
+    assert names == ["0", "1", "2", "3"]
+
+
+def test_single_label_model_refuses_a_multi_label_line(vset):
+    lst = _write(vset / "multi.txt", "videos/x0.mp4 0\nvideos/x1.mp4 0 1\n")
+    spec = ModelSpec(arch="tsn_r18", class_names=("a", "b"), input_size=32, num_frames=2)
+    with pytest.raises(DatasetError, match=r"multi\.txt:2: several labels"):
+        EvalClipDataset(lst, vset, spec)
+    multi = EvalClipDataset(lst, vset, spec.replace(multi_label=True))
+    assert torch.equal(multi.target(1), torch.tensor([1.0, 1.0]))
+
+
+def test_frame_folders(vset, tmp_path):
+    from PIL import Image
+
+    frames = class_frames(1, 5, 40, seed=7)
+    folder = tmp_path / "frames" / "clip0"
+    folder.mkdir(parents=True)
+    for k, img in enumerate(frames, start=1):
+        Image.fromarray(img).save(folder / FRAME_TEMPLATE.format(k), quality=95)
+    assert (folder / "img_00001.jpg").is_file()
+    lst = _write(tmp_path / "frames.txt", "frames/clip0 5 1\n")
+    spec = ModelSpec(arch="tsn_r18", class_names=("a", "b"), input_size=32, num_frames=3)
+    ds = EvalClipDataset(lst, tmp_path, spec)
+    assert ds.samples[0].num_frames == 5 and ds.samples[0].labels == (1,)
+    clips, target = ds[0]
+    assert clips.shape == (1, 3, 3, 32, 32) and int(target) == 1
+    # The same frames given to the runtime as an array (JPEG round trip aside) give nearly the same tensor.
+    decoded = np.stack([np.asarray(Image.open(folder / FRAME_TEMPLATE.format(k))) for k in range(1, 6)])
+    assert torch.allclose(clips, video_to_batch(decoded, spec), atol=1e-5)
+    with pytest.raises(DatasetError, match=r"f2\.txt:1: a frame folder needs"):
+        EvalClipDataset(_write(tmp_path / "f2.txt", "frames/clip0 5\n"), tmp_path, spec)
+    (tmp_path / "frames" / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"f3\.txt:1: frame folder .* has no img_00001\.jpg"):
+        EvalClipDataset(_write(tmp_path / "f3.txt", "frames/empty 5 0\n"), tmp_path, spec)
+
+
+def test_eval_items_equal_recognizer_preprocess(vset, tmp_path):
+    # A student spec: crop at the teacher's 64 px, model input 32 px.
+    spec = ModelSpec(arch="tsn_r18", class_names=("a", "b"), input_size=32, crop_size=64, num_frames=3)
+    ckpt = save_checkpoint(build_model(spec), spec, tmp_path / "s.ckpt")
+    ds = EvalClipDataset(vset / "train.txt", vset, spec)
+    with Recognizer(ckpt, device="cpu", backend="torch") as rec:
+        for i in range(2):
+            clips, _ = ds[i]
+            assert torch.equal(clips, rec.preprocess(ds.samples[i].path).cpu())
+
+
+def test_training_items_are_teacher_resolution_crops_seeded_per_sample(vset):
+    spec = ModelSpec(arch="tsn_r18", class_names=("a", "b"), input_size=32, crop_size=64, num_frames=3)
+    ds = TrainClipDataset(vset / "train.txt", vset, spec, seed=5)
+    crop, target = ds[1]
+    assert crop.shape == (3, 3, 64, 64) and crop.dtype == torch.float32 and int(target) == 1
+    assert 0 <= float(crop.min()) and float(crop.max()) <= 255
+    assert torch.equal(crop, ds[1][0])  # (seed, epoch, index) fixes every random choice
+    ds.set_epoch(1)
+    assert not torch.equal(crop, ds[1][0])
+
+
+def test_augment_flip_and_multiscale_crop():
+    spec = ModelSpec(arch="tsn_r18", class_names=("a", "b"), input_size=32, num_frames=2)
+    frames = np.zeros((2, 48, 64, 3), np.uint8)
+    frames[:, :, :32] = 200  # left half bright
+    seen_flip = seen_plain = False
+    for seed in range(12):
+        out = augment(frames, spec, np.random.default_rng(seed), scales=(1.0,))
+        assert out.shape == (3, 2, 32, 32)
+        left, right = float(out[..., :4].mean()), float(out[..., -4:].mean())
+        seen_plain |= left > right
+        seen_flip |= right > left
+    assert seen_plain and seen_flip
