@@ -448,9 +448,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")
     d, device = _init_distributed(cfg.device)
+    # --deterministic switches global torch flags: put them back afterwards (train() may run inside a larger program).
+    saved_flags = (torch.are_deterministic_algorithms_enabled(),
+                   torch.is_deterministic_algorithms_warn_only_enabled(),
+                   torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     try:
         return _train(cfg, d, device)
     finally:
+        torch.use_deterministic_algorithms(saved_flags[0], warn_only=saved_flags[1])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_flags[2], saved_flags[3]
         if d.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -545,20 +551,21 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
             sampler.set_epoch(epoch)
         stats = _train_one_epoch(net, model, teacher, teacher_spec, spec, loader, optimizer, scheduler, scaler,
                                  loss_fn, cfg, device, use_amp, epoch, d)
-        if d.enabled:
-            # Parameters are already equal (DDP all-reduces gradients); BN buffers are per rank: take rank 0's.
-            for buf in model.buffers():
-                dist.broadcast(buf, src=0)
         record: dict[str, Any] = {"epoch": epoch + 1, **stats}
         if d.enabled:
-            # Cheap guard against silent divergence (unsynced buffers, a rank skipping a step): every rank's
-            # weights must be bit-identical after each epoch.
+            # Parameters must already agree bit for bit (DDP all-reduces gradients and nothing else moves them);
+            # BatchNorm running statistics are per rank: take rank 0's. Then check every rank holds the same
+            # weights: a cheap guard against silent divergence (a rank skipping a step, unsynced state).
+            params = state_digest(dict(model.named_parameters()))
+            for buf in model.buffers():
+                dist.broadcast(buf, src=0)
             digests: list[Any] = [None] * d.world
-            dist.all_gather_object(digests, state_digest(model.state_dict()))
-            record["rank_state_sha256"] = digests
+            dist.all_gather_object(digests, (params, state_digest(model.state_dict())))
+            record["rank_param_sha256"] = [p for p, _ in digests]
+            record["rank_state_sha256"] = [s for _, s in digests]
             if len(set(digests)) != 1:
                 raise TrainError(f"epoch {epoch + 1}: the {d.world} ranks' weights differ after synchronization "
-                                 f"(digests {digests})")
+                                 f"(parameter and state digests per rank: {digests})")
         metrics: dict[str, Any] = {}
         is_eval_epoch = val_set is not None and ((epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs)
         if is_eval_epoch:

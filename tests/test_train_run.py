@@ -1,0 +1,220 @@
+"""Training end to end on tiny clips: the Python API, the command line, resume, and two-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from trainkit import make_video_set
+
+from reskd_infer import ModelSpec, build_model, load_checkpoint
+from reskd_infer.checkpoint import read_checkpoint
+from reskd_infer.errors import CheckpointError
+from reskd_infer.train import TrainConfig, TrainError, evaluate, train
+from reskd_infer.train.cli import config_from_args, eval_main, train_main
+from reskd_infer.train.trainer import STATE_FILE, seed_everything, state_digest
+from reskd_infer.video import DECODER_NAME
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trainset")
+    make_video_set(root, num_videos=8, num_classes=2, frames=4, size=48, name="train.txt")
+    make_video_set(root, num_videos=4, num_classes=2, frames=4, size=48, name="val.txt", offset=8)
+    (root / "classes.txt").write_text("red\ngreen\n")
+    return root
+
+
+def _cfg(data: Path, work: Path, **kw) -> TrainConfig:
+    base = dict(arch="tsn_r18", train_list=str(data / "train.txt"), val_list=str(data / "val.txt"),
+                data_root=str(data), classes=str(data / "classes.txt"), input_size=64, num_frames=2,
+                epochs=1, batch_size=4, workers=0, work_dir=str(work), progress=False, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def teacher(data, tmp_path_factory) -> dict:
+    return train(_cfg(data, tmp_path_factory.mktemp("teacher"), epochs=2, lr=0.02))
+
+
+def test_teacher_run_writes_checkpoints_metrics_and_provenance(data, teacher):
+    work = Path(teacher["work_dir"])
+    assert Path(teacher["best"]).is_file() and Path(teacher["last"]).is_file()
+    assert set(teacher["metrics"]) == {"top1", "top5", "epoch"}
+    records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all({"loss", "task", "kd", "lr", "val_top1", "val_top5"} <= set(r) for r in records)
+    model, spec = load_checkpoint(teacher["last"])
+    assert spec.class_names == ("red", "green") and spec.input_size == 64 and spec.crop_size == 64
+    prov = spec.provenance
+    assert prov["mode"] == "supervised" and prov["decoder"] == DECODER_NAME and prov["dataset"] == "train.txt"
+    assert prov["metrics"]["epoch"] == 2 and set(prov["versions"]) >= {"torch", "torchvision", "reskd_infer", "av"}
+    # best.ckpt carries the evaluation it was chosen by.
+    best_spec = read_checkpoint(teacher["best"])[1]
+    assert best_spec.provenance["metrics"]["top1"] == teacher["metrics"]["top1"]
+    # evaluate() reproduces the trainer's evaluation of the best checkpoint.
+    again = evaluate(teacher["best"], data / "val.txt", data_root=data, classes=data / "classes.txt", workers=0,
+                     device="cpu")
+    assert again["top1"] == pytest.approx(teacher["metrics"]["top1"]) and again["num_samples"] == 4
+
+
+def test_reskd_student_and_plain_baseline(data, teacher, tmp_path):
+    kd = train(_cfg(data, tmp_path / "kd", input_size=32, teacher=teacher["best"], init_from_teacher=True,
+                    workers=1))
+    spec = read_checkpoint(kd["best"])[1]
+    # Teacher's resolution and frames come from its spec; the student sees the teacher's crop down-sampled.
+    assert (spec.input_size, spec.crop_size, spec.num_frames) == (32, 64, 2)
+    prov = spec.provenance
+    assert prov["mode"] == "reskd" and prov["kd_mode"] == "feature" and prov["w_kd"] == 100.0
+    assert prov["teacher"] == {"arch": "tsn_r18", "checkpoint": teacher["best"], "input_size": 64}
+    assert prov["init"] == "teacher"
+    record = json.loads((tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["kd"] > 0 and record["loss"] == pytest.approx(record["task"] + 100 * record["kd"], rel=1e-4)
+    # The teacher checkpoint is untouched by distillation.
+    assert state_digest(read_checkpoint(teacher["best"])[0]) == state_digest(
+        load_checkpoint(teacher["best"])[0].state_dict())
+
+    plain = train(_cfg(data, tmp_path / "plain", input_size=32, crop_size=64, no_kd=True, val_list=None))
+    spec = read_checkpoint(plain["last"])[1]
+    assert spec.provenance["mode"] == "plain" and "teacher" not in spec.provenance
+    assert (spec.input_size, spec.crop_size) == (32, 64) and plain["metrics"] == {}
+    assert json.loads((tmp_path / "plain" / "metrics.jsonl").read_text())["kd"] == 0.0
+
+
+def test_configuration_errors(data, teacher, tmp_path):
+    with pytest.raises(TrainError, match="only available for tsn_effnet_lite0"):
+        train(_cfg(data, tmp_path / "a", pretrained_imagenet=True))
+    with pytest.raises(TrainError, match="same architecture"):
+        train(_cfg(data, tmp_path / "b", arch="r3d_18", input_size=32, teacher=teacher["best"],
+                   init_from_teacher=True))
+    with pytest.raises(TrainError, match="equal widths"):
+        train(_cfg(data, tmp_path / "c", arch="tsn_r50", input_size=32, teacher=teacher["best"], kd_mode="feature"))
+    with pytest.raises(TrainError, match="differs from the teacher's"):
+        train(_cfg(data, tmp_path / "d", input_size=32, num_frames=4, teacher=teacher["best"]))
+    with pytest.raises(CheckpointError, match="no training state"):
+        train(_cfg(data, tmp_path / "e", resume=True))
+
+
+def _weights(path: str) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)[0]
+
+
+def test_resume_after_interrupt_gives_the_uninterrupted_weights(data, tmp_path):
+    # Dropout (TSN head), shuffling, augmentation and a DataLoader worker all draw random numbers.
+    common = dict(epochs=2, warmup_epochs=0.5, deterministic=True, workers=1, input_size=32, val_list=None)
+    full = train(_cfg(data, tmp_path / "full", **common))
+    cut = train(_cfg(data, tmp_path / "cut", stop_after_epoch=1, **common))
+    assert cut["epochs_done"] == 1
+    after_one = _weights(cut["last"])
+    resumed = train(_cfg(data, tmp_path / "cut", resume=True, **common))
+    a, b = _weights(full["last"]), _weights(resumed["last"])
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert any(not torch.equal(a[k], after_one[k]) for k in a)  # the second epoch really ran after the resume
+    full_log = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    cut_log = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in cut_log] == [r["lr"] for r in full_log]  # the cosine spans both epochs
+    assert full_log[0]["lr"] > full_log[1]["lr"] > 0
+    assert torch.load(tmp_path / "cut" / STATE_FILE, weights_only=True)["epoch"] == 2
+    # Resuming with another length would bend the schedule: refused.
+    with pytest.raises(TrainError, match="planned for"):
+        train(_cfg(data, tmp_path / "cut", resume=True, **{**common, "epochs": 3}))
+
+
+def test_cli_train_yaml_flags_override_and_eval_json(data, tmp_path, capsys):
+    (tmp_path / "run.yaml").write_text(
+        f"arch: tsn_r18\ntrain-list: {data / 'train.txt'}\nval_list: {data / 'val.txt'}\n"
+        f"data_root: {data}\ninput_size: 64\nnum_frames: 2\nepochs: 5\nbatch_size: 4\nworkers: 0\n")
+    cfg = config_from_args(["--config", str(tmp_path / "run.yaml"), "--epochs", "1", "--no-progress"])
+    assert (cfg.epochs, cfg.batch_size, cfg.input_size, cfg.progress) == (1, 4, 64, False)
+    work = tmp_path / "cli"
+    rc = train_main(["--config", str(tmp_path / "run.yaml"), "--epochs", "1", "--input-size", "32",
+                     "--work-dir", str(work), "--no-progress", "--device", "cpu"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and out["best"] == str(work / "best.ckpt")
+    assert read_checkpoint(out["best"])[1].input_size == 32
+
+    rc = eval_main([out["best"], "--val-list", str(data / "val.txt"), "--data-root", str(data), "--json",
+                    "--workers", "0", "--device", "cpu"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert rc == 0 and set(metrics) == {"top1", "top5", "num_samples"} and 0 <= metrics["top1"] <= 1
+    rc = eval_main([out["best"], "--val-list", str(data / "nope.txt"), "--json"])
+    assert rc == 2 and "list file not found" in json.loads(capsys.readouterr().out)["error"]
+    (tmp_path / "bad.yaml").write_text("epochz: 3\n")
+    assert train_main(["--config", str(tmp_path / "bad.yaml"), "--train-list", "x"]) == 2
+    assert "unknown option 'epochz'" in capsys.readouterr().err
+
+
+def test_console_scripts_end_to_end(data, tmp_path):
+    bindir = Path(sys.executable).parent
+    work = tmp_path / "w"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([str(bindir / "reskd-train"), "--arch", "tsn_r18", "--train-list", str(data / "train.txt"),
+                          "--data-root", str(data), "--input-size", "32", "--num-frames", "2", "--epochs", "1",
+                          "--batch-size", "4", "--workers", "0", "--work-dir", str(work), "--device", "cpu"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert (work / "best.ckpt").is_file() and (work / "metrics.jsonl").is_file()
+    ev = subprocess.run([str(bindir / "reskd-eval"), str(work / "best.ckpt"), "--val-list", str(data / "val.txt"),
+                         "--data-root", str(data), "--workers", "0"], capture_output=True, text=True, env=env,
+                        timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert ev.stdout.splitlines()[0].startswith("top1\t")
+    bad = subprocess.run([str(bindir / "reskd-train"), "--train-list", str(data / "nope.txt")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "list file not found" in bad.stderr
+
+
+def test_torchrun_two_processes_gloo_ranks_end_identical(data, tmp_path):
+    work = tmp_path / "ddp"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "reskd_infer.train",
+           "--arch", "tsn_r18", "--train-list", str(data / "train.txt"), "--val-list", str(data / "val.txt"),
+           "--data-root", str(data), "--input-size", "32", "--num-frames", "2", "--epochs", "1",
+           "--batch-size", "2", "--workers", "0", "--device", "cpu", "--work-dir", str(work), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (record,) = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
+    # Each rank saw half the 8 clips (DistributedSampler); only their gradients were shared, yet the
+    # parameters of both ranks are bit-identical, and so is the whole state after rank 0's BN statistics.
+    assert record["samples"] == 4
+    assert len(record["rank_param_sha256"]) == 2 and len(set(record["rank_param_sha256"])) == 1
+    assert len(set(record["rank_state_sha256"])) == 1
+    saved, spec = read_checkpoint(work / "last.ckpt")
+    assert state_digest(saved) == record["rank_state_sha256"][0]
+    # Training moved the weights away from the seeded initialization.
+    seed_everything(0)
+    init = build_model(ModelSpec(arch="tsn_r18", class_names=spec.class_names, input_size=32, num_frames=2))
+    assert state_digest(init.state_dict()) != state_digest(saved)
+    assert "val_top1" in record and len(run.stdout.strip().splitlines()) == 1  # rank 0 alone prints the result
+
+
+def test_student_initializations_weights_file_and_imagenet(data, tmp_path):
+    import torchvision
+
+    from reskd_infer.models.efficientnet_lite import imagenet_state_dict
+
+    # lr 0: the optimizer leaves every parameter where the initialization put it.
+    tv = torchvision.models.resnet18(weights=None, num_classes=1000)
+    torch.save(tv.state_dict(), tmp_path / "r18.pth")
+    with pytest.warns(UserWarning, match="kept random init"):  # the 1000-class fc does not fit 2 classes
+        out = train(_cfg(data, tmp_path / "w", input_size=32, lr=0.0, val_list=None,
+                         weights=str(tmp_path / "r18.pth")))
+    state = _weights(out["last"])
+    assert torch.equal(state["trunk.0.weight"], tv.state_dict()["conv1.weight"])
+    assert read_checkpoint(out["last"])[1].provenance["init"] == str(tmp_path / "r18.pth")
+
+    out = train(_cfg(data, tmp_path / "lite", arch="tsn_effnet_lite0", input_size=32, lr=0.0, val_list=None,
+                     pretrained_imagenet=True))
+    state = _weights(out["last"])
+    assert torch.equal(state["trunk._conv_stem.weight"], imagenet_state_dict()["_conv_stem.weight"])
+    assert read_checkpoint(out["last"])[1].provenance["init"] == "imagenet"
