@@ -138,3 +138,16 @@ def test_augment_flip_and_multiscale_crop():
         seen_plain |= left > right
         seen_flip |= right > left
     assert seen_plain and seen_flip
+
+
+def test_metrics_by_hand():
+    from reskd_infer.train.metrics import classification_metrics
+
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
+    acc = classification_metrics(scores, torch.tensor([1, 2, 0]), multi_label=False)
+    assert acc == {"top1": pytest.approx(1 / 3), "top5": 1.0}  # top-5 is capped at the 3 classes
+    # Class 0 positives: samples 0 and 2. Its column (0.1, 0.5, 0.2) ranks them 3rd and 2nd: precisions
+    # 1/2 and 2/3, AP = 7/12. Class 1 positive: sample 0, ranked 1st (0.7): AP = 1. Class 2 has no
+    # positive and is left out. mAP = (7/12 + 1) / 2 = 19/24.
+    labels = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    assert classification_metrics(scores, labels, multi_label=True) == {"mAP": pytest.approx(19 / 24)}

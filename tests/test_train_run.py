@@ -218,3 +218,15 @@ def test_student_initializations_weights_file_and_imagenet(data, tmp_path):
     state = _weights(out["last"])
     assert torch.equal(state["trunk._conv_stem.weight"], imagenet_state_dict()["_conv_stem.weight"])
     assert read_checkpoint(out["last"])[1].provenance["init"] == "imagenet"
+
+
+def test_multi_label_training_reports_map(data, tmp_path):
+    lines = (data / "train.txt").read_text().splitlines()
+    multi = [f"{line} 2" if i % 2 else line for i, line in enumerate(lines)]  # class 2 on every other clip
+    (tmp_path / "ml.txt").write_text("\n".join(multi) + "\n")
+    out = train(_cfg(data, tmp_path / "ml", train_list=str(tmp_path / "ml.txt"), val_list=str(tmp_path / "ml.txt"),
+                     classes=None, input_size=32, multi_label=True))
+    assert set(out["metrics"]) == {"mAP", "epoch"} and 0 < out["metrics"]["mAP"] <= 1
+    spec = read_checkpoint(out["best"])[1]
+    assert spec.multi_label and spec.class_names == ("0", "1", "2")
+    assert set(evaluate(out["best"], tmp_path / "ml.txt", data, workers=0, device="cpu")) == {"mAP", "num_samples"}
