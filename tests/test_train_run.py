@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -230,3 +231,15 @@ def test_multi_label_training_reports_map(data, tmp_path):
     spec = read_checkpoint(out["best"])[1]
     assert spec.multi_label and spec.class_names == ("0", "1", "2")
     assert set(evaluate(out["best"], tmp_path / "ml.txt", data, workers=0, device="cpu")) == {"mAP", "num_samples"}
+
+
+@pytest.mark.parametrize(("arch", "mode"), [("tsn_effnet_lite0", "logit"), ("r3d_18", "feature")])
+def test_cross_architecture_distillation(data, teacher, tmp_path, arch, mode):
+    # tsn_r18 (512 wide, 2 frame maps) -> Lite0 (1280 wide): logit-map KL.
+    # tsn_r18 -> r3d_18 (512 wide, its time axis pooled to 1): feature MSE, upsampled in time too.
+    out = train(_cfg(data, tmp_path / arch, arch=arch, input_size=32, teacher=teacher["best"], val_list=None))
+    spec = read_checkpoint(out["last"])[1]
+    assert spec.provenance["kd_mode"] == mode and spec.provenance["teacher"]["arch"] == "tsn_r18"
+    assert (spec.num_frames, spec.sampling, spec.crop_size) == (2, "segments", 64)  # the teacher's frames
+    record = json.loads((tmp_path / arch / "metrics.jsonl").read_text())
+    assert record["kd"] > 0 and math.isfinite(record["loss"])

@@ -98,7 +98,9 @@ def build_train_parser() -> argparse.ArgumentParser:
         kind = type(default) if default is not None else str
         choices = KD_MODES if f.name == "kd_mode" else None
         parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS, choices=choices,
-                            metavar=f.name.upper(), help=f"{help_text} (default: {default})")
+                            metavar=f.name.upper(),
+                            help=help_text if "default" in help_text or default in (None, "") else
+                            f"{help_text} (default: {default})")
     return parser
 
 

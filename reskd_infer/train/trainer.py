@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from ..checkpoint import atomic_write, load_checkpoint, read_checkpoint, save_checkpoint
+from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint, spec_from_checkpoint
 from ..errors import CheckpointError, DatasetError, ReskdError
 from ..models import build_model, get_arch_info, load_pretrained_weights
 from ..spec import EVAL_RESIZE_RATIO, ModelSpec
@@ -235,8 +235,6 @@ def build_specs(cfg: TrainConfig, class_names: list[str]) -> tuple[ModelSpec, Mo
     """The student's (or teacher-in-training's) spec and, with KD, the teacher's spec."""
     teacher_spec = None
     if cfg.teacher:
-        from ..checkpoint import spec_from_checkpoint
-
         teacher_spec = spec_from_checkpoint(cfg.teacher)
     info = get_arch_info(cfg.arch)
     input_size = cfg.input_size or info.default_input_size
@@ -473,7 +471,7 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
     if cfg.classes:
         class_names = infer_class_names(lists, cfg.classes)
     elif cfg.teacher:
-        class_names = list(read_checkpoint(cfg.teacher)[1].class_names)
+        class_names = list(spec_from_checkpoint(cfg.teacher).class_names)
     else:
         class_names = infer_class_names(lists)
     spec, teacher_spec = build_specs(cfg, class_names)
