@@ -133,9 +133,10 @@ def test_resume_after_interrupt_gives_the_uninterrupted_weights(data, tmp_path):
 def test_cli_train_yaml_flags_override_and_eval_json(data, tmp_path, capsys):
     (tmp_path / "run.yaml").write_text(
         f"arch: tsn_r18\ntrain-list: {data / 'train.txt'}\nval_list: {data / 'val.txt'}\n"
-        f"data_root: {data}\ninput_size: 64\nnum_frames: 2\nepochs: 5\nbatch_size: 4\nworkers: 0\n")
+        f"data_root: {data}\ninput_size: 64\nnum_frames: 2\nepochs: 5\nbatch_size: 4\nworkers: 0\nlr: 1e-2\n")
     cfg = config_from_args(["--config", str(tmp_path / "run.yaml"), "--epochs", "1", "--no-progress"])
     assert (cfg.epochs, cfg.batch_size, cfg.input_size, cfg.progress) == (1, 4, 64, False)
+    assert cfg.lr == 0.01 and isinstance(cfg.lr, float)  # PyYAML reads 1e-2 as a string
     work = tmp_path / "cli"
     rc = train_main(["--config", str(tmp_path / "run.yaml"), "--epochs", "1", "--input-size", "32",
                      "--work-dir", str(work), "--no-progress", "--device", "cpu"])

@@ -119,13 +119,38 @@ def _read_yaml(path: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ReskdError(f"{p}: a config file must be a mapping of option: value")
     known = set(TrainConfig.field_names())
+    defaults = TrainConfig()
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name not in known:
             raise ReskdError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known - _SKIP))})")
-        out[name] = value
+        out[name] = _coerce(p, name, value, getattr(defaults, name))
     return out
+
+
+def _coerce(path: Path, name: str, value: Any, default: Any) -> Any:
+    """YAML value -> the field's type (PyYAML reads ``1e-2`` as a string: YAML 1.1 floats need a dot)."""
+    from ..errors import ReskdError
+
+    if value is None or default is None or isinstance(default, dict):
+        return value
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if isinstance(default, int):
+            if isinstance(value, bool) or float(value) != int(float(value)):
+                raise ValueError("expected an integer")
+            return int(float(value))
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ReskdError(f"{path}: option {name!r}: {value!r}: {exc}") from None
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
