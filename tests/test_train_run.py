@@ -175,20 +175,27 @@ def test_console_scripts_end_to_end(data, tmp_path):
     assert bad.returncode == 2 and "list file not found" in bad.stderr
 
 
-def test_torchrun_two_processes_gloo_ranks_end_identical(data, tmp_path):
-    work = tmp_path / "ddp"
+def _torchrun(data: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "reskd_infer.train",
            "--arch", "tsn_r18", "--train-list", str(data / "train.txt"), "--val-list", str(data / "val.txt"),
-           "--data-root", str(data), "--input-size", "32", "--num-frames", "2", "--epochs", "1",
-           "--batch-size", "2", "--workers", "0", "--device", "cpu", "--work-dir", str(work), "--no-progress"]
+           "--data-root", str(data), "--input-size", "32", "--num-frames", "2", "--batch-size", "2",
+           "--workers", "0", "--device", "cpu", "--work-dir", str(work), "--no-progress", "--deterministic",
+           *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def test_torchrun_two_processes_gloo_ranks_end_identical_and_resume(data, tmp_path):
+    work = tmp_path / "ddp"
+    run = _torchrun(data, work, "--epochs", "2", "--stop-after-epoch", "1")
+    assert len(run.stdout.strip().splitlines()) == 1  # rank 0 alone prints the result
     (record,) = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
     # Each rank saw half the 8 clips (DistributedSampler); only their gradients were shared, yet the
     # parameters of both ranks are bit-identical, and so is the whole state after rank 0's BN statistics.
-    assert record["samples"] == 4
+    assert record["samples"] == 4 and "val_top1" in record
     assert len(record["rank_param_sha256"]) == 2 and len(set(record["rank_param_sha256"])) == 1
     assert len(set(record["rank_state_sha256"])) == 1
     saved, spec = read_checkpoint(work / "last.ckpt")
@@ -197,7 +204,15 @@ def test_torchrun_two_processes_gloo_ranks_end_identical(data, tmp_path):
     seed_everything(0)
     init = build_model(ModelSpec(arch="tsn_r18", class_names=spec.class_names, input_size=32, num_frames=2))
     assert state_digest(init.state_dict()) != state_digest(saved)
-    assert "val_top1" in record and len(run.stdout.strip().splitlines()) == 1  # rank 0 alone prints the result
+
+    # Both ranks resume from rank 0's state and end where an uninterrupted two-process run ends.
+    _torchrun(data, work, "--epochs", "2", "--resume")
+    _torchrun(data, tmp_path / "full", "--epochs", "2")
+    resumed = [json.loads(x) for x in (work / "metrics.jsonl").read_text().splitlines()]
+    full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in resumed] == [1, 2] and len(set(resumed[1]["rank_state_sha256"])) == 1
+    assert [r["rank_state_sha256"] for r in resumed] == [r["rank_state_sha256"] for r in full]
+    assert state_digest(read_checkpoint(work / "last.ckpt")[0]) == full[1]["rank_state_sha256"][0]
 
 
 def test_student_initializations_weights_file_and_imagenet(data, tmp_path):
