@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -582,6 +583,10 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
             if improved or (val_set is None):
                 save_checkpoint(model, out_spec, best_path)
             _write_jsonl(work / METRICS_FILE, record)
+            if cfg.progress:  # one line per epoch on stderr (stdout stays for the command's JSON result)
+                shown = {k: v for k, v in record.items() if k in ("loss", "task", "kd", "lr") or k.startswith("val_")}
+                print(f"epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()),
+                      file=sys.stderr, flush=True)
             _save_state(state_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
