@@ -12,6 +12,7 @@ import json
 import os
 import struct
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,7 +25,14 @@ CHECKPOINT_FORMAT = "reskd-infer/checkpoint/1"
 _META_FORMAT, _META_SPEC = "format", "reskd_spec"
 
 
-def atomic_write(path: str | Path, write: callable[[str], None]) -> Path:  # type: ignore[valid-type]
+def _default_file_mode() -> int:
+    # mkstemp creates 0600 files; give the final file what open() would (0666 minus the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +40,7 @@ def atomic_write(path: str | Path, write: callable[[str], None]) -> Path:  # typ
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -73,3 +73,15 @@ def test_broken_checkpoints_raise_checkpoint_error(tmp_path, spec):
     save_checkpoint(build_model(spec), other, tmp_path / "mismatch.ckpt")
     with pytest.raises(CheckpointError, match="do not fit r3d_18"):
         load_checkpoint(tmp_path / "mismatch.ckpt")
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from reskd_infer import ModelSpec, build_model, save_checkpoint
+
+    spec = ModelSpec(arch="tsn_r18", class_names=["a", "b"], input_size=32, num_frames=2)
+    path = save_checkpoint(build_model(spec), spec, tmp_path / "m.ckpt")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
