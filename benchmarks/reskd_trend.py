@@ -119,7 +119,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="probe mode: reuse this teacher (e.g. from a full run) instead of training one")
     p.add_argument("--kd-only", action="store_true", help="probe mode: skip the plain students and throughput")
     p.add_argument("--tag", default="", help="suffix of the output files (reskd_trend<TAG>.json ...)")
+    p.add_argument("--with-probe", action="append", default=[], metavar="JSON",
+                   help="render only: add a --kd-only probe's KD students to reskd_trend<TAG>.json (key 'probes', "
+                        "by w_kd) and redraw its .md and .png; no training")
     args = p.parse_args(argv)
+    if args.with_probe:
+        return render_with_probes(Path(args.results_dir or (ROOT / "benchmarks" / "results")) /
+                                  f"reskd_trend{args.tag}.json", [Path(f) for f in args.with_probe])
     torch.set_num_threads(args.threads)
     if args.bn_momentum > 0:
         # Models are built in this process by the trainer; the constant is read when each BatchNorm is made.
@@ -222,6 +228,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def render_with_probes(path: Path, probes: list[Path]) -> int:
+    """Merge --kd-only probe results (same teacher) into a finished trend JSON and redraw its table and plot."""
+    result = json.loads(path.read_text())
+    result["probes"] = {}
+    for probe_path in probes:
+        probe = json.loads(probe_path.read_text())
+        name = f"kd_w_kd_{probe['setup']['w_kd']:g}"
+        result["probes"][name] = {"file": probe_path.name, "w_kd": probe["setup"]["w_kd"],
+                                  "teacher_top1": probe["teacher"]["top1"],
+                                  "students": {str(st["input_size"]): st["kd"] for st in probe["students"]}}
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(result))
+    plot(result, path.with_suffix(".png"))
+    print(markdown(result))
+    return 0
+
+
 def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
     t = r["teacher"]
@@ -235,10 +258,16 @@ def markdown(r: dict[str, Any]) -> str:
              "| input px | model | top-1 mean | std | seeds | clips/s (batch 8, CPU) |", "|---|---|---|---|---|---|",
              f"| {t['input_size']} | teacher | {t['top1']:.3f} | | 1 | {t.get('throughput_clips_per_s', float('nan')):.1f} |"]
     for st in r["students"]:
-        for key, label in (("kd", "ResKD student"), ("plain", "plain student")):
+        for key, label in (("kd", f"ResKD student, w_kd {s['w_kd']:g}"), ("plain", "plain student")):
             v = st[key]
             lines.append(f"| {st['input_size']} | {label} | {v['top1_mean']:.3f} | {v['top1_std']:.3f} | "
                          f"{', '.join(f'{x:.3f}' for x in v['seeds'])} | {st.get('throughput_clips_per_s', float('nan')):.1f} |")
+        for probe in r.get("probes", {}).values():
+            v = probe["students"].get(str(st["input_size"]))
+            if v:
+                lines.append(f"| {st['input_size']} | ResKD student, w_kd {probe['w_kd']:g} (probe) | {v['top1_mean']:.3f} | "
+                             f"{v['top1_std']:.3f} | {', '.join(f'{x:.3f}' for x in v['seeds'])} | "
+                             f"{st.get('throughput_clips_per_s', float('nan')):.1f} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -254,11 +283,18 @@ def plot(r: dict[str, Any], path: Path) -> None:
     st = sorted(r["students"], key=lambda e: e["input_size"])
     t = r["teacher"]
     for ax, xkey, xlabel in ((axes[0], "input_size", "input resolution (px)"),
-                             (axes[1], "throughput_clips_per_s", "measured throughput (clips/s, 2 CPU threads)")):
-        for key, label, marker in (("kd", "ResKD student", "o"), ("plain", "plain student", "s")):
+                             (axes[1], "throughput_clips_per_s",
+                              f"measured throughput (clips/s, batch 8, {r['setup']['threads']} CPU thread(s))")):
+        for key, label, marker in (("kd", f"ResKD student, w_kd {r['setup']['w_kd']:g}", "o"),
+                                   ("plain", "plain student", "s")):
             xs = [e[xkey] for e in st]
             ax.errorbar(xs, [e[key]["top1_mean"] for e in st], yerr=[e[key]["top1_std"] for e in st],
                         marker=marker, capsize=3, label=label)
+        for probe in r.get("probes", {}).values():
+            pts = [(e[xkey], probe["students"][str(e["input_size"])]) for e in st
+                   if str(e["input_size"]) in probe["students"]]
+            ax.errorbar([x for x, _ in pts], [v["top1_mean"] for _, v in pts], yerr=[v["top1_std"] for _, v in pts],
+                        marker="^", capsize=3, linestyle="--", label=f"ResKD student, w_kd {probe['w_kd']:g}")
         ax.scatter([t[xkey]], [t["top1"]], marker="*", s=150, color="k", label=f"teacher {t['input_size']} px", zorder=3)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("top-1 (val clips)")
