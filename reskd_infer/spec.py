@@ -9,6 +9,7 @@ so no user ever passes the same setting twice.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -189,3 +190,13 @@ class ModelSpec:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SpecError(f"model spec is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def library_versions(*modules: str) -> dict[str, str]:
+    """Provenance: reskd-infer's version and each named module's ``__version__`` (imported on demand)."""
+    from . import __version__
+
+    versions = {"reskd_infer": __version__}
+    for name in modules:
+        versions[name] = str(importlib.import_module(name).__version__)
+    return versions

