@@ -53,3 +53,11 @@ class ExportError(ReskdError):
 
 class DatasetError(ReskdError):
     """An annotation list or a sample in it is invalid (the message names file and line)."""
+
+
+class SourceError(ReskdError):
+    """A video source expression matches nothing: a missing list file, an empty folder or glob, a bad shard."""
+
+
+class OutputError(ReskdError):
+    """A predictions file cannot be resumed or merged (corrupt line, duplicate or missing videos or shards)."""
