@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "when launched by torchrun or a scheduler); merge the outputs with --merge")
     p.add_argument("--merge", nargs="+", metavar="FILE",
                    help="check and merge the JSON Lines files of several shards into --output (or stdout)")
+    p.add_argument("--save-video", metavar="DIR",
+                   help="write each video with its predicted label drawn on it to DIR as H.264 MP4 (needs OpenCV)")
+    p.add_argument("--stream", action="store_true",
+                   help="read every source as a live stream (implied for rtsp/rtmp/udp/srt URLs, /dev/video*, and '-' "
+                   "for standard input) and print a prediction per sliding window until it ends or Ctrl-C")
+    p.add_argument("--window", type=float, default=2.0, metavar="S", help="live streams: window length in seconds (default: 2)")
+    p.add_argument("--stride", type=float, default=1.0, metavar="S", help="live streams: seconds between windows (default: 1)")
+    p.add_argument("--max-windows", type=int, metavar="N", help="live streams: stop after N windows")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="live streams: give up when no data came for S seconds (default: 10)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of one line per video")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary on stderr")
     p.add_argument("--batch-size", type=int, default=8, help="clips per inference batch (default: 8)")
@@ -78,6 +88,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--topk must be at least 1")
     if args.batch_size < 1 or args.workers < 1:
         parser.error("--batch-size and --workers must be at least 1")
+    if args.window <= 0 or args.stride <= 0 or args.timeout <= 0:
+        parser.error("--window, --stride and --timeout must be positive")
     if args.no_resume and not args.output:
         parser.error("--no-resume needs --output")
 
@@ -115,6 +127,19 @@ def _print_line(record: dict[str, Any]) -> None:
               flush=True)
 
 
+def _result_handler(show: Callable[[dict[str, Any]], None] | None,
+                    annotate: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None] | None:
+    steps = [step for step in (annotate, show) if step is not None]
+    if not steps:
+        return None
+
+    def handle(record: dict[str, Any]) -> None:
+        for step in steps:
+            step(record)
+
+    return handle
+
+
 def _videos_and_shard(args: argparse.Namespace) -> tuple[list[str], tuple[int, int] | None]:
     from .sources import expand_sources, parse_shard, shard, shard_from_env
 
@@ -129,6 +154,7 @@ def _videos_and_shard(args: argparse.Namespace) -> tuple[list[str], tuple[int, i
 
 def corpus_main(args: argparse.Namespace) -> int:
     from . import Recognizer
+    from .annotate import VideoAnnotator
     from .corpus import run_corpus
     from .errors import ReskdError
     from .outputs import PredictionWriter
@@ -139,11 +165,12 @@ def corpus_main(args: argparse.Namespace) -> int:
         if args.output and "{rank}" in args.output:
             args.output = args.output.replace("{rank}", str(shard_spec[0] if shard_spec else 0))
         writer = PredictionWriter(args.output, fmt, args.topk, resume=not args.no_resume) if args.output else None
+        annotator = VideoAnnotator(args.save_video) if args.save_video else None
         recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback)
     except ReskdError as exc:
         return _fail(str(exc), args.json, model=args.model)
     records: list[dict[str, Any]] = []
-    on_result = records.append if args.json else (None if writer else _print_line)
+    on_result = _result_handler(records.append if args.json else (None if writer else _print_line), annotator)
     backend, arch = recognizer.backend_name, recognizer.spec.arch
     try:
         with recognizer:
@@ -163,10 +190,49 @@ def corpus_main(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 
+def _is_live_run(args: argparse.Namespace) -> bool:
+    from .sources import is_live
+
+    return bool(args.sources) and (args.stream or any(s == "-" or is_live(s) for s in args.sources))
+
+
+def stream_main(args: argparse.Namespace) -> int:
+    """Each source as a live stream: one line (or JSON line) per window as it is ready."""
+    from . import Recognizer
+    from .errors import ReskdError
+    from .stream import predict_stream
+
+    try:
+        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback)
+    except ReskdError as exc:
+        return _fail(str(exc), args.json, model=args.model)
+    out = open(args.output, "a", encoding="utf-8") if args.output else None
+    failed = 0
+    with recognizer:
+        for source in args.sources:
+            try:
+                for window in predict_stream(recognizer, source, args.window, args.stride, args.topk,
+                                             args.max_windows, args.timeout):
+                    record = window.to_dict()
+                    if args.json or out:
+                        print(json.dumps(record), file=out or sys.stdout, flush=True)
+                    else:
+                        print(f"{source}\t{window.start:.2f}-{window.end:.2f}s\t"
+                              + "\t".join(f"{p.label}:{p.score:.4f}" for p in window.predictions), flush=True)
+            except ReskdError as exc:
+                failed += 1
+                print(f"{source}\tERROR\t{exc}", file=sys.stderr)
+            except KeyboardInterrupt:  # the user stopped the stream: a normal end
+                break
+    if out is not None:
+        out.close()
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
     if args.merge:
         return merge_main(args)
-    return corpus_main(args)
+    return stream_main(args) if _is_live_run(args) else corpus_main(args)

