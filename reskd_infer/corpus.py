@@ -108,10 +108,10 @@ def run_corpus(recognizer: Any, videos: list[str], writer: PredictionWriter | No
             summary.done += 1
             summary.failed += record["error"] is not None
             summary.clips += getattr(result, "num_clips", clips_per_video) if record["error"] is None else 0
+            if on_result is not None:
+                on_result(record)  # before writing: it may add to the record (the annotated video's path)
             if writer is not None:
                 writer.write(record)
-            if on_result is not None:
-                on_result(record)
             summary.seconds = time.perf_counter() - start
             bar.set_postfix_str(f"{summary.clips_per_s:.1f} clips/s, {summary.failed} failed", refresh=False)
             bar.update(1)
