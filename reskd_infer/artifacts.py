@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import ARTIFACT_CHECKPOINT, ARTIFACT_ONNX, ARTIFACT_TENSORRT, artifact_type
+from .backends.triton_ import ARTIFACT_TRITON, is_triton_url
 from .errors import CheckpointError, ReskdError, SpecError
 from .spec import ModelSpec
 
@@ -66,7 +67,11 @@ def read_onnx_spec(path: str | Path) -> ModelSpec:
 
 
 def read_spec(path: str | Path) -> ModelSpec:
-    """The ModelSpec any artifact (or export folder) carries."""
+    """The ModelSpec any artifact (or export folder, or grpc:// Triton model) carries."""
+    if is_triton_url(path):
+        from .backends.triton_ import read_triton_spec
+
+        return read_triton_spec(str(path))
     path = Path(path)
     if path.is_dir():
         manifest = read_manifest(path)
@@ -86,6 +91,8 @@ def read_spec(path: str | Path) -> ModelSpec:
 
 def candidate_artifacts(path: str | Path) -> list[tuple[Path, str]]:
     """The artifacts a Recognizer may load for ``path``, best first (fallbacks after)."""
+    if is_triton_url(path):
+        return [(path, ARTIFACT_TRITON)]  # type: ignore[list-item]  # a URL, kept as a string
     path = Path(path)
     if path.is_dir():
         manifest = read_manifest(path)

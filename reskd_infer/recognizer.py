@@ -18,6 +18,7 @@ import torch
 
 from .artifacts import candidate_artifacts, read_spec
 from .backends import Backend, backend_names, backends_for
+from .backends.triton_ import is_triton_url
 from .errors import BackendUnavailableError
 from .spec import ModelSpec
 from .video import clips_to_batch, load_clips
@@ -51,8 +52,9 @@ class Recognizer:
     """Classify videos with a reskd-infer artifact.
 
     Args:
-        path: a checkpoint (.ckpt), an ONNX model (.onnx), a TensorRT plan (.plan)
-            or an export folder written by ``reskd-export``.
+        path: a checkpoint (.ckpt), an ONNX model (.onnx), a TensorRT plan (.plan),
+            an export folder written by ``reskd-export``, or ``grpc://host:port/model``
+            for a model served by Triton (decoding and preprocessing stay local).
         device: "auto" (CUDA when present, else CPU), "cpu" or "cuda[:N]".
         backend: "auto" (the fastest that works here) or a backend name
             ("torch", "onnxruntime", "tensorrt").
@@ -65,7 +67,7 @@ class Recognizer:
 
     def __init__(self, path: str | Path, device: str = "auto", backend: str = "auto", fallback: bool = True,
                  max_batch: int = 16):
-        self.path = Path(path)
+        self.path = path if is_triton_url(path) else Path(path)  # grpc://host:port/model: a Triton server
         self.device = device
         self.max_batch = max_batch
         self.backend: Backend = self._load_backend(backend, fallback)

@@ -31,9 +31,16 @@ def _tensorrt_backend() -> type[Backend]:
     return TensorRTBackend
 
 
+def _triton_backend() -> type[Backend]:
+    from .triton_ import TritonBackend
+
+    return TritonBackend
+
+
 register_backend("torch", ARTIFACT_CHECKPOINT, 0, _torch_backend)
 register_backend("onnxruntime", ARTIFACT_ONNX, 10, _onnxruntime_backend)
 register_backend("tensorrt", ARTIFACT_TENSORRT, 20, _tensorrt_backend)
+register_backend("triton", "triton", 0, _triton_backend)  # grpc:// URLs of a Triton server
 
 __all__ = [
     "ARTIFACT_CHECKPOINT",
