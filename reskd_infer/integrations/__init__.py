@@ -1,0 +1,1 @@
+"""Optional integrations with engines users already run: Ray Data (``[ray]`` extra)."""
