@@ -5,14 +5,11 @@ with ONNX Runtime; no real Triton server has run here)."""
 
 import socket
 import time
-from concurrent import futures
 
-import grpc
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
-from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+from triton_standin import start_standin
 
 from reskd_infer import ModelSpec, Recognizer, build_model
 from reskd_infer.backends.triton_ import build_request, parse_triton_url, read_repository_spec
@@ -31,30 +28,6 @@ def repository(tmp_path_factory):
     onnx_path = export_onnx(build_model(spec).eval(), spec, root / "model.onnx")
     folder = write_triton_repository(root / "models", onnx_path, spec, max_batch_size=2)
     return root / "model.onnx", folder, spec
-
-
-class StandInTriton(service_pb2_grpc.GRPCInferenceServiceServicer):
-    """NOT Triton: serves one ONNX model through Triton's gRPC protocol, for the client's contract test."""
-
-    def __init__(self, onnx_path, config):
-        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        self.config = config
-        self.batch_sizes = []
-
-    def ModelConfig(self, request, context):  # noqa: N802 - gRPC method names
-        if request.name != self.config.name:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Request for unknown model: '{request.name}'")
-        return service_pb2.ModelConfigResponse(config=self.config)
-
-    def ModelInfer(self, request, context):  # noqa: N802
-        tensor = request.inputs[0]
-        batch = np.frombuffer(request.raw_input_contents[0], np.float32).reshape(list(tensor.shape))
-        self.batch_sizes.append(batch.shape[0])
-        (logits,) = self.session.run(None, {tensor.name: batch})
-        out = service_pb2.ModelInferResponse.InferOutputTensor(name=request.outputs[0].name, datatype="FP32",
-                                                                shape=list(logits.shape))
-        return service_pb2.ModelInferResponse(model_name=request.model_name, outputs=[out],
-                                              raw_output_contents=[logits.astype(np.float32).tobytes()])
 
 
 def test_spec_and_request_come_from_the_exported_repository(repository, tmp_path):
@@ -92,15 +65,7 @@ def test_unreachable_server_fails_within_seconds(repository):
 
 def test_round_trip_through_a_stand_in_server_equals_local_onnx(repository, clip_dir):
     onnx_path, folder, _ = repository
-    config = model_config_pb2.ModelConfig()
-    from google.protobuf import text_format
-
-    text_format.Parse((folder / "config.pbtxt").read_text(), config)
-    servicer = StandInTriton(onnx_path, config)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    servicer, server, port = start_standin(onnx_path, folder)
     try:
         with Recognizer(f"grpc://127.0.0.1:{port}/{folder.name}") as remote, Recognizer(onnx_path) as local:
             assert remote.backend_name == "triton" and remote.spec == local.spec
