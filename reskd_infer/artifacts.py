@@ -20,6 +20,7 @@ from .errors import CheckpointError, ReskdError, SpecError
 from .spec import ModelSpec
 
 ONNX_SPEC_KEY = "reskd_spec"
+ONNX_INPUT_NAME, ONNX_OUTPUT_NAME = "video", "logits"  # the graph contract the runtime and exporter share
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "reskd-infer/export/1"
 # Which artifact of an export folder to try first.

@@ -20,7 +20,14 @@ import torch
 from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
 from reskd_infer.artifacts import candidate_artifacts, read_sidecar
 from reskd_infer.backends import base as backend_base
-from reskd_infer.backends.onnxruntime_ import CPU_EP, CUDA_EP, TRT_EP, choose_providers
+from reskd_infer.backends.onnxruntime_ import (
+    CPU_EP,
+    CUDA_EP,
+    TRT_EP,
+    check_gpu_session,
+    choose_providers,
+    tensorrt_ep_options,
+)
 from reskd_infer.backends.tensorrt_ import TensorRTBackend
 from reskd_infer.errors import BackendUnavailableError, EngineIncompatibleError
 from reskd_infer.export import export_model
@@ -33,7 +40,8 @@ from reskd_infer.export.tensorrt import (
     tensorrt_missing,
     write_sidecar,
 )
-from reskd_infer.export.triton import config_pbtxt
+from reskd_infer.export.triton import config_pbtxt, write_triton_repository
+from reskd_infer.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, compare, format_table
 
 NO_TRT = tensorrt_missing()
 BUILT = {"version": "10.13.3.9", "gpu_name": "NVIDIA L4", "compute_capability": "8.9", "precision": "fp16"}
@@ -180,6 +188,46 @@ def test_onnxruntime_session_is_configured(exported):
     assert np.allclose(backend.infer(torch.from_numpy(x)), backend.infer(x))
 
 
+def test_a_gpu_provider_that_did_not_start_is_reported():
+    check_gpu_session("m.onnx", "auto", [CUDA_EP, CPU_EP], [CUDA_EP, CPU_EP])  # nothing lost: silent
+    with pytest.raises(BackendUnavailableError, match=r"m\.onnx: requested .*CUDAExecutionProvider.*libcudnn"):
+        check_gpu_session("m.onnx", "cuda:0", [TRT_EP, CUDA_EP, CPU_EP], [CPU_EP], "libcudnn.so.9 not found")
+    with pytest.warns(RuntimeWarning, match="runs on \\['CPUExecutionProvider'\\]"):
+        check_gpu_session("m.onnx", "auto", [TRT_EP, CUDA_EP, CPU_EP], [CPU_EP])
+    with pytest.warns(RuntimeWarning, match="TensorrtExecutionProvider"):  # CUDA still runs: a warning only
+        check_gpu_session("m.onnx", "cuda", [TRT_EP, CUDA_EP, CPU_EP], [CUDA_EP, CPU_EP])
+
+
+def test_tensorrt_provider_gets_the_export_profile_and_cache_folders(exported, tmp_path, monkeypatch):
+    spec, _, result = exported
+    options = tensorrt_ep_options(result.onnx_path, spec, 1)
+    shape = "x".join(map(str, spec.input_shape))
+    assert options["device_id"] == "1"
+    assert [options[f"trt_profile_{k}_shapes"] for k in ("min", "opt", "max")] == \
+        [f"video:{b}x{shape}" for b in (1, 2, 4)]  # the manifest's batch profile
+    cache = Path(options["trt_engine_cache_path"])
+    assert cache.parent == result.folder and cache.is_dir() and options["trt_timing_cache_path"] == str(cache)
+    # a model whose folder cannot hold a cache: the user cache directory, never the working directory
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    options = tensorrt_ep_options(blocker / "model.onnx", spec, 0, profile=(1, 8, 32))
+    assert Path(options["trt_engine_cache_path"]).is_relative_to(tmp_path / "xdg" / "reskd-infer")
+    assert options["trt_profile_max_shapes"] == f"video:32x{shape}"
+
+
+def test_the_runtime_never_imports_the_exporter():
+    import ast
+
+    root = Path(__file__).parent.parent / "reskd_infer"
+    runtime = [*root.glob("backends/*.py"), *root.glob("video/*.py"), root / "recognizer.py", root / "artifacts.py"]
+    for path in runtime:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = "." * node.level + (node.module or "")
+                assert "export" not in target.split("."), f"{path.name} imports {target}"
+
+
 # ---- the command -----------------------------------------------------------------------------------
 def test_export_help_explains_every_flag():
     exe = f"{sys.prefix}/bin/reskd-export"
@@ -248,13 +296,23 @@ def test_triton_repository_parses_against_tritons_schema(exported):
     assert ModelSpec.from_json(config.parameters["reskd_spec"].string_value) == spec
 
 
-def test_triton_plan_config(exported):
+def test_triton_plan_config_records_the_tensorrt_that_built_it(exported, tmp_path):
     spec, _, _ = exported
-    config = parse_triton_config(config_pbtxt("student", "tensorrt_plan", spec, 32, (8, 32)))
+    config = parse_triton_config(config_pbtxt("student", "tensorrt_plan", spec, 32, (8, 32), engine=BUILT))
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 32
     assert config.instance_group[0].kind == config.instance_group[0].KIND_GPU
+    assert config.parameters["tensorrt_version"].string_value == "10.13.3.9"
+    assert config.parameters["compute_capability"].string_value == "8.9"
     with pytest.raises(Exception, match="platform"):
         config_pbtxt("student", "pytorch_libtorch", spec, 32)
+    with pytest.raises(Exception, match="TensorRT version"):
+        config_pbtxt("student", "tensorrt_plan", spec, 32)
+    plan = foreign_plan(tmp_path, spec)  # the repository reads the version from the plan's sidecar
+    folder = write_triton_repository(tmp_path / "repo", plan, spec, max_batch_size=4, preferred_batch_sizes=(2, 4))
+    config = parse_triton_config((folder / "config.pbtxt").read_text())
+    assert config.parameters["tensorrt_version"].string_value == "10.13.3.9"
+    assert config.parameters["gpu_name"].string_value == "NVIDIA L4"
+    assert (folder / "1" / "model.plan").read_bytes() == plan.read_bytes()
 
 
 # ---- TensorRT itself ---------------------------------------------------------------------------------
@@ -264,31 +322,64 @@ def test_every_tensorrt_name_used_exists():
     assert len(TRT_API_NAMES) > 30
 
 
+def ort_cuda_missing() -> str | None:
+    import onnxruntime as ort
+
+    if not torch.cuda.is_available():
+        return "needs an NVIDIA GPU"
+    if CUDA_EP not in ort.get_available_providers():
+        return f"this onnxruntime has no CUDA provider ({ort.get_available_providers()}): install reskd-infer[gpu]"
+    return None
+
+
+def assert_agrees_with_cpu_fp32(candidate: Recognizer, reference: Recognizer, videos, tolerance) -> None:
+    """The candidate's logits against the CPU FP32 checkpoint on the served tensors, by export/verify.py's rule
+    (max abs diff, cosine, no top-1 change beyond a near tie): random 3-class weights make exact top-1 flaky."""
+    inputs = [(Path(v).name, reference.preprocess(v).numpy()) for v in videos]
+    report = compare(f"{candidate.backend_name} vs cpu fp32", ("torch cpu fp32", reference.backend.infer),
+                     (candidate.backend_name, candidate.backend.infer), inputs, tolerance)
+    assert report.passed, format_table([report])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(NO_TRT is not None, reason=f"needs TensorRT and an NVIDIA GPU: {NO_TRT}")
 @pytest.mark.parametrize("fp16", [False, True])
 def test_gpu_engine_build_and_inference(exported, tmp_path, clip_dir, fp16):
     _, ckpt, _ = exported
     cache = tmp_path / "timing.cache"
-    result = export_model(ckpt, tmp_path / "out", trt=True, fp16=fp16, batch=(1, 2, 4), timing_cache=cache,
+    result = export_model(ckpt, tmp_path / "out", trt=True, fp16=fp16, batch=(2, 4, 4), timing_cache=cache,
                           verify_clips=[clip_dir / "h264.mp4"])
     assert result.plan_path.is_file() and cache.is_file() and result.passed
     sidecar = read_sidecar(result.plan_path)
-    assert sidecar["tensorrt"]["precision"] == ("fp16" if fp16 else "fp32")
-    assert sidecar["tensorrt"]["profile"]["max"][0] == 4 and sidecar["fallback"] == ["model.onnx", "model.ckpt"]
-    with Recognizer(result.folder) as engine, Recognizer(ckpt) as reference:
+    assert sidecar["tensorrt"]["precision"] == ("fp16" if fp16 else "fp32") and sidecar["tensorrt"]["tf32"] == fp16
+    assert sidecar["tensorrt"]["profile"]["min"][0] == 2 and sidecar["tensorrt"]["profile"]["max"][0] == 4
+    assert sidecar["fallback"] == ["model.onnx", "model.ckpt"]
+    videos = [clip_dir / name for name in ("h264.mp4", "vp9_odd.webm", "mjpeg.avi")]
+    with Recognizer(result.folder) as engine, Recognizer(ckpt, device="cpu") as reference:
         assert engine.backend_name == "tensorrt" and engine.backend.input_device.type == "cuda"
-        for name in ("h264.mp4", "vp9_odd.webm", "mjpeg.avi"):
-            assert engine.predict(clip_dir / name)[0].index == reference.predict(clip_dir / name)[0].index
+        assert_agrees_with_cpu_fp32(engine, reference, videos, FP16_TOLERANCE if fp16 else FP32_TOLERANCE)
+        assert engine.backend.infer(reference.preprocess(videos[0])[:1].numpy()).shape == (1, 3)  # below MIN: padded
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert len(engine.predict_batch([clip_dir / "h264.mp4"] * 6)) == 6  # above the profile max: split
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU and onnxruntime-gpu")
+@pytest.mark.skipif(ort_cuda_missing() is not None, reason=str(ort_cuda_missing()))
 def test_gpu_onnxruntime_io_binding(exported, clip_dir):
     _, ckpt, result = exported
+    videos = [clip_dir / name for name in ("h264.mp4", "vp9_odd.webm")]
     with Recognizer(result.onnx_path, device="cuda") as rec, Recognizer(ckpt, device="cpu") as reference:
-        assert rec.backend.input_device.type == "cuda"
-        assert rec.predict(clip_dir / "h264.mp4")[0].index == reference.predict(clip_dir / "h264.mp4")[0].index
+        assert rec.backend.input_device.type == "cuda" and CUDA_EP in rec.backend.providers
+        assert_agrees_with_cpu_fp32(rec, reference, videos, FP32_TOLERANCE)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_gpu_preprocessing_matches_cpu(exported, clip_dir):
+    _, ckpt, _ = exported
+    with Recognizer(ckpt, device="cuda") as gpu, Recognizer(ckpt, device="cpu") as cpu:
+        for name in ("h264.mp4", "vp9_odd.webm", "mjpeg.avi"):
+            on_gpu = gpu.preprocess(clip_dir / name)
+            assert on_gpu.device.type == "cuda"
+            torch.testing.assert_close(on_gpu.cpu(), cpu.preprocess(clip_dir / name), atol=1e-3, rtol=1e-4)

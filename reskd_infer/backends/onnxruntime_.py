@@ -2,8 +2,19 @@
 
 Session options are set on purpose: intra-op threads follow torch's thread count
 (so a process that limits torch also limits ORT), inter-op 1 (the graph is a chain),
-all graph optimizations on. On CUDA, inputs and outputs go through I/O binding so a
-batch preprocessed on the GPU never travels back to the host before inference.
+all graph optimizations on. On CUDA, the input goes through I/O binding so a batch
+preprocessed on the GPU is not copied back to the host; ORT's CUDA provider runs
+on its own stream and does not wait for torch's, so the producing torch stream is
+synchronised before the run. The logits (N x classes) are bound to host memory.
+
+The TensorRT EP gets an explicit optimization profile (batch MIN/OPT/MAX from the
+export manifest, else 1/8/32), so a new largest batch does not rebuild the engine,
+and its engine and timing caches live beside the model (or in the user cache
+directory when that folder is read-only), never in the working directory.
+
+A GPU provider that cannot start (missing libcudnn/libnvinfer, a driver too old)
+is reported: with ``device="cuda[:N]"`` the backend raises, with ``"auto"`` it warns
+with ONNX Runtime's reason and runs on the CPU.
 
 NOT RUN HERE: the CUDA and TensorRT execution providers need ``onnxruntime-gpu`` and a
 GPU; only the CPU provider has been exercised on the machines this was written on.
@@ -11,16 +22,25 @@ GPU; only the CPU provider has been exercised on the machines this was written o
 
 from __future__ import annotations
 
+import hashlib
+import os
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, ReskdError
 from ..spec import ModelSpec
 from .base import ARTIFACT_ONNX, Backend
+from .tensorrt_env import cuda_index
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+GPU_EPS = (TRT_EP, CUDA_EP)
+DEFAULT_BATCH_PROFILE = (1, 8, 32)  # reskd-export's default --batch
+MISSING_HINT = ("the 'onnxruntime' package is not installed: pip install 'reskd-infer[cpu]' "
+                "(or 'reskd-infer[gpu]' on an NVIDIA GPU machine; never both)")
 
 
 def choose_providers(available: list[str], device: str = "auto") -> list[str]:
@@ -29,10 +49,79 @@ def choose_providers(available: list[str], device: str = "auto") -> list[str]:
         return [CPU_EP]
     wanted = [TRT_EP, CUDA_EP, CPU_EP] if device in ("auto", "", None) or device.startswith("cuda") else [CPU_EP]
     chosen = [p for p in wanted if p in available]
-    if device.startswith("cuda") and not any(p in chosen for p in (TRT_EP, CUDA_EP)):
+    if device.startswith("cuda") and not any(p in chosen for p in GPU_EPS):
         raise BackendUnavailableError(f"device {device!r} requested but this onnxruntime has no CUDA/TensorRT "
-                                      f"provider (available: {available}); pip install onnxruntime-gpu")
+                                      f"provider (available: {available}); pip install 'reskd-infer[gpu]' "
+                                      "(onnxruntime-gpu, which must replace the CPU 'onnxruntime' package)")
     return chosen or [CPU_EP]
+
+
+def check_gpu_session(path: str | Path, device: str, requested: Sequence[str], started: Sequence[str],
+                      reason: str | None = None) -> None:
+    """Judge a session that did not start every requested GPU provider.
+
+    ONNX Runtime drops a GPU provider whose libraries fail to load and carries on with
+    the CPU. An explicit CUDA device raises :class:`BackendUnavailableError`; "auto"
+    warns with the reason and runs on what started.
+    """
+    lost = [p for p in requested if p in GPU_EPS and p not in started]
+    if not lost:
+        return
+    why = reason or "ONNX Runtime could not start them (missing CUDA/cuDNN/TensorRT libraries or driver?)"
+    message = f"{path}: requested {', '.join(lost)} but the session runs on {list(started)}: {why}"
+    if device and str(device).startswith("cuda") and not any(p in started for p in GPU_EPS):
+        raise BackendUnavailableError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def batch_profile_for(model: Path) -> tuple[int, int, int]:
+    """The batch profile the export folder's manifest records for ``model``, else reskd-export's default."""
+    from ..artifacts import MANIFEST_NAME, read_manifest
+
+    if (model.parent / MANIFEST_NAME).is_file():
+        try:
+            values = [int(v) for v in read_manifest(model.parent).get("batch_profile", [])]
+        except (ReskdError, ValueError, TypeError):  # an unreadable manifest: the default profile
+            values = []
+        if len(values) == 3 and 1 <= values[0] <= values[1] <= values[2]:
+            return values[0], values[1], values[2]
+    return DEFAULT_BATCH_PROFILE
+
+
+def trt_cache_dir(model: Path) -> Path:
+    """Where the TensorRT EP keeps engines and timing caches (created): beside the model, or, when that
+    folder cannot be written, a per-model folder in the user cache directory (never the working directory)."""
+    beside = model.parent / f"{model.stem}.ort-trt-cache"
+    try:
+        beside.mkdir(parents=True, exist_ok=True)
+        if os.access(beside, os.W_OK):
+            return beside
+    except OSError:
+        pass
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reskd-infer" / "ort-trt"
+    cache = root / hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:16]
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def tensorrt_ep_options(model: Path, spec: ModelSpec, gpu_index: int,
+                        profile: tuple[int, int, int] | None = None) -> dict[str, str]:
+    """TensorRT EP options: explicit profile shapes for input ``video``, caches in :func:`trt_cache_dir`."""
+    from ..artifacts import ONNX_INPUT_NAME
+
+    bmin, bopt, bmax = profile or batch_profile_for(model)
+    rest = "x".join(str(d) for d in spec.input_shape)
+    cache = trt_cache_dir(model)
+    return {
+        "device_id": str(gpu_index),
+        "trt_profile_min_shapes": f"{ONNX_INPUT_NAME}:{bmin}x{rest}",
+        "trt_profile_opt_shapes": f"{ONNX_INPUT_NAME}:{bopt}x{rest}",
+        "trt_profile_max_shapes": f"{ONNX_INPUT_NAME}:{bmax}x{rest}",
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(cache),
+    }
 
 
 class OnnxRuntimeBackend(Backend):
@@ -47,17 +136,20 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            return "the 'onnxruntime' package is not installed (pip install onnxruntime, or onnxruntime-gpu)"
+            return MISSING_HINT
         return None
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto",
                  threads: int | None = None):
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailableError(f"{path}: {MISSING_HINT}") from None
 
         from ..artifacts import read_onnx_spec
 
         super().__init__(path, spec or read_onnx_spec(path), device)
-        self._gpu_index = (torch.device(device).index or 0) if device and device.startswith("cuda") else 0
+        self._gpu_index = cuda_index(device)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -65,27 +157,29 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: ORT warns about every FP16 cast it inserts
         providers = choose_providers(ort.get_available_providers(), device)
-        provider_options = [self._options(p, ort) for p in providers]
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers,
-                                                provider_options=provider_options)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
-            if providers == [CPU_EP]:
-                raise BackendUnavailableError(f"{self.path}: ONNX Runtime cannot load the model: {exc}") from None
-            # A GPU provider listed by the wheel may still lack its libraries (libnvinfer, cuDNN).
-            self.session = ort.InferenceSession(str(self.path), options, providers=[CPU_EP])
+        self.session = self._create_session(ort, options, providers)
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
-        self._on_gpu = (self.providers[0] in (TRT_EP, CUDA_EP)) and torch.cuda.is_available()
+        self._on_gpu = any(p in GPU_EPS for p in self.providers) and torch.cuda.is_available()
         self._device = torch.device("cuda", self._gpu_index) if self._on_gpu else torch.device("cpu")
 
-    def _options(self, provider: str, ort: object) -> dict[str, str]:
+    def _create_session(self, ort: object, options: object, providers: list[str]) -> object:
+        provider_options = [self._options(p) for p in providers]
+        try:
+            session = ort.InferenceSession(str(self.path), options, providers=providers,  # type: ignore[attr-defined]
+                                           provider_options=provider_options)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
+            if providers == [CPU_EP]:
+                raise BackendUnavailableError(f"{self.path}: ONNX Runtime cannot load the model: {exc}") from None
+            check_gpu_session(self.path, self.device, providers, [CPU_EP], f"{type(exc).__name__}: {exc}")
+            return self._create_session(ort, options, [CPU_EP])
+        check_gpu_session(self.path, self.device, providers, session.get_providers())
+        return session
+
+    def _options(self, provider: str) -> dict[str, str]:
         if provider == TRT_EP:
-            # Engines built by the EP are cached next to the model so a restart does not rebuild them.
-            cache = self.path.with_suffix(".ort-trt-cache")
-            return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(cache),
-                    "trt_timing_cache_enable": "True", "device_id": str(self._gpu_index)}
+            return tensorrt_ep_options(self.path, self.spec, self._gpu_index)
         if provider == CUDA_EP:
             return {"device_id": str(self._gpu_index)}
         return {}
@@ -105,7 +199,10 @@ class OnnxRuntimeBackend(Backend):
         x = batch.to(self._device, torch.float32).contiguous()
         binding = self.session.io_binding()
         binding.bind_input(self.input_name, "cuda", self._device.index or 0, np.float32, tuple(x.shape), x.data_ptr())
-        binding.bind_output(self.output_name, "cuda", self._device.index or 0)
+        binding.bind_output(self.output_name)  # host memory: ORT copies the logits back when its run ends
+        # ORT's CUDA stream does not wait for torch's (its Run leaves SynchronizeInputs out): wait here for
+        # the producing stream only, cheaper than binding.synchronize_inputs() (a cudaDeviceSynchronize).
+        torch.cuda.current_stream(self._device).synchronize()
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 

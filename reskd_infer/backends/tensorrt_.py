@@ -1,25 +1,36 @@
-"""The TensorRT backend: a serialized plan, one execution context per thread, preprocessing on the GPU.
+"""The TensorRT backend: a serialized plan, one execution context and CUDA stream per thread.
 
 Before TensorRT is asked to deserialize anything, the plan's sidecar is checked
 against the running TensorRT version and GPU compute capability
-(:func:`reskd_infer.export.tensorrt.check_engine_compatibility`): a mismatch raises
-:class:`EngineIncompatibleError` naming both, and the Recognizer falls back to the
-ONNX model or checkpoint the sidecar names (unless ``fallback=False``).
+(:func:`reskd_infer.backends.tensorrt_env.check_engine_compatibility`): a mismatch
+raises :class:`EngineIncompatibleError` naming both, and the Recognizer falls back
+to the ONNX model or checkpoint the sidecar names (unless ``fallback=False``).
 
-Buffers are torch CUDA tensors (no pycuda/cuda-python allocation code), inference
-uses named I/O tensors: ``set_input_shape``, ``set_tensor_address``,
-``execute_async_v3`` on torch's current stream. :attr:`input_device` is the GPU,
-so the Recognizer uploads the decoded uint8 frames and runs the resize, crop and
-normalization of ``video/preprocess.py`` there with the same torch ops: the CPU does
-no per-pixel work.
+Inference follows TensorRT's named-tensor contract (TensorRT 10.x/11.x
+``IExecutionContext``): ``set_input_shape`` (its boolean checked: False means the
+shape is outside the optimization profile), ``get_tensor_shape`` for the output,
+``set_tensor_address`` for every I/O tensor, then ``execute_async_v3``. Batches
+are split above the profile's MAX and padded up to its MIN (the padding rows'
+outputs are dropped). Each execution context has its own non-default CUDA stream
+(TensorRT warns that the default stream costs extra device synchronisations); it
+waits for the stream that produced the input, and the buffers are recorded on it
+so torch's caching allocator does not reuse them while TensorRT still runs.
+Buffers are torch CUDA tensors (no pycuda/cuda-python).
+
+:attr:`input_device` is the GPU, so the Recognizer uploads the decoded uint8
+frames once per batch and runs the resize, crop and normalization of
+``video/preprocess.py`` there. Decoding and the conversion to RGB (libswscale)
+still run on the CPU at the video's full resolution.
 
 NOT RUN HERE: no GPU exists on the development machines, so deserialization and
-inference have not been executed; the GPU tests are marked ``gpu`` and skip.
+inference have not been executed; the GPU tests are marked ``gpu`` and skip. The
+contract tests drive this class with a stand-in ``tensorrt`` module on the CPU.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +41,15 @@ from ..artifacts import read_sidecar
 from ..errors import BackendUnavailableError, EngineIncompatibleError
 from ..spec import ModelSpec
 from .base import ARTIFACT_TENSORRT, Backend
+from .tensorrt_env import (
+    check_engine_compatibility,
+    cuda_index,
+    runtime_gpu,
+    runtime_tensorrt_version,
+    tensorrt_missing,
+)
+
+Allocate = Callable[[tuple[int, ...], torch.dtype], torch.Tensor]
 
 
 class TensorRTBackend(Backend):
@@ -41,50 +61,55 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def available(cls, device: str = "auto") -> str | None:
-        from ..export.tensorrt import tensorrt_missing
-
         return tensorrt_missing(device)
 
     @classmethod
     def runtime_environment(cls, device: str = "auto") -> tuple[str | None, dict[str, Any] | None]:
         """(TensorRT version, {"name", "compute_capability"} of the GPU) of this process; None where unknown."""
-        from ..export.tensorrt import runtime_gpu, runtime_tensorrt_version
-
         return runtime_tensorrt_version(), runtime_gpu(device)
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto"):
-        from ..export.tensorrt import check_engine_compatibility, tensorrt_missing
-
         sidecar = read_sidecar(path)
         super().__init__(path, spec or ModelSpec.from_dict(sidecar.get("spec", {})), device)
         self.sidecar = sidecar
         trt_version, gpu = self.runtime_environment(device)
         # Checked from the sidecar first: deserializing a foreign plan fails with an opaque "version tag" error.
         check_engine_compatibility(sidecar, trt_version, gpu, plan=self.path)
-        problem = tensorrt_missing(device)
+        problem = self.available(device)
         if problem:
             raise BackendUnavailableError(f"{self.path}: {problem}")
         import tensorrt as trt
 
         self._trt = trt
-        self._device = torch.device(device if device.startswith("cuda") else "cuda")
+        self._device = self._select_device(device)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        with torch.cuda.device(self._device):  # the engine lives on the device it is deserialized on
-            self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        self.engine = self._deserialize(self.path.read_bytes())
         if self.engine is None:
             raise EngineIncompatibleError(f"{self.path}: TensorRT {trt.__version__} could not deserialize the plan "
                                           "(see the TensorRT log); rebuild it with reskd-export --trt")
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._bind_io_tensors()
+        self._local = threading.local()  # an execution context is not thread-safe: one per thread
+
+    # ---- loading ---------------------------------------------------------------------------------
+    def _select_device(self, device: str) -> torch.device:
+        return torch.device("cuda", cuda_index(device))
+
+    def _deserialize(self, plan: bytes) -> Any:
+        with torch.cuda.device(self._device):  # the engine lives on the device it is deserialized on
+            return self._runtime.deserialize_cuda_engine(plan)
+
+    def _bind_io_tensors(self) -> None:
+        trt, engine = self._trt, self.engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
             raise BackendUnavailableError(f"{self.path}: expected one input and one output tensor, got {names}")
         self.input_name, self.output_name = inputs[0], outputs[0]
-        _, _, max_shape = self.engine.get_tensor_profile_shape(self.input_name, 0)
-        self.max_batch = int(max_shape[0])
-        self._dtypes = {n: self._torch_dtype(self.engine.get_tensor_dtype(n)) for n in names}
-        self._local = threading.local()  # an execution context is not thread-safe: one per thread
+        min_shape, _, max_shape = engine.get_tensor_profile_shape(self.input_name, 0)
+        self.min_batch, self.max_batch = int(min_shape[0]), int(max_shape[0])
+        self._dtypes = {n: self._torch_dtype(engine.get_tensor_dtype(n)) for n in names}
 
     def _torch_dtype(self, dtype: Any) -> torch.dtype:
         trt = self._trt
@@ -93,42 +118,69 @@ class TensorRTBackend(Backend):
             raise BackendUnavailableError(f"{self.path}: unsupported I/O tensor type {dtype}")
         return table[dtype]
 
-    def _context(self) -> Any:
-        ctx = getattr(self._local, "context", None)
-        if ctx is None:
-            ctx = self.engine.create_execution_context()
-            self._local.context = ctx
-        return ctx
-
     @property
     def input_device(self) -> torch.device:
         return self._device
 
+    # ---- inference -------------------------------------------------------------------------------
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
         x = torch.as_tensor(batch).to(self._device, self._dtypes[self.input_name]).contiguous()
-        parts = [self._run(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
+        parts = [self._run_padded(x[i : i + self.max_batch]) for i in range(0, len(x), self.max_batch)]
         return torch.cat(parts).float().cpu().numpy()
+
+    def _run_padded(self, x: torch.Tensor) -> torch.Tensor:
+        """Run a chunk of at most MAX rows; a chunk below the profile's MIN is padded and its padding dropped."""
+        n = len(x)
+        if n < self.min_batch:
+            x = torch.cat([x, x[-1:].expand(self.min_batch - n, *x.shape[1:])]).contiguous()
+        return self._run(x)[:n]
+
+    def _execution_state(self) -> tuple[Any, Any]:
+        """This thread's (execution context, CUDA stream)."""
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = (self.engine.create_execution_context(), torch.cuda.Stream(self._device))
+            self._local.state = state
+        return state
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         with torch.cuda.device(self._device):
-            return self._run_on_device(x)
+            ctx, stream = self._execution_state()
+            producer = torch.cuda.current_stream(self._device)
+            stream.wait_stream(producer)  # the input was written on the producer's stream
 
-    def _run_on_device(self, x: torch.Tensor) -> torch.Tensor:
-        ctx = self._context()
-        ctx.set_input_shape(self.input_name, tuple(x.shape))
-        out = torch.empty(tuple(ctx.get_tensor_shape(self.output_name)), dtype=self._dtypes[self.output_name],
-                          device=self._device)
-        ctx.set_tensor_address(self.input_name, x.data_ptr())
-        ctx.set_tensor_address(self.output_name, out.data_ptr())
-        stream = torch.cuda.current_stream(self._device)
-        if not ctx.execute_async_v3(stream.cuda_stream):
-            raise BackendUnavailableError(f"{self.path}: TensorRT execute_async_v3 failed")
-        stream.synchronize()
+            def allocate(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+                out = torch.empty(shape, dtype=dtype, device=self._device)
+                out.record_stream(stream)
+                return out
+
+            x.record_stream(stream)  # keep the caching allocator from reusing x while TensorRT reads it
+            out = self.enqueue(ctx, x, stream.cuda_stream, allocate)
+            producer.wait_stream(stream)  # whoever reads the output on the producer's stream waits for TensorRT
+            return out
+
+    def enqueue(self, ctx: Any, x: torch.Tensor, stream_handle: int, allocate: Allocate) -> torch.Tensor:
+        """TensorRT's named-tensor contract for one batch: shape, output buffer, every address, enqueue."""
+        shape = tuple(int(d) for d in x.shape)
+        if not ctx.set_input_shape(self.input_name, shape):
+            raise BackendUnavailableError(
+                f"{self.path}: TensorRT refused input shape {shape} for {self.input_name!r} (the engine's profile "
+                f"allows batches {self.min_batch}..{self.max_batch} of {tuple(self.spec.input_shape)})")
+        out_shape = tuple(int(d) for d in ctx.get_tensor_shape(self.output_name))
+        if any(d < 0 for d in out_shape):
+            raise BackendUnavailableError(f"{self.path}: output shape {out_shape} is unresolved after set_input_shape")
+        out = allocate(out_shape, self._dtypes[self.output_name])
+        for name, tensor in ((self.input_name, x), (self.output_name, out)):
+            if not ctx.set_tensor_address(name, tensor.data_ptr()):
+                raise BackendUnavailableError(f"{self.path}: TensorRT refused the address of tensor {name!r}")
+        if not ctx.execute_async_v3(stream_handle):
+            raise BackendUnavailableError(f"{self.path}: TensorRT execute_async_v3 failed (see the TensorRT log)")
         return out
 
     def release(self) -> None:
         self._local = threading.local()
         self.engine = None
         self._runtime = None
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..artifacts import ONNX_SPEC_KEY
+from ..artifacts import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ONNX_SPEC_KEY
 from ..checkpoint import atomic_write
 from ..errors import ExportError
 from ..spec import ModelSpec
 
-INPUT_NAME = "video"  # (N, 3, T, H, W) float32, already normalized
-OUTPUT_NAME = "logits"  # (N, num_classes) float32
+INPUT_NAME = ONNX_INPUT_NAME  # "video": (N, 3, T, H, W) float32, already normalized
+OUTPUT_NAME = ONNX_OUTPUT_NAME  # "logits": (N, num_classes) float32
 BATCH_DIM = "batch"
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # ``Trilu``/``LayerNormalization``-era ops the zoo needs; older opsets are not tested

@@ -32,15 +32,21 @@ from pathlib import Path
 from typing import Any
 
 from ..artifacts import sidecar_path
+from ..backends.tensorrt_env import (  # run-time facts live in the backends layer; re-exported for callers
+    INSTALL_HINT,
+    MIN_TENSORRT,
+    check_engine_compatibility,
+    cuda_index,
+    runtime_gpu,
+    runtime_tensorrt_version,
+    tensorrt_missing,
+)
 from ..checkpoint import atomic_write
-from ..errors import BackendUnavailableError, EngineIncompatibleError, ExportError
+from ..errors import BackendUnavailableError, ExportError
 from ..spec import ModelSpec
 from .onnx import INPUT_NAME
 
-MIN_TENSORRT = (10, 12)  # the strongly typed flag and the APIs below exist from 10.12
 SIDECAR_SCHEMA = "reskd-infer/tensorrt-sidecar/1"
-INSTALL_HINT = ("install TensorRT on a machine with an NVIDIA GPU and driver: "
-                "pip install 'reskd-infer[trt]' (tensorrt>=10.12, cuda-python) and a CUDA build of torch")
 
 # Every TensorRT name (module attribute, or Class.attribute) used by the builder and the backend.
 TRT_API_NAMES: tuple[str, ...] = (
@@ -55,6 +61,7 @@ TRT_API_NAMES: tuple[str, ...] = (
     "IBuilderConfig.set_memory_pool_limit", "MemoryPoolType", "MemoryPoolType.WORKSPACE",
     "IBuilderConfig.add_optimization_profile", "IOptimizationProfile.set_shape",
     "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "IBuilderConfig.get_timing_cache",
+    "IBuilderConfig.clear_flag", "BuilderFlag", "BuilderFlag.TF32",
     "ITimingCache.serialize",
     "IProgressMonitor", "IBuilderConfig.progress_monitor",
     "Runtime", "Runtime.deserialize_cuda_engine",
@@ -87,88 +94,6 @@ def missing_trt_names(trt: Any) -> list[str]:
     return missing
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in str(version).split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-# ---- environment -------------------------------------------------------------------------------
-def tensorrt_missing(device: str = "auto") -> str | None:
-    """None if TensorRT engines can be built and run here, otherwise everything that is missing."""
-    if device == "cpu":
-        return "TensorRT needs a CUDA device, but device='cpu' was requested"
-    import torch
-
-    problems = []
-    try:
-        import tensorrt as trt
-
-        if _version_tuple(trt.__version__)[:2] < MIN_TENSORRT:
-            problems.append(f"TensorRT {trt.__version__} is older than {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} "
-                            "(strongly typed networks)")
-    except ImportError:
-        problems.append("the 'tensorrt' Python package is not installed")
-    except Exception as exc:  # noqa: BLE001 - a broken install (missing libnvinfer) raises OSError etc.
-        problems.append(f"the 'tensorrt' package failed to import ({type(exc).__name__}: {exc})")
-    if not torch.cuda.is_available():
-        problems.append("no NVIDIA GPU is visible (torch.cuda.is_available() is False)")
-    return "; ".join(problems) + f"; {INSTALL_HINT}" if problems else None
-
-
-def runtime_gpu(device: str = "auto") -> dict[str, Any] | None:
-    """Name and compute capability of the CUDA device ``device`` names, or None without CUDA."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    index = torch.device(device).index if device.startswith("cuda") else None
-    index = torch.cuda.current_device() if index is None else index
-    major, minor = torch.cuda.get_device_capability(index)
-    return {"name": torch.cuda.get_device_name(index), "compute_capability": f"{major}.{minor}"}
-
-
-def runtime_tensorrt_version() -> str | None:
-    try:
-        import tensorrt as trt
-    except Exception:  # noqa: BLE001
-        return None
-    return str(trt.__version__)
-
-
-# ---- compatibility -----------------------------------------------------------------------------
-def check_engine_compatibility(sidecar: dict[str, Any], runtime_trt_version: str | None,
-                               runtime_gpu_info: dict[str, Any] | None, plan: str | Path = "engine") -> None:
-    """Raise EngineIncompatibleError when a plan cannot run with this TensorRT on this GPU.
-
-    A serialized engine only deserializes with the TensorRT release that built it
-    (major.minor.patch: the plan's version tag) and runs on GPUs of the compute
-    capability it was built for (no hardware-compatibility mode is used). The check
-    reads only the sidecar, so it runs before TensorRT is asked to deserialize
-    anything. Unknown runtime facts (None) are not judged.
-    """
-    built = sidecar.get("tensorrt")
-    if not isinstance(built, dict) or "version" not in built:
-        raise EngineIncompatibleError(f"{plan}: its sidecar {sidecar_path(plan).name} records no TensorRT version; "
-                                      "rebuild the engine with reskd-export --trt")
-    if runtime_trt_version is not None:
-        if _version_tuple(built["version"]) != _version_tuple(runtime_trt_version):
-            raise EngineIncompatibleError(
-                f"{plan}: built with TensorRT {built['version']}, but this process runs TensorRT "
-                f"{runtime_trt_version}; engines only load in the TensorRT release that built them. "
-                "Rebuild it here (reskd-export --trt) or use the ONNX model")
-    want_cc = built.get("compute_capability")
-    if runtime_gpu_info is not None and want_cc is not None:
-        have_cc = runtime_gpu_info.get("compute_capability")
-        if str(want_cc) != str(have_cc):
-            raise EngineIncompatibleError(
-                f"{plan}: built for {built.get('gpu_name', 'a GPU')} (compute capability {want_cc}), but this GPU "
-                f"is {runtime_gpu_info.get('name')} (compute capability {have_cc}); rebuild the engine on this GPU "
-                "(reskd-export --trt) or use the ONNX model")
-
-
 # ---- building ----------------------------------------------------------------------------------
 def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
     """``"1,8,32"`` (or a sequence) -> (min, opt, max); a single value means a fixed batch."""
@@ -196,8 +121,13 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
                  fallback: Sequence[str] = (), device: str = "auto", progress: bool = False) -> dict[str, Any]:
     """Build ``plan_path`` from ``onnx_path`` and write its sidecar; returns the sidecar dict.
 
-    ``precision`` only records what the ONNX holds ("fp16" for a mixed-precision
-    graph): strongly typed networks take their types from the graph.
+    ``precision`` records what the ONNX holds ("fp16" for a mixed-precision graph):
+    strongly typed networks take their types from the graph. For "fp32" TF32 is
+    switched off (TensorRT enables it by default), so the engine is verified at FP32
+    tolerance against FP32 ONNX Runtime; the sidecar records ``tf32``.
+
+    The plan and its sidecar are written before the timing cache is saved: a cache
+    that cannot be saved is a warning, never a plan without a sidecar.
 
     Raises:
         BackendUnavailableError: TensorRT or a GPU is missing (the message says what to install).
@@ -209,42 +139,27 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
     import tensorrt as trt
     import torch
 
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))  # the builder times kernels on the current CUDA device
+    if torch.cuda.is_available():
+        torch.cuda.set_device(cuda_index(device))  # the builder times kernels on the current CUDA device
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
-    bmin, bopt, bmax = parse_batch(batch)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)  # required on 10.x, ignored on 11.x
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
+    network, parser = _parse_onnx(trt, builder, logger, onnx_path)  # the parser owns weights: keep it alive
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    profile = builder.create_optimization_profile()
-    shapes = {}
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        rest = tuple(spec.input_shape) if tensor.name == INPUT_NAME else tuple(tensor.shape)[1:]
-        shapes[tensor.name] = [(b, *rest) for b in (bmin, bopt, bmax)]
-        profile.set_shape(tensor.name, *shapes[tensor.name])
-    config.add_optimization_profile(profile)
+    tf32 = precision != "fp32"
+    if not tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; TF32 error can exceed the FP32 tolerance
+    shapes = _add_profile(builder, config, network, spec, parse_batch(batch))
     cache_path = Path(timing_cache) if timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)  # empty bytes: a fresh cache
-    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is refused
+    cache_status = attach_timing_cache(config, cache_path)
     if progress:
         monitor = _progress_monitor(trt)  # must outlive the build: kept referenced until the end
         config.progress_monitor = monitor
     serialized = builder.build_serialized_network(network, config)
+    del parser  # the network no longer needs the parser's weights once the plan is serialized
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
-    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(bytes(serialized)))
-    if cache_path is not None:
-        updated = config.get_timing_cache()
-        atomic_write(cache_path, lambda tmp: Path(tmp).write_bytes(bytes(updated.serialize())))
     gpu = runtime_gpu(device) or {}
     sidecar = {
         "schema": SIDECAR_SCHEMA,
@@ -254,11 +169,12 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
             "gpu_name": gpu.get("name"),
             "compute_capability": gpu.get("compute_capability"),
             "precision": precision,
+            "tf32": tf32,
             "strongly_typed": True,
-            "profile": {"input": INPUT_NAME, "min": list(shapes[INPUT_NAME][0]), "opt": list(shapes[INPUT_NAME][1]),
-                        "max": list(shapes[INPUT_NAME][2])},
+            "profile": {"input": INPUT_NAME, "min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])},
             "workspace_bytes": int(workspace_gb * (1 << 30)),
             "timing_cache": str(cache_path) if cache_path else None,
+            "timing_cache_loaded": cache_status,
             "source_onnx": onnx_path.name,
             "source_onnx_sha256": _sha256(onnx_path),
             "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -266,8 +182,76 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
         },
         "fallback": list(fallback),
     }
+    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(bytes(serialized)))
     write_sidecar(plan_path, sidecar)
+    if cache_path is not None:
+        save_timing_cache(config, cache_path)
     return sidecar
+
+
+def _parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)  # required on 10.x, ignored on 11.x
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
+    return network, parser
+
+
+def _add_profile(builder: Any, config: Any, network: Any, spec: ModelSpec,
+                 profile: tuple[int, int, int]) -> list[tuple[int, ...]]:
+    """One optimization profile over the batch dimension; returns the input's (min, opt, max) shapes."""
+    opt_profile = builder.create_optimization_profile()
+    shapes: dict[str, list[tuple[int, ...]]] = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        rest = tuple(spec.input_shape) if tensor.name == INPUT_NAME else tuple(tensor.shape)[1:]
+        shapes[tensor.name] = [(b, *rest) for b in profile]
+        opt_profile.set_shape(tensor.name, *shapes[tensor.name])
+    if INPUT_NAME not in shapes:
+        raise ExportError(f"the ONNX graph has no input named {INPUT_NAME!r} (inputs: {sorted(shapes)})")
+    config.add_optimization_profile(opt_profile)
+    return shapes[INPUT_NAME]
+
+
+def attach_timing_cache(config: Any, cache_path: Path | None) -> str:
+    """Load ``cache_path`` into the builder config; returns "loaded", "fresh" or "refused: <reason>".
+
+    ``set_timing_cache`` returns False for a cache written by another GPU or TensorRT
+    release (ignore_mismatch=False keeps foreign timings out); a fresh cache is used then
+    and the file is overwritten after the build.
+    """
+    import warnings
+
+    data = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    if data and config.set_timing_cache(config.create_timing_cache(data), False):
+        return "loaded"
+    status = "fresh"
+    if data:
+        status = f"refused: {cache_path} was written by another GPU or TensorRT release"
+        warnings.warn(f"{cache_path}: TensorRT refused this timing cache (another GPU or TensorRT release); "
+                      "building with a fresh cache, which will replace it", RuntimeWarning, stacklevel=3)
+    if not config.set_timing_cache(config.create_timing_cache(b""), False):  # b"": a new, empty cache
+        raise ExportError("TensorRT refused a fresh, empty timing cache")
+    return status
+
+
+def save_timing_cache(config: Any, cache_path: Path) -> bool:
+    """Write the builder's timing cache to ``cache_path``; a failure warns and returns False (the plan is fine)."""
+    import warnings
+
+    try:
+        cache = config.get_timing_cache()
+        if cache is None:
+            raise ExportError("the builder config holds no timing cache")
+        data = bytes(cache.serialize())
+        atomic_write(cache_path, lambda tmp: Path(tmp).write_bytes(data))
+    except Exception as exc:  # noqa: BLE001 - TensorRT, OS or our own error: the cache is only an optimisation
+        warnings.warn(f"{cache_path}: timing cache not saved ({type(exc).__name__}: {exc}); the engine and its "
+                      "sidecar were written", RuntimeWarning, stacklevel=3)
+        return False
+    return True
 
 
 def _progress_monitor(trt: Any) -> Any:
@@ -308,3 +292,10 @@ def write_sidecar(plan_path: str | Path, sidecar: dict[str, Any]) -> Path:
     """Write ``<plan>.json`` next to the plan (never inside it: trtexec, Triton and DeepStream load the plan as is)."""
     text = json.dumps(sidecar, indent=2) + "\n"
     return atomic_write(sidecar_path(plan_path), lambda tmp: Path(tmp).write_text(text))
+
+
+__all__ = [
+    "INSTALL_HINT", "MIN_TENSORRT", "SIDECAR_SCHEMA", "TRT_API_NAMES", "attach_timing_cache", "build_engine",
+    "check_engine_compatibility", "missing_trt_names", "parse_batch", "runtime_gpu", "runtime_tensorrt_version",
+    "save_timing_cache", "tensorrt_missing", "write_sidecar",
+]

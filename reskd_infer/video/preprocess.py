@@ -2,11 +2,15 @@
 
 The runtime (Recognizer) and the training evaluation transform both call
 :func:`frames_to_tensor`, so the student is served exactly the tensor it was
-evaluated on. It runs on any torch device: the TensorRT backend calls it on the
-GPU so the CPU does no per-pixel work.
+evaluated on. It runs on any torch device. For a GPU backend,
+:func:`clips_to_batch` stacks the uint8 clips on the CPU, pins them and uploads
+them in one copy, then resizes, crops and normalizes on the GPU; decoding and the
+conversion to RGB (``video/decode.py``) still run on the CPU at full resolution.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -50,11 +54,18 @@ def to_model_resolution(x: torch.Tensor, input_size: int) -> torch.Tensor:
     return F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
 
 
+@lru_cache(maxsize=32)
+def _mean_std(mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype, device: torch.device,
+              dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean/std shaped for (N, C, ...) on ``device``, made once per device (two tiny uploads per clip otherwise)."""
+    shape = (1, 3) + (1,) * (dims - 2)
+    return (torch.tensor(mean, dtype=dtype, device=device).reshape(shape),
+            torch.tensor(std, dtype=dtype, device=device).reshape(shape))
+
+
 def normalize(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     """(x - mean) / std on channel dim 1 of (N, C, ...) RGB 0..255 floats."""
-    shape = (1, 3) + (1,) * (x.dim() - 2)
-    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).reshape(shape)
-    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).reshape(shape)
+    mean, std = _mean_std(tuple(spec.mean), tuple(spec.std), x.dtype, x.device, x.dim())
     return (x - mean) / std
 
 
@@ -90,5 +101,33 @@ def frames_to_tensor(
 def clips_to_batch(
     clips: list[np.ndarray] | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Several clips' frames -> a batch (num_clips, 3, T, input_size, input_size)."""
-    return torch.stack([frames_to_tensor(c, spec, device) for c in clips])
+    """Several clips' frames -> a batch (num_clips, 3, T, input_size, input_size).
+
+    For a CUDA ``device`` the uint8 clips go up in one pinned copy per run of
+    same-sized clips; the per-clip arithmetic is the same on every device.
+    """
+    target = torch.device(device) if device is not None else None
+    if target is None or target.type != "cuda":
+        return torch.stack([frames_to_tensor(c, spec, target) for c in clips])
+    return torch.stack([frames_to_tensor(c, spec) for c in upload_clips(clips, target)])
+
+
+def upload_clips(clips: list[np.ndarray] | np.ndarray, device: torch.device) -> list[torch.Tensor]:
+    """uint8 clips -> the same clips on ``device``: stacked on the CPU, pinned, one non-blocking copy per group
+    of consecutive clips that share a frame size (videos of different sizes cannot be stacked)."""
+    out: list[torch.Tensor] = []
+    group: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if group:
+            host = torch.stack(group).pin_memory()
+            out.extend(host.to(device, non_blocking=True).unbind(0))
+            group.clear()
+
+    for clip in clips:
+        tensor = torch.as_tensor(clip)
+        if group and tensor.shape != group[0].shape:
+            flush()
+        group.append(tensor)
+    flush()
+    return out
