@@ -36,5 +36,11 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     return main(argv)
 
 
+def doctor_main(argv: Sequence[str] | None = None) -> int:
+    from .doctor.cli import main
+
+    return main(argv)
+
+
 if __name__ == "__main__":
     sys.exit(predict_main())

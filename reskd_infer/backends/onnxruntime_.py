@@ -140,7 +140,9 @@ class OnnxRuntimeBackend(Backend):
         return None
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto",
-                 threads: int | None = None):
+                 threads: int | None = None, providers: Sequence[str] | None = None):
+        """``providers``: exactly these execution providers (e.g. ``[CUDA_EP]`` to test one), instead of
+        the best available for ``device``."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -156,7 +158,7 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: ORT warns about every FP16 cast it inserts
-        providers = choose_providers(ort.get_available_providers(), device)
+        providers = list(providers) if providers else choose_providers(ort.get_available_providers(), device)
         self.session = self._create_session(ort, options, providers)
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
