@@ -67,8 +67,9 @@ class Workbench:
         from ..fashion_clips import write_mp4
 
         rng = np.random.default_rng(0)
-        canvas = rng.integers(0, 256, (2 * self.size + 64, 2 * self.size + 64, 3), dtype=np.uint8)
-        frames = np.stack([canvas[i : i + self.size + 32, 2 * i : 2 * i + self.size + 48] for i in range(24)])
+        height, width = 2 * ((self.size + 33) // 2), 2 * ((self.size + 49) // 2)  # even: H.264 yuv420p
+        canvas = rng.integers(0, 256, (height + 24, width + 48, 3), dtype=np.uint8)
+        frames = np.stack([canvas[i : i + height, 2 * i : 2 * i + width] for i in range(24)])
         return write_mp4(self.root / "clip.mp4", frames)
 
     @cached_property
