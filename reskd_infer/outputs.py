@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
+from .errors import OutputError, error_dict
 
 FORMATS = ("jsonl", "csv")
 
@@ -42,7 +42,7 @@ def result_record(result: Any, shard: tuple[int, int] | None = None) -> dict[str
         record = {
             "video": str(result.video),
             "predictions": _predictions(result.predictions or []),
-            "error": None if error is None else {"type": type(error).__name__, "message": str(error)},
+            "error": None if error is None else error_dict(error),
             "timings": {k: round(float(v), 3) for k, v in (getattr(result, "timings", None) or {}).items()},
         }
         windows = getattr(result, "windows", None)

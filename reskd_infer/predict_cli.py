@@ -94,11 +94,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--no-resume needs --output")
 
 
-def _fail(message: str, as_json: bool, **context: Any) -> int:
-    if as_json:
-        print(json.dumps({**context, "error": message, "results": []}, indent=2))
-    else:
-        print(f"error: {message}", file=sys.stderr)
+def _fail(exc: Exception, as_json: bool, **context: Any) -> int:
+    """One ``error:`` line; with --json also ``{"error": {"type": ..., "message": ...}, "results": []}``."""
+    from .errors import report_error
+
+    report_error(exc, as_json, **context, results=[])
     return EXIT_BAD_ARGS
 
 
@@ -109,7 +109,7 @@ def merge_main(args: argparse.Namespace) -> int:
     try:
         records = merge_jsonl(args.merge, args.output)
     except ReskdError as exc:
-        return _fail(str(exc), args.json)
+        return _fail(exc, args.json)
     if args.output is None:
         sys.stdout.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     elif not args.quiet:
@@ -168,7 +168,7 @@ def corpus_main(args: argparse.Namespace) -> int:
         annotator = VideoAnnotator(args.save_video) if args.save_video else None
         recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback)
     except ReskdError as exc:
-        return _fail(str(exc), args.json, model=args.model)
+        return _fail(exc, args.json, model=args.model)
     records: list[dict[str, Any]] = []
     on_result = _result_handler(records.append if args.json else (None if writer else _print_line), annotator)
     backend, arch = recognizer.backend_name, recognizer.spec.arch
@@ -199,13 +199,13 @@ def _is_live_run(args: argparse.Namespace) -> bool:
 def stream_main(args: argparse.Namespace) -> int:
     """Each source as a live stream: one line (or JSON line) per window as it is ready."""
     from . import Recognizer
-    from .errors import ReskdError
+    from .errors import ReskdError, one_line
     from .stream import predict_stream
 
     try:
         recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback)
     except ReskdError as exc:
-        return _fail(str(exc), args.json, model=args.model)
+        return _fail(exc, args.json, model=args.model)
     out = open(args.output, "a", encoding="utf-8") if args.output else None
     failed = 0
     with recognizer:
@@ -221,7 +221,7 @@ def stream_main(args: argparse.Namespace) -> int:
                               + "\t".join(f"{p.label}:{p.score:.4f}" for p in window.predictions), flush=True)
             except ReskdError as exc:
                 failed += 1
-                print(f"{source}\tERROR\t{exc}", file=sys.stderr)
+                print(f"{source}\tERROR\t{one_line(exc)}", file=sys.stderr)
             except KeyboardInterrupt:  # the user stopped the stream: a normal end
                 break
     if out is not None:
@@ -230,9 +230,12 @@ def stream_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import plain_warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
+    plain_warnings()
     if args.merge:
         return merge_main(args)
     return stream_main(args) if _is_live_run(args) else corpus_main(args)

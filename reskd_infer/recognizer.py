@@ -16,10 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import candidate_artifacts, read_spec
+from .artifacts import (
+    candidate_artifacts,
+    check_folder_artifact,
+    check_spec_matches_manifest,
+    read_manifest,
+    read_spec,
+)
 from .backends import Backend, backend_names, backends_for
+from .backends.base import BackendEntry
 from .backends.triton_ import is_triton_url
-from .errors import BackendUnavailableError
+from .errors import ArtifactError, BackendUnavailableError, one_line
 from .spec import ModelSpec
 from .video import clips_to_batch, load_clips
 
@@ -61,12 +68,16 @@ class Recognizer:
         fallback: when the preferred artifact cannot run here (a plan built for
             another GPU or TensorRT version, a missing package), warn and use the
             next artifact (the ONNX or checkpoint the plan's sidecar names, or the
-            export folder's other files). ``False`` raises instead.
+            export folder's other files). ``False`` raises instead, also when a file an
+            export folder lists is missing, corrupt or disagrees with its manifest.
         max_batch: at most this many clips per inference call.
     """
 
     def __init__(self, path: str | Path, device: str = "auto", backend: str = "auto", fallback: bool = True,
                  max_batch: int = 16):
+        if "://" in str(path) and not is_triton_url(path):  # before Path(), which folds "rtsp://h/x" to "rtsp:/h/x"
+            raise ArtifactError(f"{path}: this URL is not a model; give a model file, an export folder or a "
+                                "Triton model as grpc://host:port/model")
         self.path = path if is_triton_url(path) else Path(path)  # grpc://host:port/model: a Triton server
         self.device = device
         self.max_batch = max_batch
@@ -76,25 +87,38 @@ class Recognizer:
     def _load_backend(self, requested: str, fallback: bool) -> Backend:
         if requested != "auto" and requested not in backend_names():
             raise BackendUnavailableError(f"unknown backend {requested!r}; available: {', '.join(backend_names())}")
+        manifest = read_manifest(self.path) if isinstance(self.path, Path) and self.path.is_dir() else None
+        attempts = [(artifact, entry) for artifact, kind in candidate_artifacts(self.path)
+                    for entry in backends_for(kind) if requested in ("auto", entry.name)]
+        if not attempts:
+            raise BackendUnavailableError(f"{self.path}: no backend named {requested!r} runs its artifacts")
         reasons: list[str] = []
-        for artifact_path, kind in candidate_artifacts(self.path):
-            for entry in backends_for(kind):
-                if requested not in ("auto", entry.name):
-                    continue
-                try:
-                    cls = entry.factory()
-                    problem = cls.available(self.device)
-                    if problem:
-                        raise BackendUnavailableError(f"{entry.name} backend unavailable: {problem}")
-                    spec = read_spec(artifact_path)
-                    return cls(artifact_path, spec, device=self.device)
-                except BackendUnavailableError as exc:
-                    if not fallback:
-                        raise
-                    reasons.append(f"{artifact_path.name} ({entry.name}): {exc}")
-                    warnings.warn(f"falling back: {artifact_path}: {exc}", RuntimeWarning, stacklevel=3)
-        detail = "; ".join(reasons) or f"no backend named {requested!r} runs these artifacts"
-        raise BackendUnavailableError(f"{self.path}: no usable backend ({detail})")
+        for i, (artifact_path, entry) in enumerate(attempts):
+            try:
+                return self._open_artifact(artifact_path, entry, manifest)
+            except (BackendUnavailableError, ArtifactError) as exc:
+                if not fallback or len(attempts) == 1:
+                    raise
+                reasons.append(f"{entry.name}: {one_line(exc)}")
+                if i + 1 < len(attempts):
+                    # stacklevel 1: the warning is about the artifact, not about a line of the caller's code.
+                    warnings.warn(f"{one_line(exc)}; falling back to {attempts[i + 1][0].name}", RuntimeWarning,
+                                  stacklevel=1)
+        fix = "; re-export the folder with reskd-export" if manifest is not None else ""
+        raise BackendUnavailableError(f"{self.path}: no usable artifact ({'; '.join(reasons)}){fix}")
+
+    def _open_artifact(self, artifact_path: Path, entry: BackendEntry, manifest: dict | None) -> Backend:
+        """Check one artifact (folder entries against their manifest), then load it with ``entry``'s backend."""
+        if manifest is not None:
+            check_folder_artifact(self.path, artifact_path, manifest)
+        spec = read_spec(artifact_path)  # first: a damaged artifact is reported as such, wherever it could run
+        if manifest is not None:
+            check_spec_matches_manifest(self.path, artifact_path, spec)
+        cls = entry.factory()
+        problem = cls.available(self.device)
+        if problem:
+            raise BackendUnavailableError(f"{artifact_path}: {entry.name} backend unavailable: {problem}")
+        return cls(artifact_path, spec, device=self.device)
 
     @property
     def backend_name(self) -> str:

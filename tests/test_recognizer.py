@@ -115,6 +115,7 @@ def test_predict_cli_lines_json_and_failures(clip_dir, checkpoint, tmp_path, cap
     assert doc["arch"] == "r3d_18" and doc["backend"] == "torch"
     assert len(doc["results"][0]["predictions"]) == 5 - 1  # 4 classes < topk 5
     assert "bad.mp4" in doc["results"][1]["error"]["message"]
+    assert doc["results"][1]["error"]["type"] == "UnreadableVideoError"
     assert predict_main([str(tmp_path / "nothing.onnx"), str(bad)]) == 2
 
 

@@ -149,7 +149,7 @@ def test_cli_train_yaml_flags_override_and_eval_json(data, tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert rc == 0 and set(metrics) == {"top1", "top5", "num_samples"} and 0 <= metrics["top1"] <= 1
     rc = eval_main([out["best"], "--val-list", str(data / "nope.txt"), "--json"])
-    assert rc == 2 and "list file not found" in json.loads(capsys.readouterr().out)["error"]
+    assert rc == 2 and "list file not found" in json.loads(capsys.readouterr().out)["error"]["message"]
     (tmp_path / "bad.yaml").write_text("epochz: 3\n")
     assert train_main(["--config", str(tmp_path / "bad.yaml"), "--train-list", "x"]) == 2
     assert "unknown option 'epochz'" in capsys.readouterr().err

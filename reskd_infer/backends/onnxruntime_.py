@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailableError, ReskdError
+from ..errors import ArtifactError, BackendUnavailableError, ReskdError, one_line
 from ..spec import ModelSpec
 from .base import ARTIFACT_ONNX, Backend
 from .tensorrt_env import cuda_index
@@ -173,7 +173,8 @@ class OnnxRuntimeBackend(Backend):
                                            provider_options=provider_options)
         except Exception as exc:  # noqa: BLE001 - ORT raises its own Fail/InvalidGraph types
             if providers == [CPU_EP]:
-                raise BackendUnavailableError(f"{self.path}: ONNX Runtime cannot load the model: {exc}") from None
+                raise ArtifactError(f"{self.path}: ONNX Runtime cannot load the model (corrupt, truncated or "
+                                    f"unsupported): {one_line(exc)[:300]}") from None
             check_gpu_session(self.path, self.device, providers, [CPU_EP], f"{type(exc).__name__}: {exc}")
             return self._create_session(ort, options, [CPU_EP])
         check_gpu_session(self.path, self.device, providers, session.get_providers())

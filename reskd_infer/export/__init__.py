@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import MANIFEST_NAME, MANIFEST_SCHEMA
+from ..artifacts import MANIFEST_NAME, MANIFEST_SCHEMA, file_sha256
 from ..backends.base import ARTIFACT_CHECKPOINT, ARTIFACT_ONNX, ARTIFACT_TENSORRT
 from ..checkpoint import atomic_write, load_checkpoint
 from ..errors import BackendUnavailableError, ExportError
@@ -268,6 +268,8 @@ def _write_manifest(result: ExportResult, profile: tuple[int, int, int], opset: 
         "schema": MANIFEST_SCHEMA,
         "spec": result.spec.to_dict(),
         "artifacts": artifacts,
+        # Checked by the Recognizer before loading: a damaged or replaced file is refused, not served.
+        "sha256": {name: file_sha256(result.folder / name) for name in artifacts.values()},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": library_versions("torch", "onnx", "onnxruntime"),
         "onnx": {"opset": opset, "input": "video", "output": "logits", "dynamic_batch": True},

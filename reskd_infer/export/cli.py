@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_TRT_MISSING = 0, 1, 3
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TRT_MISSING, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         "verified against the previous one on random input and on real decoded clips (max abs diff, cosine, "
         "top-1 agreement); the export fails above the tolerances in docs/export.md. The folder is served by "
         "Recognizer(folder) and reskd-predict.",
-        epilog="Exit status: 0 success, 1 export or verification failure, 2 bad arguments, 3 --trt requested "
-        "but TensorRT or an NVIDIA GPU is missing (ONNX artifacts were still written and verified).",
+        epilog="Exit status: 0 success, 1 export or verification failure, 2 bad arguments or a missing or "
+        "unreadable checkpoint, 3 --trt requested but TensorRT or an NVIDIA GPU is missing (ONNX artifacts were "
+        "still written and verified).",
     )
     parser.add_argument("--student", required=True, type=Path, metavar="CKPT",
                         help="the checkpoint to export (a .ckpt written by reskd-train or save_checkpoint)")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ..errors import ReskdError
+    from ..errors import ExportError, ReskdError, one_line, plain_warnings, report_error
     from . import TensorRTUnavailableError, export_model
     from .tensorrt import parse_batch
 
@@ -76,29 +77,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--opset must be at least 14")
     if args.workspace_gb <= 0:
         parser.error("--workspace-gb must be positive")
+    plain_warnings()
     clips = args.verify_clips if args.verify_clips else (() if args.no_real_clips else None)
     try:
         result = export_model(args.student, args.out, onnx=True, trt=args.trt, fp16=args.fp16, batch=batch,
                               opset=args.opset, workspace_gb=args.workspace_gb, timing_cache=args.timing_cache,
                               triton_dir=args.triton, verify_clips=clips, progress=not (args.quiet or args.json))
     except TensorRTUnavailableError as exc:
-        _report(exc.result, args.json, error=str(exc))
-        print(f"error: {exc}", file=sys.stderr)
+        _report(exc.result, args.json, error=exc)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_TRT_MISSING
     except ReskdError as exc:
-        if args.json:
-            print(json.dumps({"error": str(exc)}, indent=2))
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        report_error(exc, args.json)
+        # A failed export step or verification is 1; a missing or unreadable input is a bad argument (2).
+        return EXIT_FAILED if isinstance(exc, ExportError) else EXIT_USAGE
     _report(result, args.json)
     return EXIT_OK
 
 
-def _report(result: object, as_json: bool, error: str | None = None) -> None:
+def _report(result: object, as_json: bool, error: Exception | None = None) -> None:
     if as_json:
+        from ..errors import error_dict
+
         doc = result.to_dict()  # type: ignore[attr-defined]
         if error:
-            doc["error"] = error
+            doc["error"] = error_dict(error)
         print(json.dumps(doc, indent=2))
         return
     print(result.table())  # type: ignore[attr-defined]

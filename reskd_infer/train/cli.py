@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -165,20 +164,26 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     cfg = TrainConfig(**values)
     if not cfg.train_list:
         parser.error("--train-list is required (on the command line or in --config)")
+    from ..errors import UsageError
+    from ..models import list_archs
+
+    if cfg.arch not in list_archs():
+        raise UsageError(f"--arch {cfg.arch}: unknown architecture; choose one of {', '.join(list_archs())}")
     return cfg
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """reskd-train [--config YAML] --arch A --train-list L ... (see --help)."""
-    from ..errors import ReskdError
+    from ..errors import EXIT_USAGE, ReskdError, plain_warnings, report_error
     from .trainer import train
 
+    plain_warnings()
     try:
         cfg = config_from_args(argv)
         result = train(cfg)
     except ReskdError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        report_error(exc)
+        return EXIT_USAGE
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
@@ -204,18 +209,16 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object (or {\"error\": ...})")
     args = parser.parse_args(argv)
 
-    from ..errors import ReskdError
+    from ..errors import EXIT_USAGE, ReskdError, plain_warnings, report_error
     from .trainer import evaluate
 
+    plain_warnings()
     try:
         metrics = evaluate(args.checkpoint, args.val_list, args.data_root, classes=args.classes,
                            batch_size=args.batch_size, workers=args.workers, device=args.device)
     except ReskdError as exc:
-        if args.json:
-            print(json.dumps({"checkpoint": args.checkpoint, "error": str(exc)}))
-        else:
-            print(f"error: {exc}", file=sys.stderr)
-        return 2
+        report_error(exc, args.json, checkpoint=args.checkpoint)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(metrics))
     else:

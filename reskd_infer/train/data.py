@@ -26,14 +26,14 @@ the same clips as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..errors import DatasetError, ReskdError
 from ..spec import ModelSpec
@@ -267,3 +267,54 @@ def augment(frames: np.ndarray | torch.Tensor, spec: ModelSpec, rng: np.random.G
     if flip and rng.random() < 0.5:
         x = x.flip(-1)
     return x.transpose(0, 1).contiguous()
+
+
+# ---- errors out of DataLoader workers --------------------------------------------------------------
+@dataclass(frozen=True)
+class ItemFailure:
+    """A sample that could not be read, carried out of a DataLoader worker as data: an exception raised
+    in a worker reaches the user wrapped in the worker's traceback, this reaches them as one line."""
+
+    index: int
+    error_type: str
+    message: str
+
+    def error(self) -> DatasetError:
+        return DatasetError(self.message)
+
+
+class _CatchErrors(Dataset):
+    """``dataset[i]``, or an :class:`ItemFailure` when reading sample ``i`` raises."""
+
+    def __init__(self, base: Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> object:
+        try:
+            return self.base[index]
+        except ReskdError as exc:
+            return ItemFailure(index, type(exc).__name__, " ".join(str(exc).split()))
+        except Exception as exc:  # noqa: BLE001 - anything else a decoder raises must not become a worker traceback
+            return ItemFailure(index, type(exc).__name__, f"sample {index}: {type(exc).__name__}: {exc}")
+
+
+def _collate(items: list[object]) -> object:
+    failed = [item for item in items if isinstance(item, ItemFailure)]
+    return failed[0] if failed else default_collate(items)
+
+
+class ListLoader(DataLoader):
+    """A DataLoader whose unreadable samples raise one clean :class:`DatasetError` (naming list file and
+    line) in the main process instead of a worker traceback."""
+
+    def __init__(self, dataset: Dataset, **kwargs: object):
+        super().__init__(_CatchErrors(dataset), collate_fn=_collate, **kwargs)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[object]:
+        for batch in super().__iter__():
+            if isinstance(batch, ItemFailure):
+                raise batch.error()
+            yield batch

@@ -42,7 +42,7 @@ from ..models import build_model, get_arch_info, load_pretrained_weights
 from ..spec import EVAL_RESIZE_RATIO, ModelSpec, library_versions
 from ..video import DECODER_NAME
 from ..video.preprocess import normalize, to_model_resolution
-from .data import EvalClipDataset, TrainClipDataset, infer_class_names, parse_list
+from .data import EvalClipDataset, ListLoader, TrainClipDataset, infer_class_names, parse_list
 from .losses import KD_MODES, ResKDLoss, resolve_kd_mode
 from .metrics import classification_metrics
 
@@ -350,7 +350,7 @@ def _predict_dataset(model: nn.Module, dataset: EvalClipDataset, device: torch.d
                      workers: int, d: _Dist | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities (averaged over each video's clips, as the Recognizer does) and targets."""
     d = d or _Dist()
-    loader = DataLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
+    loader = ListLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
                         sampler=_ShardSampler(len(dataset), d.rank, d.world), persistent_workers=False)
     was_training = model.training
     model.eval()
@@ -496,7 +496,7 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
     sampler = DistributedSampler(train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed,
                                  drop_last=True) if d.enabled else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+    loader = ListLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                         num_workers=cfg.workers,
                         # Drop a ragged last batch (BatchNorm dislikes tiny batches) unless it is the only one.
                         drop_last=len(train_set) // d.world > cfg.batch_size,

@@ -44,6 +44,9 @@ class VideoInfo:
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
+    if "://" in str(path):  # before Path(), which would fold "rtsp://h/x" into "rtsp:/h/x"
+        raise UnreadableVideoError(str(path), "URLs are not accepted here, only local video files; live sources "
+                                   "go through reskd_infer.stream.predict_stream (reskd-predict --stream)")
     path = Path(path)
     if not path.exists():
         raise UnreadableVideoError(path, "file not found")
