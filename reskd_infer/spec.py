@@ -38,7 +38,8 @@ class ModelSpec:
     architecture's registry entry (frame count, sampling, normalization).
 
     Preprocessing (see :func:`reskd_infer.video.preprocess.frames_to_tensor`):
-    resize the short side to ``resize_short``, centre crop ``crop_size``, and if
+    resize the short side to ``resize_short``, centre crop ``crop_size`` (``num_crops`` 3: also
+    both ends of the long side; multi-view testing), and if
     ``crop_size != input_size`` resize the crop bilinearly to ``input_size``
     (this is how a ResKD student sees the teacher's crop down-sampled), then
     ``(x - mean) / std`` on RGB 0..255.
@@ -51,6 +52,7 @@ class ModelSpec:
     sampling: str = ""  # "segments" or "dense"; "": the architecture's default
     frame_interval: int = 0  # dense sampling only; 0: the architecture's default
     num_clips: int = 1  # clips per video at test time; class probabilities are averaged
+    num_crops: int = 1  # test crops per clip: 1 (centre) or 3 (both ends and centre of the long side)
     crop_size: int = 0  # 0: same as input_size
     resize_short: int = 0  # 0: round(crop_size * 256 / 224)
     resize_antialias: bool = True  # antialiased short-side resize (the crop->input resize never is)
@@ -104,6 +106,8 @@ class ModelSpec:
         positive_int("num_frames")
         positive_int("frame_interval")
         positive_int("num_clips")
+        if self.num_crops not in (1, 3):
+            raise SpecError(f"ModelSpec.num_crops must be 1 (centre crop) or 3 (three crops), got {self.num_crops!r}")
         positive_int("crop_size", 16)
         positive_int("resize_short", 16)
         if self.sampling not in (SAMPLING_SEGMENTS, SAMPLING_DENSE):

@@ -266,7 +266,7 @@ def test_export_cli_json_and_failure(exported, tmp_path, capsys):
                  "-o", str(tmp_path / "out")]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["passed"] and doc["onnx"].endswith("model.onnx") and doc["onnx_fp16"] is None
-    assert main(["--student", str(tmp_path / "nope.ckpt"), "-o", str(tmp_path / "x")]) == 1
+    assert main(["--student", str(tmp_path / "nope.ckpt"), "-o", str(tmp_path / "x")]) == 2  # a missing input is a bad argument
     assert "nope.ckpt" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--student", str(ckpt), "--batch", "8,1", "-o", str(tmp_path / "y")])

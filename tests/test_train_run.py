@@ -147,7 +147,7 @@ def test_cli_train_yaml_flags_override_and_eval_json(data, tmp_path, capsys):
     rc = eval_main([out["best"], "--val-list", str(data / "val.txt"), "--data-root", str(data), "--json",
                     "--workers", "0", "--device", "cpu"])
     metrics = json.loads(capsys.readouterr().out)
-    assert rc == 0 and set(metrics) == {"top1", "top5", "num_samples"} and 0 <= metrics["top1"] <= 1
+    assert rc == 0 and set(metrics) == {"top1", "top5", "num_samples", "views"} and 0 <= metrics["top1"] <= 1
     rc = eval_main([out["best"], "--val-list", str(data / "nope.txt"), "--json"])
     assert rc == 2 and "list file not found" in json.loads(capsys.readouterr().out)["error"]["message"]
     (tmp_path / "bad.yaml").write_text("epochz: 3\n")

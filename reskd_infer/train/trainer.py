@@ -372,29 +372,13 @@ def _predict_dataset(model: nn.Module, dataset: EvalClipDataset, device: torch.d
 
 def evaluate(checkpoint: str | Path, val_list: str | Path, data_root: str | Path | None = None,
              classes: str | Path | None = None, batch_size: int = 8, workers: int = 2,
-             device: str = "auto") -> dict[str, float]:
-    """Evaluate a checkpoint on a list file with the runtime's preprocessing.
+             device: str = "auto", **views: Any) -> dict[str, float]:
+    """Evaluate any artifact on a list file through the Recognizer: see
+    :func:`reskd_infer.train.evaluation.evaluate` (``num_clips``, ``three_crop``, ``backend``...)."""
+    from .evaluation import evaluate as evaluate_artifact
 
-    Returns ``{"top1", "top5"}`` (fractions in 0..1) for single-label models,
-    ``{"mAP"}`` for multi-label ones; ``num_samples`` is added. ``classes`` (a
-    classes.txt) is checked against the checkpoint's class names when given.
-    """
-    model, spec = load_checkpoint(checkpoint)
-    if classes is not None:
-        from .data import read_classes
-
-        names = read_classes(classes)
-        if tuple(names) != spec.class_names:
-            raise DatasetError(f"{classes}: class names differ from those of {checkpoint} "
-                               f"({len(names)} vs {spec.num_classes} classes)")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    model.to(dev)
-    dataset = EvalClipDataset(val_list, data_root, spec)
-    probs, targets = _predict_dataset(model, dataset, dev, batch_size, workers)
-    out = classification_metrics(probs, targets, spec.multi_label)
-    out["num_samples"] = len(dataset)
-    return out
+    return evaluate_artifact(checkpoint, val_list, data_root, classes=classes, batch_size=batch_size,
+                             workers=workers, device=device, **views)
 
 
 # ---- training --------------------------------------------------------------------------------------

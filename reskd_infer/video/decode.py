@@ -13,16 +13,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
 
-from ..errors import NoVideoStreamError, UnreadableVideoError, VideoError
+from ..errors import NoVideoStreamError, ReskdError, UnreadableVideoError, VideoError
 from ..spec import ModelSpec
 from .sampling import sample_indices
+
+T = TypeVar("T")
 
 DECODER_NAME = f"pyav-{av.__version__}/ffmpeg-cpu"  # recorded in provenance: decoders differ in colour
 SEEK_MIN_FRAMES = 1500  # videos estimated longer than this may seek
@@ -82,8 +85,26 @@ def _estimate_frames(container: av.container.InputContainer, stream: av.video.st
     return max(int(round(seconds * rate)), 0), False
 
 
+def decode_guard(path: str | Path, read: Callable[[], T]) -> T:
+    """Run ``read``; anything but a ReskdError escaping the decoder becomes an UnreadableVideoError naming
+    the file. Damaged files make PyAV raise odd types (seek failing with EPERM, a stream without a codec
+    context, fewer frames on a second pass); the fuzz tests (tests/fuzzing.py) found them."""
+    try:
+        return read()
+    except ReskdError:
+        raise
+    except MemoryError:
+        raise UnreadableVideoError(path, "too large to decode in memory") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt file must not surface as a traceback
+        raise UnreadableVideoError(path, f"corrupt video, decoding failed ({type(exc).__name__}: {exc})") from exc
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Read a video's header: size, frame count (or estimate), frame rate, codec."""
+    return decode_guard(path, lambda: _probe(path))
+
+
+def _probe(path: str | Path) -> VideoInfo:
     with _open(path) as container:
         stream = _video_stream(container, path)
         count, from_header = _estimate_frames(container, stream)
@@ -220,5 +241,5 @@ def load_clips(video: str | Path | np.ndarray | Sequence[np.ndarray], spec: Mode
                rng: np.random.Generator | None = None) -> np.ndarray:
     """A file path or in-memory frames -> the sampled clips (num_clips, T, H, W, 3) uint8."""
     if isinstance(video, (str, Path)):
-        return read_clips(video, spec, rng)
+        return decode_guard(video, lambda: read_clips(video, spec, rng))
     return frames_from_array(video, spec, rng)

@@ -69,20 +69,48 @@ def normalize(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     return (x - mean) / std
 
 
-def crop_frames(frames: torch.Tensor | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None) -> torch.Tensor:
-    """uint8 RGB frames (T, H, W, 3) -> float crop (3, T, crop_size, crop_size), still 0..255.
+def crop_boxes(height: int, width: int, size: int, num_crops: int = 1) -> list[tuple[int, int]]:
+    """(top, left) of each test view of a (height, width) image: the centre crop, or with three crops
+    the two ends of the long side and its centre (first, centre, last), each centred across."""
+    top, left = (height - size) // 2, (width - size) // 2
+    if num_crops == 1:
+        return [(top, left)]
+    if width >= height:
+        return [(top, 0), (top, left), (top, width - size)]
+    return [(0, left), (top, left), (height - size, left)]
 
-    Short side resized to ``spec.resize_short`` then centre-cropped to ``spec.crop_size``.
-    Frames with different sizes are not allowed here (decode one video at a time).
-    """
+
+def _resized_frames(frames: torch.Tensor | np.ndarray, spec: ModelSpec,
+                    device: torch.device | str | None) -> torch.Tensor:
+    """uint8 RGB (T, H, W, 3) -> float (T, 3, H', W') with the short side at ``spec.resize_short``."""
     x = torch.as_tensor(frames)
     if device is not None:
         x = x.to(device, non_blocking=True)
     if x.dim() != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames must be shaped (T, H, W, 3), got {tuple(x.shape)}")
     x = x.permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-    x = resize_short_side(x, spec.resize_short, spec.resize_antialias)
-    x = center_crop(x, spec.crop_size)
+    return resize_short_side(x, spec.resize_short, spec.resize_antialias)
+
+
+def view_crops(frames: torch.Tensor | np.ndarray, spec: ModelSpec,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 RGB frames (T, H, W, 3) -> the ``spec.num_crops`` test crops (V, 3, T, crop_size, crop_size),
+    still 0..255: short side resized to ``spec.resize_short``, then :func:`crop_boxes`."""
+    x = _resized_frames(frames, spec, device)
+    size = spec.crop_size
+    crops = [x[..., top : top + size, left : left + size] for top, left in crop_boxes(*x.shape[-2:], size, spec.num_crops)]
+    return torch.stack(crops).transpose(1, 2).contiguous()
+
+
+def crop_frames(frames: torch.Tensor | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 RGB frames (T, H, W, 3) -> float centre crop (3, T, crop_size, crop_size), still 0..255.
+
+    Short side resized to ``spec.resize_short`` then centre-cropped to ``spec.crop_size``.
+    Frames with different sizes are not allowed here (decode one video at a time).
+    """
+    x = _resized_frames(frames, spec, device)
+    top, left = crop_boxes(*x.shape[-2:], spec.crop_size)[0]
+    x = x[..., top : top + spec.crop_size, left : left + spec.crop_size]
     return x.transpose(0, 1).contiguous()  # (3, T, S, S)
 
 
@@ -98,18 +126,29 @@ def frames_to_tensor(
     return normalize(to_model_resolution(crop, spec.input_size), spec)[0]
 
 
+def frames_to_views(
+    frames: torch.Tensor | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """One clip's frames -> its ``spec.num_crops`` test views (V, 3, T, input_size, input_size);
+    with one crop this is ``frames_to_tensor(...)[None]``, bit for bit."""
+    return normalize(to_model_resolution(view_crops(frames, spec, device), spec.input_size), spec)
+
+
 def clips_to_batch(
     clips: list[np.ndarray] | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Several clips' frames -> a batch (num_clips, 3, T, input_size, input_size).
+    """Several clips' frames -> a batch (num_clips x num_crops, 3, T, input_size, input_size), clip by clip
+    (each clip's crops together). The class probabilities of a video are the mean over all its views.
 
     For a CUDA ``device`` the uint8 clips go up in one pinned copy per run of
     same-sized clips; the per-clip arithmetic is the same on every device.
     """
     target = torch.device(device) if device is not None else None
-    if target is None or target.type != "cuda":
+    if target is not None and target.type == "cuda":
+        clips, target = upload_clips(clips, target), None
+    if spec.num_crops == 1:
         return torch.stack([frames_to_tensor(c, spec, target) for c in clips])
-    return torch.stack([frames_to_tensor(c, spec) for c in upload_clips(clips, target)])
+    return torch.cat([frames_to_views(c, spec, target) for c in clips])
 
 
 def upload_clips(clips: list[np.ndarray] | np.ndarray, device: torch.device) -> list[torch.Tensor]:

@@ -1,0 +1,59 @@
+"""``reskd-eval``'s engine: score any artifact on a list file through the :class:`~reskd_infer.Recognizer`.
+
+A checkpoint, an ONNX model (FP32 or FP16), a TensorRT plan or an export folder is loaded by the
+Recognizer, so what is measured is what is served: the same backend, the same preprocessing
+(:class:`~reskd_infer.train.data.EvalClipDataset` *is* ``Recognizer.preprocess``), the same averaging
+of class probabilities over a video's views. Decoding runs in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DatasetError
+from ..recognizer import Recognizer
+from .data import EvalClipDataset, ListLoader, read_classes
+from .metrics import classification_metrics
+
+
+def evaluate(artifact: str | Path, val_list: str | Path, data_root: str | Path | None = None,
+             classes: str | Path | None = None, batch_size: int = 8, workers: int = 2, device: str = "auto",
+             num_clips: int | None = None, three_crop: bool = False, backend: str = "auto",
+             fallback: bool = True, progress: bool = False) -> dict[str, float]:
+    """Evaluate ``artifact`` (checkpoint, .onnx, .plan or export folder) on ``val_list``.
+
+    Returns ``{"top1", "top5"}`` (fractions in 0..1) for single-label models, ``{"mAP"}`` for
+    multi-label ones, plus ``num_samples`` and ``views`` (clips x crops per video). ``num_clips``
+    and ``three_crop`` override the spec's test views (the spec's defaults otherwise); ``classes``
+    (a classes.txt) is checked against the artifact's class names when given.
+    """
+    with Recognizer(artifact, device=device, backend=backend, fallback=fallback, num_clips=num_clips,
+                    three_crop=three_crop) as rec:
+        spec = rec.spec
+        if classes is not None:
+            names = read_classes(classes)
+            if tuple(names) != spec.class_names:
+                raise DatasetError(f"{classes}: class names differ from those of {artifact} "
+                                   f"({len(names)} vs {spec.num_classes} classes)")
+        dataset = EvalClipDataset(val_list, data_root, spec)
+        scores, targets = _score(rec, dataset, batch_size, workers, progress)
+    out = classification_metrics(torch.from_numpy(scores), torch.stack(targets), spec.multi_label)
+    out["num_samples"] = len(dataset)
+    out["views"] = spec.num_clips * spec.num_crops
+    return out
+
+
+def _score(rec: Recognizer, dataset: EvalClipDataset, batch_size: int, workers: int,
+           progress: bool) -> tuple[np.ndarray, list[torch.Tensor]]:
+    from tqdm import tqdm
+
+    loader = ListLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
+    rows: list[np.ndarray] = []
+    targets: list[torch.Tensor] = []
+    for views, target in tqdm(loader, desc="evaluating", disable=not progress, leave=False, dynamic_ncols=True):
+        rows.append(rec.probabilities_of_batch(views.flatten(0, 1)))
+        targets.extend(target)
+    return np.concatenate(rows), targets
