@@ -62,6 +62,11 @@ _HELP: dict[str, str] = {
     "amp": "mixed precision on CUDA (ignored on CPU); --no-amp turns it off",
     "dataset": "dataset name recorded in the checkpoints' provenance (default: the train list's name)",
     "progress": "tqdm progress bar per epoch on rank 0; --no-progress turns it off",
+    "max_bad_clips": "fraction of the training list that may fail to decode: each bad clip is logged (list file, "
+                     "line, error) to bad_clips.txt in --work-dir and replaced by another sample; beyond it the "
+                     "run stops with one line",
+    "check_clips": "decode every clip of the training and validation lists before training (in --workers "
+                   "processes, with a progress bar) and write bad_clips.txt; a bad validation clip is an error",
 }
 _SKIP = {"extra_provenance"}
 

@@ -210,6 +210,46 @@ class EvalClipDataset(_ListDataset):
         return clips_to_batch(self.clips(index, self.spec, None), self.spec), self.target(index)
 
 
+BAD_CLIPS_FILE = "bad_clips.txt"
+MAX_REPLACEMENTS = 20  # tries to find a readable sample in place of a bad one
+
+
+class BadClipLog:
+    """``bad_clips.txt`` in the work dir: one line per unreadable sample (``list_file:line<TAB>path<TAB>error``),
+    written by whichever DataLoader worker met it (appends of one short line are atomic), and the budget:
+    more than ``max_fraction`` of the list's samples bad fails the run with one clear line."""
+
+    def __init__(self, path: str | Path, num_samples: int, max_fraction: float = 0.01):
+        self.path = Path(path)
+        self.num_samples = num_samples
+        self.max_fraction = max_fraction
+
+    def sources(self) -> set[str]:
+        if not self.path.is_file():
+            return set()
+        return {line.split("\t", 1)[0] for line in self.path.read_text(encoding="utf-8").splitlines() if line}
+
+    def add(self, sample: Sample, error: BaseException | str) -> int:
+        """Log ``sample`` (once); returns how many samples are logged."""
+        known = self.sources()
+        if sample.source not in known:
+            message = " ".join(str(error).split())
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(f"{sample.source}\t{sample.path}\t{message}\n")
+            known.add(sample.source)
+        return len(known)
+
+    def record(self, sample: Sample, error: BaseException) -> None:
+        """Log ``sample``; raise DatasetError when the bad samples exceed the budget."""
+        self.check(self.add(sample, error))
+
+    def check(self, bad: int | None = None) -> None:
+        bad = len(self.sources()) if bad is None else bad
+        if bad > self.max_fraction * self.num_samples:
+            raise DatasetError(f"{bad} of {self.num_samples} samples cannot be read, more than --max-bad-clips "
+                               f"{self.max_fraction:g} allows; the list is in {self.path}")
+
+
 class TrainClipDataset(_ListDataset):
     """Training items: ``(crop (3, T, crop_size, crop_size) float RGB 0..255, target)``.
 
@@ -218,8 +258,9 @@ class TrainClipDataset(_ListDataset):
     """
 
     def __init__(self, list_file: str | Path, data_root: str | Path | None, spec: ModelSpec, seed: int = 0,
-                 flip: bool = True, scales: Sequence[float] = MULTI_SCALES):
+                 flip: bool = True, scales: Sequence[float] = MULTI_SCALES, bad_clips: BadClipLog | None = None):
         super().__init__(list_file, data_root, spec.replace(num_clips=1))
+        self.bad_clips = bad_clips  # None: an unreadable sample raises; else it is logged and replaced
         self.seed = seed
         self.epoch = 0
         self.flip = flip
@@ -232,6 +273,20 @@ class TrainClipDataset(_ListDataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.bad_clips is None:
+            return self._item(index)
+        chooser = np.random.default_rng([self.seed, self.epoch, index, 7919])  # replacements: deterministic
+        candidate = index
+        for _ in range(MAX_REPLACEMENTS):
+            try:
+                return self._item(candidate)
+            except DatasetError as exc:
+                self.bad_clips.record(self.samples[candidate], exc)
+            candidate = int(chooser.integers(len(self.samples)))
+        raise DatasetError(f"{self.samples[index].source}: no readable sample found in {MAX_REPLACEMENTS} tries "
+                           f"in place of it; see {self.bad_clips.path}")
+
+    def _item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = self.rng(index)
         frames = self.clips(index, self.spec, rng)[0]  # (T, H, W, 3)
         return augment(frames, self.spec, rng, self.scales, self.flip), self.target(index)
@@ -318,3 +373,48 @@ class ListLoader(DataLoader):
             if isinstance(batch, ItemFailure):
                 raise batch.error()
             yield batch
+
+
+class _Readable(Dataset):
+    """Item i: the error message of sample i, or "" when it decodes (for :func:`check_clips`)."""
+
+    def __init__(self, dataset: _ListDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> str:
+        try:
+            self.dataset.clips(index, self.dataset.spec, None)
+        except ReskdError as exc:
+            return " ".join(str(exc).split())
+        return ""
+
+
+def _first(items: list[str]) -> str:
+    return items[0]
+
+
+def check_clips(train: _ListDataset, log: BadClipLog, val: _ListDataset | None = None, workers: int = 2,
+                progress: bool = True) -> int:
+    """Decode every sample of ``train`` (and ``val``) in ``workers`` processes with a progress bar, log the
+    unreadable ones to ``log``; raise DatasetError beyond the training budget or for any bad validation
+    sample (those cannot be replaced without changing the metric). Returns how many training samples are bad."""
+    from tqdm import tqdm
+
+    bad: dict[str, int] = {"train": 0, "val": 0}
+    parts = [("train", train)] + ([("val", val)] if val is not None else [])
+    with tqdm(total=sum(len(d) for _, d in parts), desc="checking clips", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for name, dataset in parts:
+            loader = DataLoader(_Readable(dataset), batch_size=1, num_workers=workers, collate_fn=_first)
+            for index, message in enumerate(loader):
+                if message:
+                    bad[name] += 1
+                    log.add(dataset.samples[index], message)
+                bar.update(1)
+    if bad["val"]:
+        raise DatasetError(f"{bad['val']} validation samples cannot be read; they are listed in {log.path}")
+    log.check(bad["train"])
+    return bad["train"]

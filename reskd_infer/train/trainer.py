@@ -42,9 +42,19 @@ from ..models import build_model, get_arch_info, load_pretrained_weights
 from ..spec import EVAL_RESIZE_RATIO, ModelSpec, library_versions
 from ..video import DECODER_NAME
 from ..video.preprocess import normalize, to_model_resolution
-from .data import EvalClipDataset, ListLoader, TrainClipDataset, infer_class_names, parse_list
+from .data import (
+    BAD_CLIPS_FILE,
+    BadClipLog,
+    EvalClipDataset,
+    ListLoader,
+    TrainClipDataset,
+    check_clips,
+    infer_class_names,
+    parse_list,
+)
 from .losses import KD_MODES, ResKDLoss, resolve_kd_mode
 from .metrics import classification_metrics
+from .workdir import checkpoint_bytes, prepare_work_dir, trim_log
 
 STATE_FILE = "train_state.pt"  # resume state: model, optimizer, scheduler, scaler, epoch, RNG
 METRICS_FILE = "metrics.jsonl"
@@ -102,6 +112,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision, CUDA only
     dataset: str = ""  # dataset name for provenance (default: the train list's file name)
     progress: bool = True
+    max_bad_clips: float = 0.01  # fraction of the training list that may be unreadable (logged, replaced)
+    check_clips: bool = False  # decode every listed clip before training
     extra_provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -420,6 +432,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                          "--init-from-teacher --no-kd only initializes from it)")
     if cfg.epochs < 1 or cfg.batch_size < 1:
         raise TrainError("--epochs and --batch-size must be at least 1")
+    if not 0 <= cfg.max_bad_clips < 1:
+        raise TrainError(f"--max-bad-clips must be a fraction in [0, 1), got {cfg.max_bad_clips}")
     d, device = _init_distributed(cfg.device)
     # --deterministic switches global torch flags: put them back afterwards (train() may run inside a larger program).
     saved_flags = (torch.are_deterministic_algorithms_enabled(),
@@ -450,8 +464,15 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
     else:
         class_names = infer_class_names(lists)
     spec, teacher_spec = build_specs(cfg, class_names)
-    train_set = TrainClipDataset(cfg.train_list, cfg.data_root, spec, seed=cfg.seed)
+    bad_clips = BadClipLog(work / BAD_CLIPS_FILE, len(train_samples), cfg.max_bad_clips)
+    if d.is_main:
+        prepare_work_dir(work)
+        if not cfg.resume:
+            bad_clips.path.unlink(missing_ok=True)
+    train_set = TrainClipDataset(cfg.train_list, cfg.data_root, spec, seed=cfg.seed, bad_clips=bad_clips)
     val_set = EvalClipDataset(cfg.val_list, cfg.data_root, spec) if cfg.val_list else None
+    if cfg.check_clips and d.is_main:
+        check_clips(train_set, bad_clips, val_set, workers=cfg.workers, progress=cfg.progress)
 
     # Models.
     teacher = None
@@ -470,6 +491,8 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
     _init_student(model, cfg, teacher, teacher_spec)
     if kd_mode is None and not cfg.init_from_teacher:
         teacher = None  # not needed any more
+    if d.is_main:
+        prepare_work_dir(work, checkpoint_bytes(model))  # fail now, not when the first epoch ends
     model.to(device).train()
     net: nn.Module = FeaturesAndLogits(model)
     if d.enabled:
@@ -514,7 +537,10 @@ def _train(cfg: TrainConfig, d: _Dist, device: torch.device) -> dict[str, Any]:
         work.mkdir(parents=True, exist_ok=True)
         if not cfg.resume:
             (work / METRICS_FILE).unlink(missing_ok=True)
-        (work / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str) + "\n")
+        else:
+            trim_log(work / METRICS_FILE, start_epoch)
+        config_text = json.dumps(cfg.to_dict(), indent=2, default=str) + "\n"
+        atomic_write(work / "config.json", lambda tmp: Path(tmp).write_text(config_text))
 
     last_path, best_path = work / "last.ckpt", work / "best.ckpt"
     end_epoch = min(cfg.epochs, cfg.stop_after_epoch) if cfg.stop_after_epoch else cfg.epochs
