@@ -14,7 +14,6 @@ from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
 from reskd_infer.checkpoint import read_checkpoint
 from reskd_infer.cli import predict_main
 from reskd_infer.errors import (
-    EXIT_FAILED,
     EXIT_USAGE,
     BackendUnavailableError,
     CheckpointError,
