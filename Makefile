@@ -6,7 +6,7 @@ DATA ?= data
 INSTALLED := $(VENV)/.installed
 FETCHED := $(DATA)/.fetched
 
-.PHONY: install install-gpu data test demo lint bench gpu-check clean
+.PHONY: install install-gpu data test demo lint bench gpu-check clean fuzz
 
 # The venv is rebuilt when pyproject.toml or constraints.txt changes. The CPU set ([cpu]: onnxruntime)
 # plus [dev]; torch/torchvision pinned by constraints.txt to the builds that lie on this machine's disk
@@ -38,6 +38,11 @@ install: $(INSTALLED) $(FETCHED)
 
 test: install
 	$(PY) -m pytest -q
+
+# Byte-mutation fuzzing of the video-opening path for FUZZ_SECONDS (make test runs a few seconds of it).
+FUZZ_SECONDS ?= 300
+fuzz: install
+	$(PY) tests/fuzzing.py --seconds $(FUZZ_SECONDS) --out fuzz_out
 
 demo: install
 	$(PY) -m reskd_infer.demo --data $(DATA) --out demo_out
