@@ -246,7 +246,7 @@ def test_multi_label_training_reports_map(data, tmp_path):
     assert set(out["metrics"]) == {"mAP", "epoch"} and 0 < out["metrics"]["mAP"] <= 1
     spec = read_checkpoint(out["best"])[1]
     assert spec.multi_label and spec.class_names == ("0", "1", "2")
-    assert set(evaluate(out["best"], tmp_path / "ml.txt", data, workers=0, device="cpu")) == {"mAP", "num_samples"}
+    assert set(evaluate(out["best"], tmp_path / "ml.txt", data, workers=0, device="cpu")) == {"mAP", "num_samples", "views"}
 
 
 @pytest.mark.parametrize(("arch", "mode"), [("tsn_effnet_lite0", "logit"), ("r3d_18", "feature")])
