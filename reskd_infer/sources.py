@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .errors import SourceError
+from .video.decode import is_url
 
 VIDEO_EXTENSIONS = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
@@ -33,15 +34,9 @@ VIDEO_EXTENSIONS = frozenset({
 })
 # Protocols that carry a live feed: read continuously and predicted per window.
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"})
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 T = TypeVar("T")
-
-
-def is_url(source: str | Path) -> bool:
-    """True for ``scheme://...`` sources (FFmpeg protocols)."""
-    return isinstance(source, str) and bool(_URL.match(source))
 
 
 def is_capture_device(source: str | Path) -> bool:

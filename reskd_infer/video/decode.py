@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,25 @@ class VideoInfo:
     frames_from_header: bool
 
 
+URL_TIMEOUT_S = 10.0  # open and read timeout for URLs: an unreachable server is an error, not a hang
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(path: str | Path) -> bool:
+    """True for ``scheme://...`` inputs, which FFmpeg opens itself (http, https, rtsp, ...)."""
+    return isinstance(path, str) and bool(_URL.match(path))
+
+
+def _open_url(url: str) -> av.container.InputContainer:
+    try:
+        return av.open(url, mode="r", metadata_errors="ignore", timeout=(URL_TIMEOUT_S, URL_TIMEOUT_S))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise UnreadableVideoError(url, f"cannot open URL ({getattr(exc, 'strerror', None) or exc})") from None
+
+
 def _open(path: str | Path) -> av.container.InputContainer:
-    if "://" in str(path):  # before Path(), which would fold "rtsp://h/x" into "rtsp:/h/x"
-        raise UnreadableVideoError(str(path), "URLs are not accepted here, only local video files; live sources "
-                                   "go through reskd_infer.stream.predict_stream (reskd-predict --stream)")
+    if is_url(path):
+        return _open_url(str(path))
     path = Path(path)
     if not path.exists():
         raise UnreadableVideoError(path, "file not found")
