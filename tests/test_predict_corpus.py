@@ -50,9 +50,16 @@ def corpus(tmp_path_factory, clip_dir):
     return root
 
 
-def _stable(records):
-    """Records without timings (the only field that changes between runs), keyed by video."""
-    return {r["video"]: {k: v for k, v in r.items() if k not in ("timings", "shard")} for r in records}
+def _assert_same_records(got, want):
+    """Same videos, errors and labels in order; scores equal up to float noise (clips batched with other
+    videos' clips go through the engine in batches of another size, which moves the last bits)."""
+    got, want = {r["video"]: r for r in got}, {r["video"]: r for r in want}
+    assert got.keys() == want.keys()
+    for video, w in want.items():
+        g = got[video]
+        assert g["error"] == w["error"]
+        assert [p["label"] for p in g["predictions"]] == [p["label"] for p in w["predictions"]]
+        assert [p["score"] for p in g["predictions"]] == pytest.approx([p["score"] for p in w["predictions"]], abs=1e-5)
 
 
 # ---- sources ------------------------------------------------------------------------------------
@@ -116,7 +123,7 @@ def test_output_resumes_after_a_kill_and_holds_each_video_once(corpus, tiny_mode
     assert predict_main([str(tiny_model), str(corpus), "--output", str(out), "--json", "--quiet"]) == 1
     summary = json.loads(capsys.readouterr().out)["summary"]
     assert summary["skipped"] == 2 and summary["done"] == 4  # re-did only the lost videos
-    assert _stable(read_jsonl(out)) == _stable(full)
+    _assert_same_records(read_jsonl(out), full)
     assert len(read_jsonl(out)) == 6
     # A third run has nothing left to do.
     assert predict_main([str(tiny_model), str(corpus), "--output", str(out), "--json", "-q"]) == 0
@@ -147,7 +154,7 @@ def test_shards_merge_to_the_single_run(corpus, tiny_model, tmp_path, capsys, mo
     assert {r["shard"] for r in read_jsonl(outs[1])} == {"1/3"}
     merged = tmp_path / "merged.jsonl"
     assert predict_main(["--merge", *map(str, outs), "--output", str(merged), "-q"]) == 0
-    assert _stable(read_jsonl(merged)) == _stable(read_jsonl(single))
+    _assert_same_records(read_jsonl(merged), read_jsonl(single))
     with pytest.raises(OutputError, match="shards 2/3 are missing"):
         merge_jsonl(outs[:2])
     with pytest.raises(OutputError, match="is also in"):
