@@ -55,6 +55,18 @@ def write_video(path: str | Path, frames: np.ndarray, codec: str = "libx264", pi
     return path
 
 
+def remux_to_ts(source: str | Path, path: str | Path) -> Path:
+    """Copy a file's video packets into MPEG-TS, the container live HTTP and UDP streams use."""
+    path = Path(path)
+    with av.open(str(source)) as src, av.open(str(path), "w", format="mpegts") as dst:
+        stream_in = src.streams.video[0]
+        stream_out = dst.add_stream_from_template(stream_in)
+        for packet in src.demux(stream_in):
+            if packet.dts is not None:
+                packet.stream = stream_out
+                dst.mux(packet)
+    return path
+
 def set_mp4_rotation(path: str | Path, matrix: tuple[int, ...]) -> None:
     """Rewrite the display matrix of an MP4's video track header (tkhd), as phones do for portrait video."""
     data = bytearray(Path(path).read_bytes())
@@ -85,15 +97,3 @@ def write_audio_only(path: str | Path, seconds: float = 0.2) -> Path:
             out.mux(packet)
     return path
 
-
-def remux_to_ts(source: str | Path, path: str | Path) -> Path:
-    """Copy a file's video packets into MPEG-TS, the container live HTTP and UDP streams use."""
-    path = Path(path)
-    with av.open(str(source)) as src, av.open(str(path), "w", format="mpegts") as dst:
-        stream_in = src.streams.video[0]
-        stream_out = dst.add_stream_from_template(stream_in)
-        for packet in src.demux(stream_in):
-            if packet.dts is not None:
-                packet.stream = stream_out
-                dst.mux(packet)
-    return path

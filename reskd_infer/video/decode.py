@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,22 +46,6 @@ class VideoInfo:
     frames_from_header: bool
 
 
-URL_TIMEOUT_S = 10.0  # open and read timeout for URLs: an unreachable server is an error, not a hang
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def is_url(path: str | Path) -> bool:
-    """True for ``scheme://...`` inputs, which FFmpeg opens itself (http, https, rtsp, ...)."""
-    return isinstance(path, str) and bool(_URL.match(path))
-
-
-def _open_url(url: str) -> av.container.InputContainer:
-    try:
-        return av.open(url, mode="r", metadata_errors="ignore", timeout=(URL_TIMEOUT_S, URL_TIMEOUT_S))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise UnreadableVideoError(url, f"cannot open URL ({getattr(exc, 'strerror', None) or exc})") from None
-
-
 def _open(path: str | Path) -> av.container.InputContainer:
     if is_url(path):
         return _open_url(str(path))
@@ -77,6 +60,22 @@ def _open(path: str | Path) -> av.container.InputContainer:
         raise UnreadableVideoError(path, f"not a readable media file ({exc.strerror or type(exc).__name__})") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UnreadableVideoError(path, f"cannot open: {exc}") from None
+
+
+URL_TIMEOUT_S = 10.0  # open and read timeout for URLs: an unreachable server is an error, not a hang
+
+
+def is_url(path: str | Path) -> bool:
+    """True for ``scheme://...`` inputs, which FFmpeg opens itself (http, https, rtsp, ...)."""
+    scheme, sep, _ = path.partition("://") if isinstance(path, str) else ("", "", "")
+    return bool(sep) and scheme[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme)
+
+
+def _open_url(url: str) -> av.container.InputContainer:
+    try:
+        return av.open(url, mode="r", metadata_errors="ignore", timeout=(URL_TIMEOUT_S, URL_TIMEOUT_S))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise UnreadableVideoError(url, f"cannot open URL ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
