@@ -67,6 +67,7 @@ def remux_to_ts(source: str | Path, path: str | Path) -> Path:
                 dst.mux(packet)
     return path
 
+
 def set_mp4_rotation(path: str | Path, matrix: tuple[int, ...]) -> None:
     """Rewrite the display matrix of an MP4's video track header (tkhd), as phones do for portrait video."""
     data = bytearray(Path(path).read_bytes())
@@ -96,4 +97,3 @@ def write_audio_only(path: str | Path, seconds: float = 0.2) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
-
