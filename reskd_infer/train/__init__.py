@@ -12,8 +12,10 @@ Public API (also behind ``reskd-train`` / ``reskd-eval``)::
 See docs/training.md.
 """
 
+from .config import TrainConfig, TrainError
+from .evaluation import evaluate
 from .losses import ResKDLoss, dense_logit_kd_loss, feature_mse_loss, resolve_kd_mode
-from .trainer import TrainConfig, TrainError, evaluate, train
+from .trainer import train
 
 __all__ = [
     "ResKDLoss",

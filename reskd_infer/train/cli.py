@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .losses import KD_MODES
-from .trainer import TrainConfig
+from .config import CLIP_MODES, PRESETS, TrainConfig
+from .losses import KD_LOSSES, KD_MODES, MULTI_LABEL_LOSSES
 
 # (flag help, metavar) per TrainConfig field; booleans become store_true flags.
 _HELP: dict[str, str] = {
@@ -39,9 +39,16 @@ _HELP: dict[str, str] = {
     "momentum": "SGD momentum",
     "warmup_epochs": "linear warm-up length in epochs (may be fractional), then cosine decay to 0",
     "clip_grad": "clip the gradient norm to this (0: no clipping)",
-    "w_kd": "weight of the distillation term (the paper: 100)",
-    "kd_mode": "auto (feature MSE when teacher and student widths agree, else logit-map KL), feature or logit",
-    "temperature": "temperature of the logit-map KL variant",
+    "clip_mode": "separate (the classifier is clipped on its own norm, so distillation never scales down its "
+                 "cross-entropy gradient) or global (one norm over everything, the authors')",
+    "preset": "paper: the authors' objective (--kd-loss mse --w-kd 100 --w-logit 0 --clip-mode global); "
+              "it overrides those four flags",
+    "kd_loss": "feature term: standardized (each channel standardised over the batch as PKD does: bounded, "
+               "cannot collapse, same scale on every backbone) or mse (the paper's raw MSE)",
+    "w_kd": "weight of the feature-level distillation term (standardized: 1; the paper's mse: 100)",
+    "w_logit": "weight of Hinton's logit KD on the pooled clip logits (0: off)",
+    "kd_mode": "auto (feature maps when teacher and student widths agree, else logit-map KL), feature or logit",
+    "temperature": "temperature of the logit KD terms",
     "teacher": "teacher checkpoint (reskd .ckpt): enables ResKD; its architecture and resolution come from its spec",
     "no_kd": "plain low-resolution baseline: no distillation (a --teacher is then only used by --init-from-teacher)",
     "weights": "initialize from a local torchvision-format weights file (.pth/.pt/.safetensors)",
@@ -58,7 +65,15 @@ _HELP: dict[str, str] = {
                         "continue later with --resume",
     "device": "auto (CUDA if present, else CPU), cpu, cuda or cuda:N; under torchrun: the local rank's GPU",
     "deterministic": "deterministic algorithms (bit-identical reruns on the same machine and thread count)",
-    "multi_label": "multi-label data: BCE loss, mAP evaluation, several labels per line allowed",
+    "multi_label": "multi-label data: mAP evaluation, several labels per line allowed (loss: --multi-label-loss)",
+    "multi_label_loss": "multi-label task loss: soft_ce (cross-entropy on the normalised multi-hot target, "
+                        "the authors') or bce",
+    "flip": "random horizontal flip in training; --no-flip for direction-sensitive labels",
+    "bn_momentum": "BatchNorm momentum of the trained model (0: the backbone's default, 0.1; Lite0's own TF "
+                   "value 0.01 is replaced by 0.1)",
+    "precise_bn": "after the last epoch, re-estimate BatchNorm statistics over this many training batches at "
+                  "the student's resolution (0: off)",
+    "log_every": "write a per-step record (task, kd, kd_ratio, clip) to metrics.jsonl every N steps (0: none)",
     "amp": "mixed precision on CUDA (ignored on CPU); --no-amp turns it off",
     "dataset": "dataset name recorded in the checkpoints' provenance (default: the train list's name)",
     "progress": "tqdm progress bar per epoch on rank 0; --no-progress turns it off",
@@ -69,6 +84,8 @@ _HELP: dict[str, str] = {
                    "processes, with a progress bar) and write bad_clips.txt; a bad validation clip is an error",
 }
 _SKIP = {"extra_provenance"}
+_CHOICES: dict[str, Sequence[str]] = {"kd_mode": KD_MODES, "kd_loss": KD_LOSSES, "clip_mode": CLIP_MODES,
+                                      "preset": ("", *PRESETS), "multi_label_loss": MULTI_LABEL_LOSSES}
 
 
 def _flag(name: str) -> str:
@@ -100,7 +117,7 @@ def build_train_parser() -> argparse.ArgumentParser:
                                     help=help_text)
             continue
         kind = type(default) if default is not None else str
-        choices = KD_MODES if f.name == "kd_mode" else None
+        choices = _CHOICES.get(f.name)
         parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS, choices=choices,
                             metavar=f.name.upper(),
                             help=help_text if "default" in help_text or default in (None, "") else

@@ -293,20 +293,24 @@ class TrainClipDataset(_ListDataset):
 
 
 def multi_scale_box(height: int, width: int, rng: np.random.Generator,
-                    scales: Sequence[float] = MULTI_SCALES, max_gap: int = 1) -> tuple[int, int, int, int]:
+                    scales: Sequence[float] = MULTI_SCALES, max_gap: int = 1,
+                    center: bool = False) -> tuple[int, int, int, int]:
     """mmaction2's MultiScaleCrop box (top, left, h, w): sides are scales of the short side,
-    their scale indices at most ``max_gap`` apart (bounded aspect distortion), at a random offset."""
+    their scale indices at most ``max_gap`` apart (bounded aspect distortion), at a random offset
+    (``center``: centred as evaluation's crop, for tests that compare the two paths)."""
     base = min(height, width)
     sizes = [max(1, int(base * s)) for s in scales]
     pairs = [(h, w) for i, h in enumerate(sizes) for j, w in enumerate(sizes) if abs(i - j) <= max_gap]
     h, w = pairs[int(rng.integers(len(pairs)))]
+    if center:
+        return (height - h) // 2, (width - w) // 2, h, w
     top = int(rng.integers(height - h + 1))
     left = int(rng.integers(width - w + 1))
     return top, left, h, w
 
 
 def augment(frames: np.ndarray | torch.Tensor, spec: ModelSpec, rng: np.random.Generator,
-            scales: Sequence[float] = MULTI_SCALES, flip: bool = True) -> torch.Tensor:
+            scales: Sequence[float] = MULTI_SCALES, flip: bool = True, center: bool = False) -> torch.Tensor:
     """Training augmentation of one clip: uint8 (T, H, W, 3) -> float (3, T, crop_size, crop_size), 0..255.
 
     Short side to ``spec.resize_short``, multi-scale crop, resize to ``spec.crop_size``,
@@ -314,7 +318,7 @@ def augment(frames: np.ndarray | torch.Tensor, spec: ModelSpec, rng: np.random.G
     """
     x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float()  # (T, 3, H, W)
     x = resize_short_side(x, spec.resize_short, spec.resize_antialias)
-    top, left, h, w = multi_scale_box(x.shape[-2], x.shape[-1], rng, scales)
+    top, left, h, w = multi_scale_box(x.shape[-2], x.shape[-1], rng, scales, center=center)
     x = x[..., top : top + h, left : left + w]
     if (h, w) != (spec.crop_size, spec.crop_size):
         x = F.interpolate(x, size=(spec.crop_size, spec.crop_size), mode="bilinear", align_corners=False,

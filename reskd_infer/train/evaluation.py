@@ -4,18 +4,25 @@ A checkpoint, an ONNX model (FP32 or FP16), a TensorRT plan or an export folder 
 Recognizer, so what is measured is what is served: the same backend, the same preprocessing
 (:class:`~reskd_infer.train.data.EvalClipDataset` *is* ``Recognizer.preprocess``), the same averaging
 of class probabilities over a video's views. Decoding runs in DataLoader workers.
+
+Also here: the trainer's own evaluation after an epoch (:func:`predict_dataset`), on the model in
+memory, sharded over the ranks of a distributed run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 
 from ..errors import DatasetError
 from ..recognizer import Recognizer
 from .data import EvalClipDataset, ListLoader, read_classes
+from .distributed import DistInfo, ShardSampler
 from .metrics import classification_metrics
 
 
@@ -57,3 +64,46 @@ def _score(rec: Recognizer, dataset: EvalClipDataset, batch_size: int, workers: 
         rows.append(rec.probabilities_of_batch(views.flatten(0, 1)))
         targets.extend(target)
     return np.concatenate(rows), targets
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, base: torch.utils.data.Dataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        clips, target = self.base[i]
+        return i, clips, target
+
+
+@torch.no_grad()
+def predict_dataset(model: nn.Module, dataset: EvalClipDataset, device: torch.device, batch_size: int,
+                    workers: int, d: DistInfo | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities of the model in memory (averaged over each video's clips, as the Recognizer does)
+    and targets; under DDP each rank scores its shard and every rank gets all rows."""
+    d = d or DistInfo()
+    loader = ListLoader(_Indexed(dataset), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        sampler=ShardSampler(len(dataset), d.rank, d.world), persistent_workers=False)
+    was_training = model.training
+    model.eval()
+    rows: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+    for idx, clips, target in loader:
+        n, k = clips.shape[:2]
+        logits = model(clips.flatten(0, 1).to(device, non_blocking=True)).float()
+        probs = torch.sigmoid(logits) if dataset.spec.multi_label else torch.softmax(logits, dim=-1)
+        probs = probs.reshape(n, k, -1).mean(dim=1).cpu()
+        rows.extend(zip(idx.tolist(), probs, target, strict=True))
+    model.train(was_training)
+    if d.enabled:
+        gathered: list[Any] = [None] * d.world
+        dist.all_gather_object(gathered, rows)
+        rows = [r for part in gathered for r in part]
+    rows.sort(key=lambda r: r[0])
+    return torch.stack([r[1] for r in rows]), torch.stack([r[2] for r in rows])
+
+
+def primary_metric(metrics: dict[str, Any]) -> float:
+    """The number a best checkpoint is chosen by: mAP (multi-label) or top-1."""
+    return float(metrics.get("mAP", metrics.get("top1", float("nan"))))

@@ -1,13 +1,24 @@
 """The ResKD objective: task loss on the student's logits plus cross-resolution distillation.
 
-* Same feature width (``"feature"``): ``w_kd * MSE(up(student_map), teacher_map)``, where ``up``
-  is trilinear interpolation of the student's (N, C, T', h, w) map to the teacher's (T'', H, W)
-  (for 2D models T' is the frame axis, so this is the paper's bilinear upsampling per frame).
-* Different widths (``"logit"``): each network's own classifier is applied at every position
-  of its map (the student's upsampled first), and
-  ``w_kd * T^2 * KL(softmax(teacher / T) || softmax(student / T))`` is averaged over positions.
-  The teacher's classifier is used frozen: no gradient ever reaches the teacher.
-* Task loss: cross-entropy, or binary cross-entropy with logits for multi-label data.
+Two objectives share one :class:`ResKDLoss` (``kd_loss``):
+
+* ``"standardized"`` (the default): the feature term compares the upsampled student map and the
+  teacher map after standardising each channel over the batch and every position (PKD's
+  normalisation, Cao et al. 2022): ``mean((z(up(s)) - z(t))^2)``, which is ``2 (1 - Pearson r)`` per
+  channel, so it lies in [0, 4] on every backbone whatever the scale of its activations, and a
+  constant (collapsed) student map scores 1, not a minimum. Beside it, Hinton's logit KD on the
+  pooled clip logits, ``T^2 KL(softmax(t / T) || softmax(s / T))`` (batch mean), weighted ``w_logit``.
+* ``"mse"`` (the paper, ``--preset paper``): ``w_kd * MSE(up(student_map), teacher_map)``, raw.
+
+When the widths differ (``mode="logit"``) the feature term is the dense logit map KL: each
+network's own classifier at every position (the student's map upsampled first),
+``T^2 KL(softmax(teacher / T) || softmax(student / T))`` with the authors' ``KLDivLoss(reduction="mean")``,
+which also divides by the class count K. The standardized objective multiplies it by K (the
+per-position KL, so its weight means what the feature term's means); the paper preset keeps the raw
+"mean" at w_kd 100. The teacher's classifier is used frozen: no gradient ever reaches the teacher.
+
+Task loss: cross-entropy; multi-label data use the authors' soft-label cross-entropy (the multi-hot
+target normalised to sum 1) or, as an option, binary cross-entropy with logits.
 """
 
 from __future__ import annotations
@@ -19,6 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 KD_MODES = ("auto", "feature", "logit")
+KD_LOSSES = ("standardized", "pkd", "mse")
+MULTI_LABEL_LOSSES = ("soft_ce", "bce")
+STANDARDIZE_EPS = 1e-5
 
 
 def align_features(student: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
@@ -30,13 +44,47 @@ def align_features(student: torch.Tensor, size: tuple[int, int, int]) -> torch.T
     return F.interpolate(student, size=tuple(size), mode="trilinear", align_corners=False)
 
 
+def _check_widths(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    if student.shape[:2] != teacher.shape[:2]:
+        raise ValueError(f"feature distillation needs equal batch and width, got student {tuple(student.shape)} "
+                         f"and teacher {tuple(teacher.shape)}: use the logit-map variant")
+
+
 def feature_mse_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """MSE between the upsampled student map and the (detached) teacher map, mean over all elements."""
-    if student.shape[:2] != teacher.shape[:2]:
-        raise ValueError(f"feature MSE needs equal batch and width, got student {tuple(student.shape)} "
-                         f"and teacher {tuple(teacher.shape)}: use the logit-map variant")
+    _check_widths(student, teacher)
     aligned = align_features(student, teacher.shape[2:])
     return F.mse_loss(aligned.float(), teacher.detach().float())
+
+
+def standardize_channels(x: torch.Tensor) -> torch.Tensor:
+    """Each channel of a (N, C, ...) map to zero mean and unit variance over the batch and every position."""
+    dims = [0, *range(2, x.dim())]
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / torch.sqrt(var + STANDARDIZE_EPS)
+
+
+def standardize_clips(x: torch.Tensor) -> torch.Tensor:
+    """Each clip's whole (C, ...) map to zero mean and unit variance (one mean and scale per clip)."""
+    dims = list(range(1, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    var = x.var(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / torch.sqrt(var + STANDARDIZE_EPS)
+
+
+def pkd_feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE of the channel-standardised maps (PKD): ``2 (1 - r)`` averaged over channels, in [0, 4]."""
+    _check_widths(student, teacher)
+    aligned = align_features(student, teacher.shape[2:]).float()
+    return F.mse_loss(standardize_channels(aligned), standardize_channels(teacher.detach().float()))
+
+
+def standardized_feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE of the clip-standardised maps: ``2 (1 - r)`` with r the correlation of each clip's whole maps, in [0, 4]."""
+    _check_widths(student, teacher)
+    aligned = align_features(student, teacher.shape[2:]).float()
+    return F.mse_loss(standardize_clips(aligned), standardize_clips(teacher.detach().float()))
 
 
 def dense_logits(features: torch.Tensor, classifier: nn.Linear, frozen: bool = False) -> torch.Tensor:
@@ -50,7 +98,8 @@ def dense_logits(features: torch.Tensor, classifier: nn.Linear, frozen: bool = F
 
 def dense_logit_kd_loss(student: torch.Tensor, teacher: torch.Tensor, student_classifier: nn.Linear,
                         teacher_classifier: nn.Linear, temperature: float = 2.0) -> torch.Tensor:
-    """``T^2 * KL(p_teacher || p_student)`` over the classes, averaged over every position and clip."""
+    """``T^2 * KLDivLoss(reduction="mean")`` over every position and class: the authors' reduction,
+    i.e. the per-position KL divided by the class count K."""
     aligned = align_features(student, teacher.shape[2:])
     s_logits = dense_logits(aligned, student_classifier).float()
     with torch.no_grad():
@@ -61,15 +110,28 @@ def dense_logit_kd_loss(student: torch.Tensor, teacher: torch.Tensor, student_cl
     k = s_logits.shape[-1]
     log_p_s = F.log_softmax(s_logits.reshape(-1, k) / temperature, dim=-1)
     log_p_t = F.log_softmax(t_logits.reshape(-1, k) / temperature, dim=-1)
-    # batchmean over the flattened rows = mean over positions of the per-position KL
-    kl = F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+    # KLDivLoss(reduction="mean"), spelled out (torch warns that "mean" will change meaning)
+    kl = F.kl_div(log_p_s, log_p_t, reduction="sum", log_target=True) / log_p_s.numel()
     return kl * temperature**2
 
 
-def task_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False) -> torch.Tensor:
-    """Cross-entropy on class indices, or BCE-with-logits on multi-hot targets."""
+def logit_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """Hinton's KD on clip logits: ``T^2 KL(softmax(t / T) || softmax(s / T))``, mean over clips."""
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * temperature**2
+
+
+def task_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool = False,
+              multi_label_loss: str = "soft_ce") -> torch.Tensor:
+    """Cross-entropy on class indices; multi-hot targets: soft-label CE (the authors') or BCE-with-logits."""
     if multi_label:
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+        if multi_label_loss == "bce":
+            return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+        if multi_label_loss != "soft_ce":
+            raise ValueError(f"multi-label loss must be one of {MULTI_LABEL_LOSSES}, got {multi_label_loss!r}")
+        soft = target.float() / target.float().sum(dim=-1, keepdim=True).clamp_min(1.0)
+        return -(soft * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
     return F.cross_entropy(logits.float(), target)
 
 
@@ -87,31 +149,60 @@ def resolve_kd_mode(mode: str, student_width: int, teacher_width: int) -> str:
 
 @dataclass
 class ResKDLoss:
-    """The full objective. ``mode`` is "feature" or "logit" (resolve "auto" with :func:`resolve_kd_mode`)."""
+    """The full objective. ``mode`` is "feature" or "logit" (resolve "auto" with :func:`resolve_kd_mode`).
 
-    kd_weight: float = 100.0
+    ``kd_loss`` "standardized" (default) or "mse" (the paper's raw term); ``logit_weight`` weighs the
+    pooled-logit KD term (0 turns it off; the paper preset has none).
+    """
+
+    kd_weight: float = 1.0
     temperature: float = 2.0
     mode: str = "feature"
     multi_label: bool = False
+    kd_loss: str = "standardized"
+    logit_weight: float = 1.0
+    multi_label_loss: str = "soft_ce"
+
+    def __post_init__(self) -> None:
+        if self.kd_loss not in KD_LOSSES:
+            raise ValueError(f"kd loss must be one of {KD_LOSSES}, got {self.kd_loss!r}")
+
+    def feature_term(self, student_features: torch.Tensor, teacher_features: torch.Tensor,
+                     student_classifier: nn.Linear | None, teacher_classifier: nn.Linear | None) -> torch.Tensor:
+        """The unweighted feature-level distillation term of ``mode``."""
+        if self.mode == "feature":
+            if self.kd_loss == "mse":
+                return feature_mse_loss(student_features, teacher_features)
+            if self.kd_loss == "pkd":
+                return pkd_feature_loss(student_features, teacher_features)
+            return standardized_feature_loss(student_features, teacher_features)
+        if self.mode == "logit":
+            if student_classifier is None or teacher_classifier is None:
+                raise ValueError("the logit-map variant needs both classifiers")
+            kl = dense_logit_kd_loss(student_features, teacher_features, student_classifier, teacher_classifier,
+                                     self.temperature)
+            # The authors' "mean" divides by K; the standardized objective restores the per-position KL.
+            return kl if self.kd_loss == "mse" else kl * student_classifier.out_features
+        raise ValueError(f"unresolved kd mode {self.mode!r}")
 
     def __call__(self, student_logits: torch.Tensor, target: torch.Tensor,
                  student_features: torch.Tensor | None = None, teacher_features: torch.Tensor | None = None,
-                 student_classifier: nn.Linear | None = None,
-                 teacher_classifier: nn.Linear | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss and its parts ({"task", "kd"}) as floats for logging; no teacher -> task loss only."""
-        task = task_loss(student_logits, target, self.multi_label)
-        if teacher_features is None or self.kd_weight == 0:
+                 student_classifier: nn.Linear | None = None, teacher_classifier: nn.Linear | None = None,
+                 teacher_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and its parts as floats for logging: ``task``, ``kd`` (the weighted distillation
+        terms together), ``kd_feature`` and ``kd_logit`` (unweighted). No teacher -> the task loss only."""
+        task = task_loss(student_logits, target, self.multi_label, self.multi_label_loss)
+        if teacher_features is None or (self.kd_weight == 0 and self.logit_weight == 0):
             return task, {"task": float(task.detach()), "kd": 0.0}
         if student_features is None:
             raise ValueError("distillation needs the student's feature map")
-        if self.mode == "feature":
-            kd = feature_mse_loss(student_features, teacher_features)
-        elif self.mode == "logit":
-            if student_classifier is None or teacher_classifier is None:
-                raise ValueError("the logit-map variant needs both classifiers")
-            kd = dense_logit_kd_loss(student_features, teacher_features, student_classifier, teacher_classifier,
-                                     self.temperature)
-        else:
-            raise ValueError(f"unresolved kd mode {self.mode!r}")
-        total = task + self.kd_weight * kd
-        return total, {"task": float(task.detach()), "kd": float(kd.detach())}
+        feature = self.feature_term(student_features, teacher_features, student_classifier, teacher_classifier)
+        kd = self.kd_weight * feature
+        parts = {"kd_feature": float(feature.detach())}
+        if self.logit_weight > 0:
+            if teacher_logits is None:
+                raise ValueError("the pooled-logit KD term needs the teacher's logits")
+            logit = logit_kd_loss(student_logits, teacher_logits, self.temperature)
+            kd = kd + self.logit_weight * logit
+            parts["kd_logit"] = float(logit.detach())
+        return task + kd, {"task": float(task.detach()), "kd": float(kd.detach()), **parts}

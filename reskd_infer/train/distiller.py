@@ -1,0 +1,169 @@
+"""Who teaches, and with what loss: decided once per run, then asked for every step's loss.
+
+:func:`build_distiller` loads the teacher (frozen: eval mode, no gradient), resolves the
+distillation mode from the two widths and builds the :class:`ResKDLoss`. With no teacher, or
+``--no-kd``, or every weight 0, the :class:`Distiller` has no teacher and its loss is the task loss.
+Also here: gradient clipping that keeps the classifier's own norm, and the warning that catches an
+objective out of balance.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint import load_checkpoint
+from ..spec import ModelSpec
+from ..video.preprocess import normalize, to_model_resolution
+from .config import TrainConfig, TrainError
+from .losses import ResKDLoss, resolve_kd_mode
+
+IMBALANCE_CHECK_STEP = 300  # the imbalance warning looks at the steps before this one (or the run's end)
+IMBALANCE_RATIO = 20.0
+IMBALANCE_CLIP = 0.2
+
+
+def model_input(crops: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """A training crop batch as the network of ``spec`` sees it: the runtime's bilinear down-sampling and
+    normalization (the teacher and the student both go through this, from the same crop)."""
+    return normalize(to_model_resolution(crops, spec.input_size), spec)
+
+
+@dataclass
+class Distiller:
+    """The objective of a run: the task loss, plus distillation from ``teacher`` when there is one."""
+
+    loss_fn: ResKDLoss
+    teacher: nn.Module | None = None
+    teacher_spec: ModelSpec | None = None
+    kd_mode: str | None = None  # "feature" or "logit" when distilling, else None
+
+    @property
+    def active(self) -> bool:
+        return self.teacher is not None and self.kd_mode is not None
+
+    def __call__(self, student: nn.Module, features: torch.Tensor, logits: torch.Tensor, crops: torch.Tensor,
+                 target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The step's loss and its parts; the teacher sees ``crops`` at its own resolution, no gradient."""
+        if not self.active:
+            return self.loss_fn(logits, target)
+        assert self.teacher is not None and self.teacher_spec is not None
+        with torch.no_grad():
+            teacher_features = self.teacher.forward_features(model_input(crops, self.teacher_spec))
+            teacher_logits = self.teacher.forward_head(teacher_features) if self.loss_fn.logit_weight > 0 else None
+        return self.loss_fn(logits, target, features, teacher_features, student.classifier(),
+                            self.teacher.classifier(), teacher_logits)
+
+    def provenance(self, cfg: TrainConfig) -> dict[str, Any]:
+        """What the checkpoint's spec records about the teacher and the objective."""
+        if not self.active:
+            return {}
+        assert self.teacher_spec is not None
+        return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": str(cfg.teacher),
+                            "input_size": self.teacher_spec.input_size},
+                "teacher_arch": self.teacher_spec.arch, "teacher_input_size": self.teacher_spec.input_size,
+                "w_kd": cfg.w_kd, "kd_mode": self.kd_mode, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss,
+                "w_logit": cfg.w_logit, "clip_mode": cfg.clip_mode, "clip_grad": cfg.clip_grad,
+                "preset": cfg.preset or None}
+
+    def banner(self) -> str:
+        if not self.active:
+            return "loss: task only"
+        assert self.teacher_spec is not None
+        fn = self.loss_fn
+        return (f"teacher {self.teacher_spec.arch} @ {self.teacher_spec.input_size}px, loss: task + "
+                f"{fn.kd_weight:g} x {fn.kd_loss if self.kd_mode == 'feature' else 'logit-map KL'}"
+                + (f" + {fn.logit_weight:g} x logit KD (T {fn.temperature:g})" if fn.logit_weight > 0 else ""))
+
+
+def load_teacher(path: str, device: torch.device) -> tuple[nn.Module, ModelSpec]:
+    """The teacher checkpoint, frozen: eval mode (fixed BatchNorm statistics, no dropout), no gradient."""
+    teacher, spec = load_checkpoint(path, map_location=device)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher, spec
+
+
+def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None,
+                    teacher_spec: ModelSpec | None) -> Distiller:
+    """Decide once whether and how this run distils."""
+    kd_mode = None
+    if teacher is not None and cfg.wants_distillation:
+        try:
+            kd_mode = resolve_kd_mode(cfg.kd_mode, student.feature_dim, teacher.feature_dim)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
+    loss_fn = ResKDLoss(kd_weight=cfg.w_kd, temperature=cfg.temperature, mode=kd_mode or "feature",
+                        multi_label=cfg.multi_label, kd_loss=cfg.kd_loss, logit_weight=cfg.w_logit,
+                        multi_label_loss=cfg.multi_label_loss)
+    if kd_mode is None:
+        return Distiller(loss_fn)
+    return Distiller(loss_fn, teacher, teacher_spec, kd_mode)
+
+
+def clip_gradients(model: nn.Module, max_norm: float, mode: str) -> tuple[float, float]:
+    """Clip gradient norms; returns the factors (<= 1) applied to the backbone and to the classifier.
+
+    "separate": the classifier's gradient is clipped on its own norm, so a large distillation gradient in
+    the backbone (the feature terms send the classifier none) never scales down its cross-entropy
+    gradient. "global": one norm over every parameter (the authors' recipe).
+    """
+    if max_norm <= 0:
+        return 1.0, 1.0
+    if mode == "global":
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        factor = min(1.0, max_norm / (norm + 1e-6))
+        return factor, factor
+    head_ids = {id(p) for p in model.classifier().parameters()}
+    trunk = [p for p in model.parameters() if id(p) not in head_ids and p.grad is not None]
+    head = [p for p in model.classifier().parameters() if p.grad is not None]
+    factors = []
+    for group in (trunk, head):
+        norm = float(torch.nn.utils.clip_grad_norm_(group, max_norm)) if group else 0.0
+        factors.append(min(1.0, max_norm / (norm + 1e-6)))
+    return factors[0], factors[1]
+
+
+class ImbalanceMonitor:
+    """Prints one warning when, early in a distillation run, the KD term dwarfs the task loss or
+    clipping throttles every step (the symptoms of a weight that suits another backbone)."""
+
+    def __init__(self, check_step: int, active: bool, window: int = 50):
+        self.check_step = check_step
+        self.active = active
+        self.window = window
+        self.recent: list[dict[str, Any]] = []
+        self.first: dict[str, float] | None = None
+        self.warned = False
+
+    def observe(self, steps: list[dict[str, Any]], report: bool) -> None:
+        """Feed one epoch's per-step records; warns (once, if ``report``) when the check step passes."""
+        if not self.active or not steps:
+            return
+        if self.first is None:
+            head = steps[: min(10, len(steps))]
+            self.first = {k: round(statistics.fmean(r[k] for r in head), 4) for k in ("task", "kd", "kd_ratio", "clip")}
+        for record in steps:
+            self.recent = (self.recent + [record])[-self.window:]
+            if record["step"] == self.check_step and not self.warned:
+                self.warned = True
+                message = self.message()
+                if message and report:
+                    print(message, file=sys.stderr, flush=True)
+
+    def message(self) -> str | None:
+        """The warning line for the recent steps, or None when the objective is balanced."""
+        ratio = statistics.fmean(r["kd_ratio"] for r in self.recent)
+        clip = statistics.fmean(r["clip"] for r in self.recent)
+        if ratio <= IMBALANCE_RATIO and clip >= IMBALANCE_CLIP:
+            return None
+        return (f"reskd-train: warning: after {self.check_step} steps the distillation term is {ratio:.1f}x the "
+                f"task loss and gradient clipping scales the backbone by {clip:.2f}: the task barely trains. "
+                "Lower --w-kd (or use the default --kd-loss standardized instead of --preset paper / "
+                "--kd-loss mse), or raise --clip-grad.")
