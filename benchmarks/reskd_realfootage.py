@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                               "clip_mode": "separate", "lr": args.lr},
         "paper_objective": {"kd_loss": "mse", "w_kd": 100.0, "batchnorm": "training mode", "clip_mode": "global",
                             "lr": args.paper_lr},
-        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
+        "train_frames": len(film["train"]), "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+        "threads": args.threads,
         "quick": args.quick, "timings": timings,
     }
     (results_dir / "reskd_realfootage.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -279,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
     lines = ["# Label-free ResKD on real footage (EfficientNet-Lite0, ImageNet)", "",
-             f"Trained on {s['film']['train'][1] - s['film']['train'][0] + 1}-frame span of Big Buck Bunny "
-             f"(frames {s['film']['train'][0]}-{s['film']['train'][1]}), {s['epochs']} epochs, batch {s['batch_size']}, "
+             f"Trained on {s.get('train_frames', '?')} frames sampled evenly from Big Buck Bunny's frames "
+             f"{s['film']['train'][0]}-{s['film']['train'][1]}, {s['epochs']} epochs, batch {s['batch_size']}, "
              f"seed {s['seed']}, {s['threads']} CPU thread(s). Scored on **other files**: "
-             f"{', '.join(r['heldout_videos'])} ({r['heldout_clips']} frames, every {s['heldout_frames_every']}th); "
+             f"{', '.join(r['heldout_videos'])} ({r['heldout_clips']} frames, one in {s['heldout_frames_every']}); "
              f"validation: film frames {s['film']['val'][0]}-{s['film']['val'][1]}."
              + (" **Quick smoke run: not a result.**" if s["quick"] else ""), "",
              "| model | px | held-out top-1 agreement | held-out mean KL | film-val agreement | film-val KL |",
