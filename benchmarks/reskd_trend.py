@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     common = dict(arch=ARCH, train_list=str(data / "train.txt"), val_list=str(data / "val.txt"), data_root=str(data),
                   classes=str(data / "classes.txt"), num_frames=args.frames, batch_size=args.batch_size, lr=args.lr,
                   warmup_epochs=0.5, pretrained_imagenet=True, workers=args.workers, progress=False,
-                  bn_momentum=args.bn_momentum, log_every=10,
+                  bn_momentum=args.bn_momentum, log_every=1,
                   dataset="fashion-mnist clips (benchmarks/reskd_trend.py)")
     overrides = kd_overrides(args)
     defaults = TrainConfig()
