@@ -33,6 +33,7 @@ class BenchCase:
     num_frames: int
     batch: int
     gflops_per_clip: float | None = None
+    precision: str = "fp32"  # what the engine actually ran (a refused BF16 request runs FP32)
     engine_ms: list[float] = field(default_factory=list)
     end_to_end_ms: list[float] = field(default_factory=list)
 
@@ -115,20 +116,20 @@ def build_arch_artifacts(arch: str, sizes: Sequence[int], num_frames: int, work_
 
 
 def benchmark(artifacts: Sequence[tuple[str, Path, str]], batches: Sequence[int], rounds: int, warmup: int,
-              video: Path | None, progress: bool = True) -> dict[str, object]:
+              video: Path | None, progress: bool = True, precision: str = "auto") -> dict[str, object]:
     """Benchmark (name, artifact path, backend) triples at each batch size."""
     from . import Recognizer
     from .models import build_model
 
     prepared = []
     for name, path, backend in artifacts:
-        rec = Recognizer(path, backend=backend, max_batch=max(batches))
+        rec = Recognizer(path, backend=backend, max_batch=max(batches), precision=precision)
         spec = rec.spec
         flops = clip_gflops(build_model(spec).eval(), spec.input_shape)
         for batch in batches:
             x = torch.randn(batch, *spec.input_shape).to(rec.backend.input_device)
             case = BenchCase(f"{name}/b{batch}", str(path), rec.backend_name, spec.input_size, spec.num_frames,
-                             batch, round(flops, 3))
+                             batch, round(flops, 3), getattr(rec.backend, "precision", "fp32"))
             e2e = (lambda r=rec: r.predict(video)) if (video is not None and batch == 1) else None
             prepared.append((case, (lambda r=rec, x=x: r.backend.infer(x)), e2e))
     cases = run_cases(prepared, rounds, warmup, progress)
@@ -147,12 +148,12 @@ def benchmark(artifacts: Sequence[tuple[str, Path, str]], batches: Sequence[int]
 
 
 def format_table(report: dict[str, object]) -> str:
-    lines = ["| case | backend | size | frames | batch | GFLOPs/clip | engine median ms | p90 ms | clips/s | "
-             "x first | end-to-end ms |", "|" + "---|" * 11]
+    lines = ["| case | backend | precision | size | frames | batch | GFLOPs/clip | engine median ms | p90 ms | "
+             "clips/s | x first | end-to-end ms |", "|" + "---|" * 12]
     for r in report["cases"]:  # type: ignore[union-attr]
         e2e = r["end_to_end"]["median_ms"] if r["end_to_end"] else None
         lines.append(
-            f"| {r['name']} | {r['backend']} | {r['input_size']} | {r['num_frames']} | {r['batch']} | "
+            f"| {r['name']} | {r['backend']} | {r['precision']} | {r['input_size']} | {r['num_frames']} | {r['batch']} | "
             f"{r['gflops_per_clip']:.2f} | {r['engine']['median_ms']:.1f} | {r['engine']['p90_ms']:.1f} | "
             f"{r['clips_per_s']:.1f} | {r['throughput_vs_first']:.2f} | " + (f"{e2e:.1f} |" if e2e else "- |")
         )
@@ -172,13 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="224,112", help="comma-separated input sizes for --arch (default 224,112)")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip for --arch (default 8)")
     parser.add_argument("--backends", default="torch,onnxruntime",
-                        help="comma-separated backends to compare (torch, onnxruntime, tensorrt); default both CPU ones")
+                        help="comma-separated backends to compare (torch, onnxruntime, openvino, tensorrt); "
+                        "default torch,onnxruntime")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="inference precision asked of every backend (bf16: OpenVINO only, and only for export "
+                        "folders whose manifest records a passed BF16 verification; the report's 'precision' "
+                        "says what ran)")
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (clips per call), default 1")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds per case (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (default 2)")
     parser.add_argument("--video", type=Path, default=None,
                         help="a video for end-to-end latency at batch 1 (decode + preprocess + infer)")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave the default)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads of torch, ONNX Runtime and OpenVINO (0: leave torch's default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
@@ -199,14 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     triples += [(f"{Path(model).name}/{b}", Path(model), b) for b in backends]
             else:
                 sizes = [int(s) for s in args.sizes.split(",")]
-                built = build_arch_artifacts(args.arch, sizes, args.frames, Path(tmp), "onnxruntime" in backends,
+                built = build_arch_artifacts(args.arch, sizes, args.frames, Path(tmp),
+                                             bool({"onnxruntime", "openvino"} & set(backends)),
                                              trt="tensorrt" in backends)
                 for size, ckpt, onnx_path, plan_path in built:
                     for b in backends:
-                        path = {"onnxruntime": onnx_path, "tensorrt": plan_path}.get(b, ckpt)
+                        path = {"onnxruntime": onnx_path, "openvino": onnx_path, "tensorrt": plan_path}.get(b, ckpt)
                         if path is not None:
                             triples.append((f"{args.arch}@{size}/{b}", path, b))
-            report = benchmark(triples, batches, args.rounds, args.warmup, args.video)
+            report = benchmark(triples, batches, args.rounds, args.warmup, args.video, precision=args.precision)
     except ReskdError as exc:
         report_error(exc, args.json)
         return EXIT_USAGE

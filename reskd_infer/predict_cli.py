@@ -69,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="clips per inference batch (default: 8)")
     p.add_argument("--workers", type=int, default=2, help="decoding workers (default: 2)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, or cuda:N")
-    p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime, tensorrt or triton (default: auto)")
+    p.add_argument("--backend", default="auto",
+                   help="auto, torch, onnxruntime, openvino, tensorrt or triton (default: auto = the fastest that runs "
+                   "here: TensorRT on a GPU, OpenVINO then ONNX Runtime on the CPU, PyTorch for checkpoints)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="inference precision (default auto = FP32 on the CPU). bf16: OpenVINO BF16 on CPUs with "
+                   "AVX512-BF16/AMX, only for export folders whose verification passed the BF16 gate "
+                   "(manifest.json); otherwise FP32 with a warning")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail instead of falling back to another artifact when the preferred one cannot run")
     return p
@@ -166,12 +172,14 @@ def corpus_main(args: argparse.Namespace) -> int:
             args.output = args.output.replace("{rank}", str(shard_spec[0] if shard_spec else 0))
         writer = PredictionWriter(args.output, fmt, args.topk, resume=not args.no_resume) if args.output else None
         annotator = VideoAnnotator(args.save_video) if args.save_video else None
-        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback)
+        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
+                                precision=args.precision)
     except ReskdError as exc:
         return _fail(exc, args.json, model=args.model)
     records: list[dict[str, Any]] = []
     on_result = _result_handler(records.append if args.json else (None if writer else _print_line), annotator)
     backend, arch = recognizer.backend_name, recognizer.spec.arch
+    precision = getattr(recognizer.backend, "precision", "fp32")  # what runs (a refused BF16 runs FP32)
     try:
         with recognizer:
             summary = run_corpus(recognizer, videos, writer, on_result, shard_spec, topk=args.topk,
@@ -180,7 +188,7 @@ def corpus_main(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     if args.json:
-        doc = {"model": args.model, "backend": backend, "arch": arch,
+        doc = {"model": args.model, "backend": backend, "arch": arch, "precision": precision,
                "output": args.output, "summary": summary.to_dict(), "results": records}
         print(json.dumps(doc, indent=2))
     if not args.quiet and (writer is not None or summary.done > 1):
@@ -203,7 +211,8 @@ def stream_main(args: argparse.Namespace) -> int:
     from .stream import predict_stream
 
     try:
-        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback)
+        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
+                                precision=args.precision)
     except ReskdError as exc:
         return _fail(exc, args.json, model=args.model)
     out = open(args.output, "a", encoding="utf-8") if args.output else None

@@ -75,6 +75,9 @@ class Recognizer:
             are averaged over every view, as the video community reports multi-view accuracy.
         three_crop: three crops per clip (both ends and the centre of the long side) instead of the
             centre crop; with ``num_clips`` 10 this is the usual "10 clips x 3 crops" protocol.
+        precision: "auto" (each engine's default: FP32 on the CPU), "fp32", or "bf16": OpenVINO
+            BF16 on CPUs with AVX512-BF16/AMX, served only when the export verified it on real
+            clips (manifest), otherwise FP32 with a warning (docs/engines.md).
 
     Thread safety: ``predict``, ``probabilities``, ``preprocess`` and ``predict_batch`` may be called
     from several threads at once on one Recognizer (PyTorch and ONNX Runtime backends: tested to return
@@ -83,13 +86,17 @@ class Recognizer:
     """
 
     def __init__(self, path: str | Path, device: str = "auto", backend: str = "auto", fallback: bool = True,
-                 max_batch: int = 16, num_clips: int | None = None, three_crop: bool = False):
+                 max_batch: int = 16, num_clips: int | None = None, three_crop: bool = False,
+                 precision: str = "auto"):
         if "://" in str(path) and not is_triton_url(path):  # before Path(), which folds "rtsp://h/x" to "rtsp:/h/x"
             raise ArtifactError(f"{path}: this URL is not a model; give a model file, an export folder or a "
                                 "Triton model as grpc://host:port/model")
         self.path = path if is_triton_url(path) else Path(path)  # grpc://host:port/model: a Triton server
         self.device = device
         self.max_batch = max_batch
+        if precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise BackendUnavailableError(f"unknown precision {precision!r}; expected auto, fp32, fp16 or bf16")
+        self.precision = precision
         self.backend: Backend = self._load_backend(backend, fallback)
         views = {"num_crops": 3} if three_crop else {}
         if num_clips is not None:
@@ -106,6 +113,8 @@ class Recognizer:
         manifest = read_manifest(self.path) if isinstance(self.path, Path) and self.path.is_dir() else None
         attempts = [(artifact, entry) for artifact, kind in candidate_artifacts(self.path)
                     for entry in backends_for(kind) if requested in ("auto", entry.name)]
+        if requested == "auto":  # an optional accelerator that cannot run here is skipped without a warning
+            attempts = [(a, e) for a, e in attempts if not (e.factory().optional and e.factory().available(self.device))]
         if not attempts:
             raise BackendUnavailableError(f"{self.path}: no backend named {requested!r} runs its artifacts")
         reasons: list[str] = []
@@ -134,7 +143,17 @@ class Recognizer:
         problem = cls.available(self.device)
         if problem:
             raise BackendUnavailableError(f"{artifact_path}: {entry.name} backend unavailable: {problem}")
-        return cls(artifact_path, spec, device=self.device)
+        return cls(artifact_path, spec, device=self.device, **self._precision_option(cls))
+
+    def _precision_option(self, cls: type[Backend]) -> dict[str, str]:
+        if self.precision == "auto":
+            return {}
+        if self.precision in cls.precisions:
+            return {"precision": self.precision}
+        if self.precision != "fp32":
+            warnings.warn(f"{self.path}: the {cls.name} backend runs its artifact's own precision; "
+                          f"precision={self.precision!r} not used", RuntimeWarning, stacklevel=4)
+        return {}
 
     @property
     def backend_name(self) -> str:

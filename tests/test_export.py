@@ -9,6 +9,7 @@ import torch
 
 from reskd_infer import ModelSpec, Recognizer, build_model, list_archs, save_checkpoint
 from reskd_infer.artifacts import ONNX_SPEC_KEY, read_manifest, read_spec
+from reskd_infer.backends.openvino_ import openvino_missing
 from reskd_infer.errors import CheckpointError, ExportError
 from reskd_infer.export import export_model
 from reskd_infer.export.fp16 import fp16_fraction
@@ -95,7 +96,9 @@ def test_export_folder_manifest(exported):
     assert manifest["schema"] == "reskd-infer/export/1"
     assert manifest["artifacts"] == {"checkpoint": "model.ckpt", "onnx": "model.onnx", "onnx_fp16": "model.fp16.onnx"}
     assert (result.folder / "model.ckpt").read_bytes() == ckpt.read_bytes()
-    assert [v["stage"] for v in manifest["verification"]] == ["onnx fp32 vs pytorch", "onnx fp16 vs onnx fp32"]
+    openvino = [] if openvino_missing() else ["openvino fp32 vs onnx fp32"]
+    assert [v["stage"] for v in manifest["verification"]] == ["onnx fp32 vs pytorch", *openvino,
+                                                               "onnx fp16 vs onnx fp32"]
     assert all(v["passed"] for v in manifest["verification"])
     assert manifest["batch_profile"] == [1, 4, 8] and manifest["tensorrt"] is None
     assert result.plan_path is None and result.onnx_path.is_file() and result.onnx_fp16_path.is_file()
@@ -114,8 +117,9 @@ def test_recognizer_same_top1_on_checkpoint_onnx_and_folder(exported, clip_dir):
     videos = [clip_dir / n for n in ("h264.mp4", "vp9_odd.webm", "mjpeg.avi")]
     with Recognizer(ckpt) as reference:
         want = [reference.probabilities(v) for v in videos]
-    for artifact, backend, atol in ((result.onnx_path, "onnxruntime", 1e-5), (result.folder, "onnxruntime", 1e-5),
-                                    (result.onnx_fp16_path, "onnxruntime", 2e-2)):
+    onnx_cpu = "onnxruntime" if openvino_missing() else "openvino"  # OpenVINO is preferred when installed
+    for artifact, backend, atol in ((result.onnx_path, onnx_cpu, 1e-5), (result.folder, onnx_cpu, 1e-5),
+                                    (result.onnx_fp16_path, onnx_cpu, 2e-2)):
         with Recognizer(artifact) as rec:
             assert rec.backend_name == backend
             for v, probs in zip(videos, want, strict=True):
@@ -131,7 +135,10 @@ def test_export_for_benchmarks_onnx_only(tmp_path):
     ckpt = save_checkpoint(build_model(spec), spec, tmp_path / "m.ckpt")
     result = export_model(ckpt, tmp_path / "m", onnx=True, trt=False, fp16=False, verify_clips=())
     assert result.onnx_path.is_file() and result.onnx_fp16_path is None and result.plan_path is None
-    assert len(result.reports) == 1 and [r.input for r in result.reports[0].rows] == ["random b2", "random b3"]
+    assert len(result.reports) == (1 if openvino_missing() else 2)  # + OpenVINO FP32 vs ONNX Runtime
+    assert [r.input for r in result.reports[0].rows] == ["random b2", "random b3"]
+    if not openvino_missing():  # no real clips: the BF16 gate is closed (or the CPU lacks BF16)
+        assert result.openvino["bf16"]["verified"] is False
 
 
 def test_verification_fails_above_tolerance_and_names_the_file(tmp_path):

@@ -28,6 +28,7 @@ from reskd_infer.backends.onnxruntime_ import (
     choose_providers,
     tensorrt_ep_options,
 )
+from reskd_infer.backends.openvino_ import openvino_missing
 from reskd_infer.backends.tensorrt_ import TensorRTBackend
 from reskd_infer.errors import BackendUnavailableError, EngineIncompatibleError
 from reskd_infer.export import export_model
@@ -44,6 +45,7 @@ from reskd_infer.export.triton import config_pbtxt, write_triton_repository
 from reskd_infer.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, compare, format_table
 
 NO_TRT = tensorrt_missing()
+ONNX_CPU = "onnxruntime" if openvino_missing() else "openvino"  # the CPU engine preferred for .onnx here
 BUILT = {"version": "10.13.3.9", "gpu_name": "NVIDIA L4", "compute_capability": "8.9", "precision": "fp16"}
 
 
@@ -126,7 +128,7 @@ def test_incompatible_plan_falls_back_to_what_the_sidecar_names(exported, tmp_pa
 
     with pytest.warns(RuntimeWarning, match=r"10\.13\.3\.9.*11\.4\.0"):
         rec = Recognizer(plan)
-    assert rec.backend_name == "onnxruntime" and rec.backend.path.name == "model.onnx"
+    assert rec.backend_name == ONNX_CPU and rec.backend.path.name == "model.onnx"
     with Recognizer(result.onnx_path) as direct:
         assert rec.predict(clip_dir / "h264.mp4") == direct.predict(clip_dir / "h264.mp4")
     rec.close()
@@ -145,7 +147,7 @@ def test_incompatible_plan_falls_back_to_what_the_sidecar_names(exported, tmp_pa
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.warns(RuntimeWarning, match="compute capability"):
         with Recognizer(folder) as rec:
-            assert rec.backend_name == "onnxruntime"
+            assert rec.backend_name == ONNX_CPU
 
 
 @pytest.mark.skipif(NO_TRT is None, reason="TensorRT and a GPU are present: the unavailable path is not reachable")
@@ -156,7 +158,7 @@ def test_plan_without_tensorrt_falls_back_or_raises(exported, tmp_path):
     plan = foreign_plan(folder, spec)
     with pytest.warns(RuntimeWarning, match="tensorrt"):
         with Recognizer(plan) as rec:
-            assert rec.backend_name == "onnxruntime"
+            assert rec.backend_name == ONNX_CPU
     with pytest.raises(BackendUnavailableError, match="tensorrt"):
         Recognizer(plan, fallback=False)
     (folder / "model.onnx").unlink()  # the sidecar's next fallback: the checkpoint
@@ -255,7 +257,7 @@ def test_trt_without_gpu_writes_onnx_then_fails_clearly(exported, tmp_path, clip
     manifest = json.loads((out / "manifest.json").read_text())
     assert "tensorrt" not in manifest["artifacts"] and "not installed" in manifest["tensorrt_problem"]
     with Recognizer(out) as rec:  # the folder still serves
-        assert rec.backend_name == "onnxruntime"
+        assert rec.backend_name == ONNX_CPU
 
 
 def test_export_cli_json_and_failure(exported, tmp_path, capsys):

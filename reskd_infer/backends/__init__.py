@@ -25,6 +25,12 @@ def _onnxruntime_backend() -> type[Backend]:
     return OnnxRuntimeBackend
 
 
+def _openvino_backend() -> type[Backend]:
+    from .openvino_ import OpenVinoBackend
+
+    return OpenVinoBackend
+
+
 def _tensorrt_backend() -> type[Backend]:
     from .tensorrt_ import TensorRTBackend
 
@@ -39,6 +45,7 @@ def _triton_backend() -> type[Backend]:
 
 register_backend("torch", ARTIFACT_CHECKPOINT, 0, _torch_backend)
 register_backend("onnxruntime", ARTIFACT_ONNX, 10, _onnxruntime_backend)
+register_backend("openvino", ARTIFACT_ONNX, 15, _openvino_backend)  # preferred on CPUs when installed
 register_backend("tensorrt", ARTIFACT_TENSORRT, 20, _tensorrt_backend)
 register_backend("triton", "triton", 0, _triton_backend)  # grpc:// URLs of a Triton server
 

@@ -55,6 +55,11 @@ class Backend(ABC):
     name: ClassVar[str]
     artifact: ClassVar[str]
     priority: ClassVar[int] = 0  # higher wins when several backends can run an artifact
+    # Precisions the constructor's ``precision`` argument accepts; () = none: the artifact's own.
+    precisions: ClassVar[tuple[str, ...]] = ()
+    # An optional accelerator for an artifact another backend also runs: under backend="auto"
+    # the Recognizer skips it silently when its package is missing instead of warning.
+    optional: ClassVar[bool] = False
 
     def __init__(self, path: str | Path, spec: ModelSpec, device: str = "auto"):
         self.path = Path(path)

@@ -38,6 +38,10 @@ from .tensorrt_env import cuda_index
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 GPU_EPS = (TRT_EP, CUDA_EP)
+# Idle intra-op threads sleep instead of spinning (ONNX Runtime's default is to spin): on a shared
+# host with other processes loading the cores, spinning threads steal the time the busy ones need;
+# measured faster in 5 of 6 loaded cases (benchmarks/results/engines.md, docs/engines.md).
+DEFAULT_ALLOW_SPINNING = False
 DEFAULT_BATCH_PROFILE = (1, 8, 32)  # reskd-export's default --batch
 MISSING_HINT = ("the 'onnxruntime' package is not installed: pip install 'reskd-infer[cpu]' "
                 "(or 'reskd-infer[gpu]' on an NVIDIA GPU machine; never both)")
@@ -140,9 +144,10 @@ class OnnxRuntimeBackend(Backend):
         return None
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto",
-                 threads: int | None = None, providers: Sequence[str] | None = None):
+                 threads: int | None = None, providers: Sequence[str] | None = None,
+                 allow_spinning: bool | None = None):
         """``providers``: exactly these execution providers (e.g. ``[CUDA_EP]`` to test one), instead of
-        the best available for ``device``."""
+        the best available for ``device``. ``allow_spinning``: None = :data:`DEFAULT_ALLOW_SPINNING`."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -158,6 +163,8 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: ORT warns about every FP16 cast it inserts
+        self.allow_spinning = DEFAULT_ALLOW_SPINNING if allow_spinning is None else bool(allow_spinning)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
         providers = list(providers) if providers else choose_providers(ort.get_available_providers(), device)
         self.session = self._create_session(ort, options, providers)
         self.providers = self.session.get_providers()

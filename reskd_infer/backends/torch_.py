@@ -47,6 +47,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     artifact = ARTIFACT_CHECKPOINT
+    precisions = ("auto", "fp32", "fp16", "bf16")  # autocast on CUDA only; the CPU runs FP32
 
     def __init__(self, path: str | Path, spec: ModelSpec | None = None, device: str = "auto", precision: str = "auto"):
         model, file_spec = load_checkpoint(path)
@@ -60,6 +61,11 @@ class TorchBackend(Backend):
                 self._memory_format = torch.channels_last_3d
             if precision != "fp32":
                 self._autocast_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        elif precision in ("fp16", "bf16"):
+            import warnings
+
+            warnings.warn(f"{path}: the PyTorch backend runs FP32 on the CPU; precision={precision!r} not used",
+                          RuntimeWarning, stacklevel=3)
         model = model.to(self._device)
         if self._memory_format is not torch.contiguous_format:
             model = model.to(memory_format=self._memory_format)

@@ -19,7 +19,7 @@ import datetime as _dt
 import json
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,14 +75,20 @@ class ExportResult:
     manifest_path: Path | None = None
     fp16_converter: str | None = None
     reports: list[VerifyReport] = field(default_factory=list)
+    opt_in_reports: list[VerifyReport] = field(default_factory=list)  # shown, never fail the export (BF16)
     tensorrt_problem: str | None = None
+    openvino: dict[str, Any] | None = None  # the manifest's OpenVINO record (FP32 facts, the BF16 gate)
 
     @property
     def passed(self) -> bool:
         return all(r.passed for r in self.reports)
 
     def table(self) -> str:
-        return format_table(self.reports)
+        text = format_table(self.reports)
+        if self.opt_in_reports:
+            text += "\nopt-in precision (recorded in the manifest, does not fail the export):\n"
+            text += format_table(self.opt_in_reports)
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         def rel(p: Path | None) -> str | None:
@@ -92,7 +98,8 @@ class ExportResult:
                 "onnx": rel(self.onnx_path), "onnx_fp16": rel(self.onnx_fp16_path), "tensorrt": rel(self.plan_path),
                 "triton": rel(self.triton_path), "manifest": rel(self.manifest_path),
                 "fp16_converter": self.fp16_converter, "tensorrt_problem": self.tensorrt_problem,
-                "passed": self.passed, "verification": [r.to_dict() for r in self.reports]}
+                "passed": self.passed, "verification": [r.to_dict() for r in self.reports],
+                "openvino": self.openvino, "opt_in_verification": [r.to_dict() for r in self.opt_in_reports]}
 
 
 def default_verify_clips() -> list[Path]:
@@ -153,7 +160,7 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     clips = default_verify_clips() if verify_clips is None else [Path(v) for v in verify_clips]
-    steps = ["checkpoint", "onnx", "verify onnx"] + (["fp16", "verify fp16"] if fp16 else []) + \
+    steps = ["checkpoint", "onnx", "verify onnx", "verify openvino"] + (["fp16", "verify fp16"] if fp16 else []) + \
         (["tensorrt", "verify tensorrt"] if trt else []) + (["triton"] if triton_dir else [])
     bar = tqdm(total=len(steps), desc=f"export {spec.arch}", unit="step", disable=not progress, file=sys.stderr)
 
@@ -175,12 +182,16 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
         result.onnx_path = export_onnx(model, spec, folder / ONNX_NAME, opset=opset)
         bar.update()
         step("verify onnx")
-        inputs = random_inputs(spec) + clip_inputs(clips, spec)
+        real = clip_inputs(clips, spec)
+        inputs = random_inputs(spec) + real
         fp32 = OnnxRuntimeBackend(result.onnx_path, spec, device="cpu")
         report = compare("onnx fp32 vs pytorch", ("pytorch", _torch_runner(model)),
                          ("onnxruntime fp32", fp32.infer), inputs, FP32_TOLERANCE)
         result.reports.append(report)
         require(report, result.onnx_path)
+        bar.update()
+        step("verify openvino")
+        _verify_openvino(result, spec, fp32.infer, inputs, [label for label, _ in real])
         bar.update()
 
         if fp16:
@@ -248,6 +259,17 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
     return result
 
 
+def _verify_openvino(result: ExportResult, spec: ModelSpec, reference: Callable[[np.ndarray], np.ndarray],
+                     inputs: list[tuple[str, np.ndarray]], real_labels: list[str]) -> None:
+    """OpenVINO FP32 against ONNX Runtime (fails the export above tolerance) and the BF16 gate."""
+    from .openvino import verify_openvino
+
+    fp32_report, bf16_report, result.openvino = verify_openvino(
+        result.onnx_path, spec, ("onnxruntime fp32", reference), inputs, real_labels)
+    result.reports += [fp32_report] if fp32_report else []
+    result.opt_in_reports += [bf16_report] if bf16_report else []
+
+
 def _fit_batch(x: np.ndarray, profile: tuple[int, int, int]) -> np.ndarray:
     """Repeat or cut a batch so its size lies inside the engine's MIN..MAX profile."""
     if len(x) < profile[0]:
@@ -279,6 +301,8 @@ def _write_manifest(result: ExportResult, profile: tuple[int, int, int], opset: 
         "tensorrt_problem": result.tensorrt_problem,
         "triton": str(result.triton_path) if result.triton_path else None,
         "verification": [r.to_dict() for r in result.reports],
+        "openvino": {**(result.openvino or {}),
+                     "verification": [r.to_dict() for r in result.opt_in_reports]} if result.openvino else None,
     }
     text = json.dumps(manifest, indent=2) + "\n"
     return atomic_write(result.folder / MANIFEST_NAME, lambda tmp: Path(tmp).write_text(text))
