@@ -48,8 +48,8 @@ from reskd_infer.spec import ModelSpec  # noqa: E402
 ENGINES = ("eager", "onnxruntime", "openvino_fp32", "openvino_bf16", "torch_compile")
 MATMUL_N = 2048
 # (arch, input size, batch): the configurations of issue 13's table.
-FULL_CONFIGS = [("r2plus1d_18", 56, 1), ("r2plus1d_18", 56, 8), ("r2plus1d_18", 112, 1),
-                ("tsn_effnet_lite0", 56, 1), ("tsn_effnet_lite0", 56, 8), ("tsn_effnet_lite0", 112, 8)]
+FULL_CONFIGS = [("tsn_effnet_lite0", 56, 1), ("r2plus1d_18", 56, 1), ("tsn_effnet_lite0", 56, 8),
+                ("r2plus1d_18", 56, 8), ("r2plus1d_18", 112, 1), ("tsn_effnet_lite0", 112, 8)]
 QUICK_CONFIGS = [("tsn_effnet_lite0", 32, 1)]
 THREAD_ARMS = ("openvino_pin", "openvino_nopin", "ort_spin1", "ort_spin0")
 
@@ -167,8 +167,10 @@ def median(values: list[float]) -> float:
 
 
 # ---- 1. the engine table ------------------------------------------------------------------------------
-def engine_table(configs, artifacts, threads: int, rounds: int, warmup: int, progress) -> list[dict[str, Any]]:
-    rows = []
+def engine_table(configs, artifacts, threads: int, rounds: int, warmup: int, progress,
+                 rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Append one row per engine and configuration to ``rows`` (saved by ``progress`` as they come)."""
+    rows = [] if rows is None else rows
     for arch, size, batch in configs:
         ckpt, onnx, spec, gflops = artifacts[(arch, size)]
         arms = Arms([*ENGINES, "matmul_fp32", "matmul_bf16"], ckpt, onnx, spec, batch, threads)
@@ -404,8 +406,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reskd-engines-") as tmp:
         artifacts = build_artifacts(configs, Path(tmp))
         if "engines" in sections:
-            report["engines"] = engine_table(configs, artifacts, args.threads, rounds, warmup, progress)
-            save()
+            report["engines"] = []
+
+            def progress_and_save(msg: str) -> None:
+                progress(msg)
+                save()  # a long run keeps every finished configuration
+
+            engine_table(configs, artifacts, args.threads, rounds, warmup, progress_and_save, report["engines"])
         if "threads" in sections:
             thread_configs = [c for c in configs if c[2] == 1]
             report["threads"] = shared_host(thread_configs, artifacts, args.threads, rounds, warmup, loads, progress)

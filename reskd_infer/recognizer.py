@@ -63,8 +63,9 @@ class Recognizer:
             an export folder written by ``reskd-export``, or ``grpc://host:port/model``
             for a model served by Triton (decoding and preprocessing stay local).
         device: "auto" (CUDA when present, else CPU), "cpu" or "cuda[:N]".
-        backend: "auto" (the fastest that works here) or a backend name
-            ("torch", "onnxruntime", "tensorrt").
+        backend: "auto" (the fastest that works here: TensorRT on a GPU, OpenVINO then ONNX
+            Runtime for ONNX on the CPU) or a backend name ("torch", "onnxruntime", "openvino",
+            "tensorrt").
         fallback: when the preferred artifact cannot run here (a plan built for
             another GPU or TensorRT version, a missing package), warn and use the
             next artifact (the ONNX or checkpoint the plan's sidecar names, or the

@@ -32,8 +32,9 @@ def test_every_arch_exports_verified_onnx_and_fp16(arch, clip_dir, tmp_path):
     clips = [clip_dir / "h264.mp4", clip_dir / "vp9_odd.webm"]
     result = export_model(ckpt, tmp_path / "out", fp16=True, batch=(1, 2, 4), verify_clips=clips)
 
-    fp32, fp16 = result.reports
-    assert fp32.passed and fp16.passed, result.table()
+    fp32, fp16 = result.reports[0], result.reports[-1]  # OpenVINO FP32 vs ONNX Runtime in between when installed
+    assert all(r.passed for r in result.reports), result.table()
+    assert len(result.reports) == (2 if openvino_missing() else 3)
     assert fp32.samples == 2 + 3 + 2  # two random batches (two sizes) and two real clips
     assert fp32.max_abs <= 1e-3 and fp32.min_cosine > 0.99999 and fp32.top1_agreement == 1.0
     assert fp16.min_cosine > 0.999

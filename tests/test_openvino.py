@@ -189,3 +189,19 @@ def test_bench_takes_openvino(capsys):
     assert code == 0
     cases = json.loads(capsys.readouterr().out)["cases"]
     assert [(c["backend"], c["precision"]) for c in cases] == [("onnxruntime", "fp32"), ("openvino", "fp32")]
+
+
+def test_shared_host_thread_defaults(lite0):
+    """Defaults chosen by benchmarks/engines.py's shared-host measurement: no pinning, no spinning."""
+    from reskd_infer.backends.onnxruntime_ import OnnxRuntimeBackend
+
+    spec, result, _ = lite0
+    ort = OnnxRuntimeBackend(result.onnx_path, spec, device="cpu", threads=1)
+    entry = "session.intra_op.allow_spinning"
+    assert ort.allow_spinning is False and ort.session.get_session_options().get_session_config_entry(entry) == "0"
+    spinning = OnnxRuntimeBackend(result.onnx_path, spec, device="cpu", threads=1, allow_spinning=True)
+    assert spinning.session.get_session_options().get_session_config_entry(entry) == "1"
+    import openvino.properties.hint as hints
+
+    ov = OpenVinoBackend(result.onnx_path, spec, threads=1)
+    assert ov.cpu_pinning is False and ov.compiled.get_property(hints.enable_cpu_pinning) is False
