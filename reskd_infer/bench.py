@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from .precision import add_precision_argument
+
 
 @dataclass
 class BenchCase:
@@ -175,10 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", default="torch,onnxruntime",
                         help="comma-separated backends to compare (torch, onnxruntime, openvino, tensorrt); "
                         "default torch,onnxruntime")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                        help="inference precision asked of every backend (bf16: OpenVINO only, and only for export "
-                        "folders whose manifest records a passed BF16 verification; the report's 'precision' "
-                        "says what ran)")
+    add_precision_argument(parser)
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (clips per call), default 1")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds per case (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (default 2)")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .precision import add_precision_argument
+
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_ARGS = 0, 1, 2
 
 EPILOG = """sources: video files, folders (searched recursively for video extensions), globs ('clips/**/*.mp4',
@@ -72,10 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto",
                    help="auto, torch, onnxruntime, openvino, tensorrt or triton (default: auto = the fastest that runs "
                    "here: TensorRT on a GPU, OpenVINO then ONNX Runtime on the CPU, PyTorch for checkpoints)")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="inference precision (default auto = FP32 on the CPU). bf16: OpenVINO BF16 on CPUs with "
-                   "AVX512-BF16/AMX, only for export folders whose verification passed the BF16 gate "
-                   "(manifest.json); otherwise FP32 with a warning")
+    add_precision_argument(p)
     p.add_argument("--no-fallback", action="store_true",
                    help="fail instead of falling back to another artifact when the preferred one cannot run")
     return p

@@ -27,6 +27,7 @@ from .backends import Backend, backend_names, backends_for
 from .backends.base import BackendEntry
 from .backends.triton_ import is_triton_url
 from .errors import ArtifactError, BackendUnavailableError, SpecError, one_line
+from .precision import PRECISIONS
 from .spec import ModelSpec
 from .video import clips_to_batch, load_clips
 
@@ -95,8 +96,8 @@ class Recognizer:
         self.path = path if is_triton_url(path) else Path(path)  # grpc://host:port/model: a Triton server
         self.device = device
         self.max_batch = max_batch
-        if precision not in ("auto", "fp32", "fp16", "bf16"):
-            raise BackendUnavailableError(f"unknown precision {precision!r}; expected auto, fp32, fp16 or bf16")
+        if precision not in PRECISIONS:
+            raise BackendUnavailableError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
         self.precision = precision
         self.backend: Backend = self._load_backend(backend, fallback)
         views = {"num_crops": 3} if three_crop else {}
