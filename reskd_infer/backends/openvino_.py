@@ -54,7 +54,7 @@ def openvino_missing() -> str | None:
     try:
         import openvino  # noqa: F401
     except ImportError:
-        return "the 'openvino' package is not installed (pip install 'reskd-infer[openvino]')"
+        return "the 'openvino' package is not installed (pip install 'reskd-infer[openvino]', part of [cpu])"
     return None
 
 
