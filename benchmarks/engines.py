@@ -338,6 +338,11 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def _rounds_line(report: dict[str, Any], section: str) -> str:
+    rounds, warmup = report.get(f"{section}_rounds") or (report["rounds"], report["warmup"])
+    return f"{rounds} interleaved rounds after {warmup} warm-up, {report['machine']['threads']} threads per engine."
+
+
 def _tolerance_cell(row: dict[str, Any]) -> str:
     if row["engine"] == "openvino_bf16":
         return "n/a (BF16)"  # judged by the BF16 gate, not the FP32 tolerance
@@ -356,10 +361,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [f"# CPU engines: eager, ONNX Runtime, OpenVINO FP32/BF16, torch.compile ({m['threads']} threads)", "",
              f"{m['cpu']}, {m['logical_cpus']} logical CPUs shared with other developers' jobs; BF16 flags: "
              f"{', '.join(m['bf16_flags']) or 'none'}; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}. "
-             f"Every engine in its own process, interleaved call by call, {report['rounds']} rounds after "
-             f"{report['warmup']} warm-up; medians. Random weights, 10 classes.", ""]
+             "Every engine in its own process, interleaved call by call; medians. Random weights, 10 classes, "
+             "except the BF16 agreement (ImageNet weights).", ""]
     if report.get("engines"):
-        lines += ["## Engine table", "",
+        lines += ["## Engine table", "", _rounds_line(report, "engines"), "",
                   "| model | batch | engine | median ms | x ONNX Runtime | GFLOP/s | of FP32 matmul ceiling | "
                   "max abs vs ORT | FP32 tol. | setup s |", "|" + "---|" * 10]
         for r in report["engines"]:
@@ -378,7 +383,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                   "GFLOP/s: " + "; ".join(f"{a:.0f} / {b:.0f}" for a, b in ceilings) + ".", ""]
     if report.get("threads"):
         loads = report["loads"]
-        lines += ["## Threads on a shared host", "",
+        lines += ["## Threads on a shared host", "", _rounds_line(report, "threads"), "",
                   "| model | batch | arm | " + " | ".join(f"median ms, {n} busy" for n in loads) + " | " +
                   " | ".join(f"slowdown, {n} busy" for n in loads[1:]) + " |",
                   "|" + "---|" * (3 + 2 * len(loads) - 1)]
@@ -431,8 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = args.results_dir / "engines.json"
     if previous.is_file() and not args.quick:  # sections not run now keep their last results
         kept = json.loads(previous.read_text())
-        section_keys = {"engines": "engines", "threads": "threads", "bf16": "bf16_agreement"}
-        report.update({key: kept[key] for name, key in section_keys.items() if name not in sections and key in kept})
+        section_keys = {"engines": ["engines", "engines_rounds"], "threads": ["threads", "threads_rounds"],
+                        "bf16": ["bf16_agreement"]}
+        report.update({key: kept[key] for name, keys in section_keys.items() if name not in sections
+                       for key in keys if key in kept})
 
     def save() -> None:
         (args.results_dir / "engines.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -444,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="reskd-engines-") as tmp:
         artifacts = build_artifacts(configs, Path(tmp))
         if "engines" in sections:
-            report["engines"] = []
+            report["engines"], report["engines_rounds"] = [], [rounds, warmup]
 
             def progress_and_save(msg: str) -> None:
                 progress(msg)
@@ -453,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             engine_table(configs, artifacts, args.threads, rounds, warmup, progress_and_save, report["engines"])
         if "threads" in sections:
             thread_configs = [c for c in configs if c[2] == 1]
+            report["threads_rounds"] = [rounds, warmup]
             report["threads"] = shared_host(thread_configs, artifacts, args.threads, rounds, warmup, loads, progress)
             save()
     if "bf16" in sections:

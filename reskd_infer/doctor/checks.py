@@ -300,13 +300,13 @@ def check_plan_fallback(wb: Workbench) -> Check:
         warnings.simplefilter("always")
         rec = Recognizer(plan, device=wb.device if not wb.cuda_problem() else "auto")
     with rec:
-        served = rec.backend_name
+        served, served_kind = rec.backend_name, rec.backend.artifact
     reasons = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     try:
         Recognizer(plan, fallback=False).close()
         refused = False
     except BackendUnavailableError:
         refused = True
-    if served != "onnxruntime" or not reasons or not refused:
+    if served_kind != "onnx" or not reasons or not refused:  # the ONNX model (OpenVINO or ONNX Runtime on CPUs)
         return Check(name, FAIL, f"served by {served}, warnings {reasons}, fallback=False raised: {refused}")
     return Check(name, PASS, f"served by {served} after the warning: {reasons[0]}")
