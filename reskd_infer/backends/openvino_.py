@@ -21,7 +21,6 @@ Recognizer on the same file does not compile again.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import warnings
 from collections import OrderedDict
@@ -93,18 +92,10 @@ def bf16_supported() -> str | None:
     return None
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def bf16_gate(onnx_path: str | Path) -> str | None:
     """None when the export folder's manifest says BF16 was verified for exactly this file,
     otherwise the reason BF16 must not be served."""
-    from ..artifacts import MANIFEST_NAME, read_manifest
+    from ..artifacts import MANIFEST_NAME, file_sha256, read_manifest
 
     path = Path(onnx_path)
     if not (path.parent / MANIFEST_NAME).exists():

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.openvino_ import OpenVinoBackend, bf16_supported, file_sha256, openvino_missing
+from ..artifacts import file_sha256
+from ..backends.openvino_ import OpenVinoBackend, bf16_supported, openvino_missing
 from ..spec import ModelSpec
 from .verify import FP32_TOLERANCE, Runner, Tolerance, VerifyReport, compare, require
 
