@@ -82,8 +82,9 @@ class Recognizer:
             clips (manifest), otherwise FP32 with a warning (docs/engines.md).
 
     Thread safety: ``predict``, ``probabilities``, ``preprocess`` and ``predict_batch`` may be called
-    from several threads at once on one Recognizer (PyTorch and ONNX Runtime backends: tested to return
-    exactly what sequential calls return; TensorRT keeps one execution context per thread). Creating
+    from several threads at once on one Recognizer (PyTorch, ONNX Runtime and OpenVINO backends: tested to
+    return exactly what sequential calls return; OpenVINO keeps one infer request and TensorRT one
+    execution context per thread). Creating
     and closing a Recognizer are not: do not ``close()`` while another thread predicts.
     """
 
@@ -120,16 +121,19 @@ class Recognizer:
         if not attempts:
             raise BackendUnavailableError(f"{self.path}: no backend named {requested!r} runs its artifacts")
         reasons: list[str] = []
-        for i, (artifact_path, entry) in enumerate(attempts):
+        while attempts:
+            artifact_path, entry = attempts.pop(0)
             try:
                 return self._open_artifact(artifact_path, entry, manifest)
             except (BackendUnavailableError, ArtifactError) as exc:
-                if not fallback or len(attempts) == 1:
+                if isinstance(exc, ArtifactError):  # a damaged file stays damaged whichever backend reads it
+                    attempts = [(a, e) for a, e in attempts if a != artifact_path]
+                if not fallback or (not reasons and not attempts):  # nothing else to try: the error itself
                     raise
                 reasons.append(f"{entry.name}: {one_line(exc)}")
-                if i + 1 < len(attempts):
+                if attempts:
                     # stacklevel 1: the warning is about the artifact, not about a line of the caller's code.
-                    warnings.warn(f"{one_line(exc)}; falling back to {attempts[i + 1][0].name}", RuntimeWarning,
+                    warnings.warn(f"{one_line(exc)}; falling back to {attempts[0][0].name}", RuntimeWarning,
                                   stacklevel=1)
         fix = "; re-export the folder with reskd-export" if manifest is not None else ""
         raise BackendUnavailableError(f"{self.path}: no usable artifact ({'; '.join(reasons)}){fix}")

@@ -28,13 +28,13 @@ def inputs(tmp_path_factory):
     for i in range(4):
         videos.append(write_video(root / f"v{i}.mp4", textured_frames(6 + i, 40 + 4 * i, 64, seed=i)))
         videos.append(textured_frames(5 + i, 48, 48 + 8 * i, seed=10 + i))  # frames in memory
-    return {"torch": ckpt, "onnxruntime": onnx_path}, videos
+    return {"torch": ckpt, "onnxruntime": onnx_path, "openvino": onnx_path}, videos
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime", "openvino"])
 def test_threads_sharing_a_recognizer_match_sequential_calls(inputs, backend):
     artifacts, videos = inputs
-    with Recognizer(artifacts[backend], device="cpu") as rec:
+    with Recognizer(artifacts[backend], device="cpu", backend=backend) as rec:
         assert rec.backend_name == backend
         expected = [rec.probabilities(v) for v in videos]
         # Every thread classifies every video, in a different order, all at once (a barrier lines them up).
