@@ -3,6 +3,7 @@
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import ReskdError
 from .models import build_model, list_archs
+from .pipeline import VideoResult
 from .recognizer import Prediction, Recognizer
 from .spec import ModelSpec
 
@@ -13,6 +14,7 @@ __all__ = [
     "Prediction",
     "Recognizer",
     "ReskdError",
+    "VideoResult",
     "__version__",
     "build_model",
     "list_archs",

@@ -140,13 +140,119 @@ def benchmark(artifacts: Sequence[tuple[str, Path, str]], batches: Sequence[int]
     for row in rows:
         row["throughput_vs_first"] = (row["clips_per_s"] / base) if base and row["clips_per_s"] else None
     return {
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+        "machine": _machine(),
         "rounds": rounds,
         "warmup": warmup,
         "video": str(video) if video else None,
         "cases": rows,
     }
+
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
+
+
+def video_list(source: str | Path, repeat: int = 1) -> list[Path]:
+    """Videos from a folder (every video file, sorted) or a list file (one path per line, relative to
+    the list's folder; repeats allowed), the whole list ``repeat`` times."""
+    from .errors import DatasetError
+
+    source = Path(source)
+    if source.is_dir():
+        videos = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    elif source.is_file():
+        lines = [ln.strip() for ln in source.read_text(encoding="utf-8").splitlines()]
+        videos = [(source.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+    else:
+        raise DatasetError(f"{source}: no such folder or list file")
+    if not videos:
+        raise DatasetError(f"{source}: no videos found")
+    return videos * max(1, repeat)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB)."""
+    import resource
+
+    scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0  # Linux: KB, macOS: bytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def measure_pipeline(recognizer, videos: Sequence[object], batch_size: int = 8, workers: int = 2,
+                     worker_kind: str = "thread", progress: bool = False) -> dict[str, object]:
+    """Stream ``videos`` through ``recognizer.predict_iter``: sustained rates, median per-video stage
+    times (ms), errors, and peak RSS."""
+    from tqdm import tqdm
+
+    stages: dict[str, list[float]] = {}
+    clips = errors = 0
+    start = time.perf_counter()
+    stream = recognizer.predict_iter(videos, batch_size=batch_size, workers=workers, worker_kind=worker_kind)
+    for result in tqdm(stream, total=len(videos), desc="videos", disable=not progress, file=sys.stderr):
+        errors += result.error is not None
+        clips += 0 if result.error else recognizer.spec.num_clips
+        for stage, ms in result.timings.items():
+            stages.setdefault(stage, []).append(ms)
+    seconds = time.perf_counter() - start
+    return {
+        "videos": len(videos), "errors": errors, "seconds": seconds,
+        "videos_per_s": len(videos) / seconds, "clips_per_s": clips / seconds,
+        "stages_ms": {k: statistics.median(v) for k, v in stages.items()},
+        "peak_rss_mb": peak_rss_mb(), "batch_size": batch_size, "workers": workers, "worker_kind": worker_kind,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def decode_only_rate(spec, videos: Sequence[object], workers: int = 2, worker_kind: str = "thread") -> float:
+    """Videos per second the decode workers sustain alone (decode + preprocess, no engine)."""
+    from .pipeline import make_executor, prepare_video
+
+    start = time.perf_counter()
+    with make_executor(worker_kind, workers) as pool:
+        for _ in pool.map(prepare_video, videos, [spec] * len(videos)):
+            pass
+    return len(videos) / (time.perf_counter() - start)
+
+
+def engine_only_rate(recognizer, batch_size: int, calls: int = 5) -> float:
+    """Clips per second the engine sustains alone on ready batches of ``batch_size``."""
+    x = torch.randn(batch_size, *recognizer.spec.input_shape).to(recognizer.backend.input_device)
+    recognizer.backend.infer(x)  # warm-up
+    start = time.perf_counter()
+    for _ in range(calls):
+        recognizer.backend.infer(x)
+    return calls * batch_size / (time.perf_counter() - start)
+
+
+def pipeline_report(models: Sequence[tuple[str, Path, str]], videos: Sequence[Path], batch_size: int, workers: int,
+                    worker_kind: str, progress: bool = True) -> dict[str, object]:
+    """``reskd-bench --videos``: the streaming pipeline per model (first model's figures under ``pipeline``)."""
+    from . import Recognizer
+
+    runs = []
+    for name, path, backend in models:
+        with Recognizer(path, backend=backend, max_batch=batch_size) as rec:
+            run = measure_pipeline(rec, videos, batch_size, workers, worker_kind, progress)
+            runs.append({"name": name, "backend": rec.backend_name, "arch": rec.spec.arch,
+                         "input_size": rec.spec.input_size, **run})
+    return {"machine": _machine(), "videos": len(videos), "pipeline": runs[0], "runs": runs}
+
+
+def _machine() -> dict[str, object]:
+    import os
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+
+
+def format_pipeline(report: dict[str, object]) -> str:
+    lines = ["| model | backend | videos/s | clips/s | demux | decode | preprocess | infer | wait | peak RSS MB | "
+             "errors |", "|" + "---|" * 11]
+    for r in report["runs"]:  # type: ignore[union-attr]
+        st = r["stages_ms"]
+        lines.append(f"| {r['name']} | {r['backend']} | {r['videos_per_s']:.2f} | {r['clips_per_s']:.2f} | "
+                     + " | ".join(f"{st.get(k, 0.0):.1f}" for k in ("demux", "decode", "preprocess", "infer", "wait"))
+                     + f" | {r['peak_rss_mb']:.0f} | {r['errors']} |")
+    return "\n".join(lines)
 
 
 def format_table(report: dict[str, object]) -> str:
@@ -183,6 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (default 2)")
     parser.add_argument("--video", type=Path, default=None,
                         help="a video for end-to-end latency at batch 1 (decode + preprocess + infer)")
+    parser.add_argument("--videos", default=None, metavar="DIR_OR_LIST",
+                        help="measure the streaming pipeline (predict_iter) over these videos instead: a folder, or "
+                        "a list file with one path per line (repeats allowed); reports videos/s, clips/s, "
+                        "per-stage ms, peak RSS (JSON: the 'pipeline' object)")
+    parser.add_argument("--repeat", type=int, default=1, help="with --videos: go through the list this many times")
+    parser.add_argument("--workers", type=int, default=2, help="with --videos: decode workers (default 2)")
+    parser.add_argument("--worker-kind", choices=("thread", "process"), default="thread",
+                        help="with --videos: decode in threads (default) or processes")
+    parser.add_argument("--batch-size", type=int, default=8, help="with --videos: clips per engine call (default 8)")
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads of torch, ONNX Runtime and OpenVINO (0: leave torch's default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
@@ -196,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     plain_warnings()
 
+    if args.videos is not None:
+        return _pipeline_main(args, backends)
     try:
         with tempfile.TemporaryDirectory(prefix="reskd-bench-") as tmp:
             triples: list[tuple[str, Path, str]] = []
@@ -216,12 +333,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReskdError as exc:
         report_error(exc, args.json)
         return EXIT_USAGE
+    return _write_report(report, args, format_table)
+
+
+def _write_report(report: dict[str, object], args: argparse.Namespace,
+                  table: Callable[[dict[str, object]], str]) -> int:
+    """Print the report (JSON with --json, else the table) and write the JSON to --out if given."""
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-    print(text if args.json else format_table(report))
+    print(text if args.json else table(report))
     return 0
+
+
+def _pipeline_main(args: argparse.Namespace, backends: list[str]) -> int:
+    from .errors import EXIT_USAGE, ReskdError, report_error
+
+    if not args.models:
+        print("error: --videos needs at least one MODEL", file=sys.stderr)
+        return EXIT_USAGE
+    backend = backends[0] if len(backends) == 1 else "auto"
+    try:
+        videos = video_list(args.videos, args.repeat)
+        models = [(Path(m).name, Path(m), backend) for m in args.models]
+        report = pipeline_report(models, videos, args.batch_size, args.workers, args.worker_kind)
+    except ReskdError as exc:
+        report_error(exc, args.json)
+        return EXIT_USAGE
+    return _write_report(report, args, format_pipeline)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ with the same function training evaluation used, and returns class probabilities
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from .backends.base import BackendEntry
 from .backends.triton_ import is_triton_url
 from .errors import ArtifactError, BackendUnavailableError, SpecError, one_line
 from .precision import PRECISIONS
+from .pipeline import ClipStream, VideoResult
 from .spec import ModelSpec
 from .video import clips_to_batch, load_clips
 
@@ -44,6 +44,32 @@ class Prediction:
 
     def to_dict(self) -> dict[str, object]:
         return {"label": self.label, "index": self.index, "score": self.score}
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """The predictions of one time window of a long video (seconds from its first frame)."""
+
+    start_s: float
+    end_s: float
+    predictions: list[Prediction]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"start_s": self.start_s, "end_s": self.end_s, "predictions": [p.to_dict() for p in self.predictions]}
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """:meth:`Recognizer.predict_windows`' answer: per-window predictions in time order, and ``overall``
+    (class probabilities averaged over all windows' clips)."""
+
+    video: str
+    windows: list[WindowPrediction]
+    overall: list[Prediction]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"video": self.video, "overall": [p.to_dict() for p in self.overall],
+                "windows": [w.to_dict() for w in self.windows]}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -168,15 +194,18 @@ class Recognizer:
     # ---- inference ------------------------------------------------------------------------------
     def preprocess(self, video: VideoInput, rng: np.random.Generator | None = None) -> torch.Tensor:
         """The batch (num_clips, 3, T, S, S) the model sees for ``video`` (on the backend's device)."""
-        return clips_to_batch(load_clips(video, self.spec, rng), self.spec, self.backend.input_device)
+        device = self.backend.input_device
+        return clips_to_batch(load_clips(video, self.spec, rng, device=str(device)), self.spec, device)
 
     def _infer(self, batch: torch.Tensor) -> np.ndarray:
         parts = [self.backend.infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
         return np.concatenate(parts, axis=0)
 
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return _sigmoid(logits) if self.spec.multi_label else _softmax(logits)
+
     def _scores(self, logits: np.ndarray) -> np.ndarray:
-        probs = _sigmoid(logits) if self.spec.multi_label else _softmax(logits)
-        return probs.mean(axis=0)  # average class probabilities over clips
+        return self._probabilities(logits).mean(axis=0)  # average class probabilities over clips
 
     @property
     def views_per_video(self) -> int:
@@ -204,21 +233,86 @@ class Recognizer:
         shaped (T, H, W, 3) or a list of (H, W, 3) arrays), best first."""
         return self._top(self.probabilities(video), topk)
 
-    def predict_batch(self, videos: Iterable[VideoInput], topk: int = 5, workers: int = 2) -> list[list[Prediction]]:
-        """Predict several videos: decoding overlaps in threads, clips are batched for the engine."""
-        videos = list(videos)
-        if not videos:
-            return []
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            clips = list(pool.map(lambda v: load_clips(v, self.spec), videos))
-        counts = [len(c) for c in clips]
-        batch = clips_to_batch([clip for video in clips for clip in video], self.spec, self.backend.input_device)
-        logits = self._infer(batch)
-        out, start = [], 0
-        for n in counts:
-            out.append(self._top(self._scores(logits[start : start + n]), topk))
-            start += n
-        return out
+    # ---- streaming (many videos) ----------------------------------------------------------------
+    def predict_iter(self, videos: Iterable[VideoInput], batch_size: int = 8, workers: int = 2, topk: int = 5,
+                     worker_kind: str = "thread", max_in_flight: int | None = None) -> Iterator[VideoResult]:
+        """Classify many videos as a stream: one :class:`~reskd_infer.pipeline.VideoResult` per input video,
+        **in input order**, each yielded as soon as its clips have been inferred.
+
+        Contract:
+            * ``videos`` is any iterable (paths or frame arrays) and is read lazily: at most
+              ``max_in_flight`` videos (default ``workers + ceil(batch_size / spec.num_clips)``) are
+              taken from it and not yet yielded, so memory is bounded (about two batches of decoded
+              clips) however long the input is.
+            * ``workers`` decode workers (``worker_kind`` "thread" (default) or "process") decode and
+              preprocess ahead while the calling thread runs the engine; clips of consecutive videos
+              are batched together, ``batch_size`` clips per engine call (the last call may be smaller).
+            * Each result has ``video`` (the input item as given), ``predictions`` (top ``topk``, best
+              first, exactly what :meth:`predict` returns for that video), ``error`` (None, or the
+              :class:`~reskd_infer.errors.ReskdError` naming the file and the problem; then
+              ``predictions`` is empty) and ``timings`` (milliseconds per stage, see
+              :data:`~reskd_infer.pipeline.STAGES`).
+            * A video that cannot be read yields an error result; the stream goes on. Errors of the
+              engine itself (not of one video) are raised.
+            * Stopping the iteration early (``break``) cancels nothing harmful: pending decodes finish
+              and are dropped.
+        """
+        stream = ClipStream(self.spec, self._infer_ready, lambda logits: self._top(self._scores(logits), topk),
+                            batch_size=batch_size, workers=workers, worker_kind=worker_kind,
+                            max_in_flight=max_in_flight, device=str(self.backend.input_device))
+        return stream.run(videos)
+
+    def _infer_ready(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        batch = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch
+        return self._infer(batch.to(self.backend.input_device))
+
+    def predict_batch(self, videos: Iterable[VideoInput], topk: int = 5, workers: int = 2,
+                      batch_size: int | None = None) -> list[list[Prediction]]:
+        """Predict several videos through :meth:`predict_iter`; the first unreadable video's error is raised."""
+        results = list(self.predict_iter(videos, batch_size=batch_size or self.max_batch, workers=workers, topk=topk))
+        for result in results:
+            if result.error is not None:
+                raise result.error
+        return [r.predictions for r in results]
+
+    # ---- long videos ------------------------------------------------------------------------------
+    def predict_windows(self, video: str | Path, window_s: float = 10.0, stride_s: float | None = None,
+                        topk: int = 5, batch_size: int | None = None) -> Timeline:
+        """Classify a long video window by window: a :class:`Timeline` of ``(start_s, end_s, predictions)``
+        and ``overall``, the class probabilities averaged over every window's clips (one label for the
+        whole video, as ``num_clips`` averaging does for a short one).
+
+        Windows of ``window_s`` seconds start every ``stride_s`` (default: ``window_s``, no overlap);
+        one more is aligned to the end when needed, so the windows cover the whole video. In each
+        window the spec samples its clips as it would in a video holding only that window. The video
+        is decoded once, forward, and only the frames of windows still open are kept.
+        """
+        from .video.preprocess import clips_to_batch
+        from .video.windows import iter_window_clips
+
+        batch_size = batch_size or self.max_batch
+        windows, probs, pending = [], [], []
+
+        def flush() -> None:
+            batch = torch.cat([b for _, b in pending]).to(self.backend.input_device)
+            logits = self._infer(batch)
+            start = 0
+            for window, b in pending:
+                window_probs = self._probabilities(logits[start : start + len(b)])
+                probs.append(window_probs)
+                windows.append(WindowPrediction(window.start_s, window.end_s,
+                                                self._top(window_probs.mean(axis=0), topk)))
+                start += len(b)
+            pending.clear()
+
+        for window, clips in iter_window_clips(video, self.spec, window_s, stride_s or window_s):
+            pending.append((window, clips_to_batch(clips, self.spec)))
+            if sum(len(b) for _, b in pending) >= batch_size:
+                flush()
+        if pending:
+            flush()
+        overall = self._top(np.concatenate(probs).mean(axis=0), topk)
+        return Timeline(str(video), windows, overall)
 
     # ---- life cycle -----------------------------------------------------------------------------
     def close(self) -> None:

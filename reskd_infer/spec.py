@@ -53,6 +53,7 @@ class ModelSpec:
     frame_interval: int = 0  # dense sampling only; 0: the architecture's default
     num_clips: int = 1  # clips per video at test time; class probabilities are averaged
     num_crops: int = 1  # test crops per clip: 1 (centre) or 3 (both ends and centre of the long side)
+    keyframe_sampling: bool = False  # segments only: take each segment's keyframe nearest its centre (docs/video.md)
     crop_size: int = 0  # 0: same as input_size
     resize_short: int = 0  # 0: round(crop_size * 256 / 224)
     resize_antialias: bool = True  # antialiased short-side resize (the crop->input resize never is)
@@ -112,6 +113,8 @@ class ModelSpec:
         positive_int("resize_short", 16)
         if self.sampling not in (SAMPLING_SEGMENTS, SAMPLING_DENSE):
             raise SpecError(f"ModelSpec.sampling must be 'segments' or 'dense', got {self.sampling!r}")
+        if self.keyframe_sampling and self.sampling != SAMPLING_SEGMENTS:
+            raise SpecError("ModelSpec.keyframe_sampling needs segment sampling (it picks one frame per segment)")
         if self.resize_short < self.crop_size:
             raise SpecError(
                 f"ModelSpec.resize_short ({self.resize_short}) is smaller than crop_size ({self.crop_size})"

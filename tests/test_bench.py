@@ -43,3 +43,22 @@ def test_bench_tensorrt_without_gpu_says_what_is_missing(capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "TensorRT engine not built" in err and "pip install" in err
+
+
+def test_bench_videos_reports_the_pipeline(tmp_path, clip_dir, capsys):
+    from reskd_infer import ModelSpec, build_model, save_checkpoint
+
+    spec = ModelSpec(arch="tsn_r18", class_names=["a", "b"], input_size=32, num_frames=2)
+    model = save_checkpoint(build_model(spec), spec, tmp_path / "m.ckpt")
+    (tmp_path / "broken.mp4").write_text("no video here")
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{clip_dir / 'h264.mp4'}\nbroken.mp4\n{clip_dir / 'mjpeg.avi'}\n")
+    code = bench_main([str(model), "--videos", str(listing), "--repeat", "2", "--backends", "torch",
+                       "--workers", "2", "--batch-size", "3", "--json"])
+    assert code == 0
+    pipe = json.loads(capsys.readouterr().out)["pipeline"]
+    assert pipe["videos"] == 6 and pipe["errors"] == 2
+    assert abs(pipe["videos_per_s"] * pipe["seconds"] - 6) < 1e-6
+    assert abs(pipe["clips_per_s"] * pipe["seconds"] - 4) < 1e-6  # one clip per readable video
+    assert set(pipe["stages_ms"]) == {"demux", "decode", "preprocess", "infer", "wait"}
+    assert pipe["peak_rss_mb"] > 50

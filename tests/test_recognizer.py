@@ -24,17 +24,19 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def _reference_tensor(path, spec):
-    """An independent reading of the preprocessing contract: decode everything, then plain torch ops."""
+def _reference_tensor(path, spec, uint8_resize=True):
+    """An independent reading of the preprocessing contract: decode everything, then plain torch ops
+    (the short-side resize in uint8 as the contract says, or in float for comparison)."""
     with av.open(str(path)) as container:
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     clips = []
     for idx in sample_indices(len(frames), spec):
-        x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2)
+        x = x if uint8_resize else x.float()
         h, w = x.shape[-2:]
         scale = spec.resize_short / min(h, w)
         size = (spec.resize_short, round(w * scale)) if h <= w else (round(h * scale), spec.resize_short)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).float()
         top, left = (x.shape[-2] - spec.crop_size) // 2, (x.shape[-1] - spec.crop_size) // 2
         x = x[..., top : top + spec.crop_size, left : left + spec.crop_size]
         x = F.interpolate(x, size=(spec.input_size,) * 2, mode="bilinear", align_corners=False)
@@ -51,6 +53,9 @@ def test_runtime_tensor_equals_the_evaluation_tensor(clip_dir, checkpoint, name)
         assert served.shape == (2, 3, 4, 32, 32)
         assert torch.equal(served, evaluated)
         assert torch.allclose(served, _reference_tensor(clip_dir / name, rec.spec), atol=1e-4)
+        # The uint8 resize stays within one grey level of a float resize.
+        one_level = 1.0 / min(rec.spec.std) + 1e-4
+        assert torch.allclose(served, _reference_tensor(clip_dir / name, rec.spec, uint8_resize=False), atol=one_level)
 
 
 def test_predict_returns_sorted_probabilities(clip_dir, checkpoint):

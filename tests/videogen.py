@@ -8,6 +8,16 @@ from pathlib import Path
 import av
 import numpy as np
 
+CODECS = [  # (file name, encoder, pixel format, (height, width)): every encoding the tests write
+    ("h264.mp4", "libx264", "yuv420p", (240, 320)),
+    ("vp9_odd.webm", "libvpx-vp9", "yuv420p", (239, 321)),
+    ("mjpeg.avi", "mjpeg", "yuvj420p", (239, 321)),
+    ("gray.mkv", "ffv1", "gray", (239, 321)),
+    ("ten_bit.mkv", "libx264", "yuv420p10le", (120, 160)),
+    ("h264_444.mp4", "libx264", "yuv444p", (121, 161)),
+    ("alpha.mov", "qtrle", "argb", (61, 83)),
+]
+
 LEVEL_STEP = 8  # frame i is painted with grey level LEVEL_STEP * (i + 1), so decoded frames are identifiable
 
 
@@ -97,3 +107,39 @@ def write_audio_only(path: str | Path, seconds: float = 0.2) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def write_vfr_video(path: str | Path, frames: np.ndarray, times_ms: list[int], codec: str = "libx264") -> Path:
+    """Encode frames at irregular presentation times (variable frame rate), in milliseconds; Matroska
+    stores no frame count, so readers must count."""
+    from fractions import Fraction
+
+    path = Path(path)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=30)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for img, ms in zip(frames, times_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def full_decode(path, upto=None, keep=None):
+    """Every frame in decode output order (only ``keep`` indices converted, upright RGB), as a reader
+    without seeking or pre-scan would get them: the reference the fast decoder is compared with."""
+    from reskd_infer.video.decode import _to_rgb
+
+    out = {}
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if keep is None or i in keep:
+                out[i] = _to_rgb(frame)
+            if upto is not None and i + 1 >= upto:
+                break
+    return out

@@ -2,10 +2,14 @@
 
 The runtime (Recognizer) and the training evaluation transform both call
 :func:`frames_to_tensor`, so the student is served exactly the tensor it was
-evaluated on. It runs on any torch device. For a GPU backend,
-:func:`clips_to_batch` stacks the uint8 clips on the CPU, pins them and uploads
-them in one copy, then resizes, crops and normalizes on the GPU; decoding and the
-conversion to RGB (``video/decode.py``) still run on the CPU at full resolution.
+evaluated on. The short-side resize is done in uint8 (:func:`resize_frames`): the
+decoder applies it to each frame right after decoding, and :func:`crop_frames`
+applies the same function to frames that arrive at another size, so both routes
+give identical tensors and no full-resolution float tensor is ever made. The rest
+(crop, down-sampling, normalization) runs on any torch device. For a GPU backend,
+:func:`clips_to_batch` stacks the (already resized) uint8 clips on the CPU, pins them and
+uploads them in one copy, then crops, down-samples and normalizes on the GPU; frames
+decoded on the GPU (``video/gpu_decode.py``) never leave it.
 """
 
 from __future__ import annotations
@@ -24,11 +28,42 @@ def resize_short_side(x: torch.Tensor, short: int, antialias: bool = True) -> to
     h, w = x.shape[-2:]
     if min(h, w) == short:
         return x
+    return F.interpolate(x, size=_resized_size(h, w, short), mode="bilinear", align_corners=False,
+                         antialias=antialias)
+
+
+def _resized_size(h: int, w: int, short: int) -> tuple[int, int]:
     if h <= w:
-        new_h, new_w = short, max(1, round(w * short / h))
-    else:
-        new_h, new_w = max(1, round(h * short / w)), short
-    return F.interpolate(x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=antialias)
+        return short, max(1, round(w * short / h))
+    return max(1, round(h * short / w)), short
+
+
+def resize_frames(frames: np.ndarray, short: int, antialias: bool = True) -> np.ndarray:
+    """Resize uint8 RGB frames (..., H, W, 3) so that min(H, W) == short, keeping aspect: bilinear
+    (antialiased when shrinking if ``antialias``), computed in uint8 by torch's CPU kernel.
+
+    Within one grey level of the float resize; one frame at a time or many at once give
+    identical pixels (the decoder resizes frame by frame, :func:`crop_frames` by clip).
+    """
+    h, w = frames.shape[-3:-1]
+    if min(h, w) == short:
+        return frames
+    lead = frames.shape[:-3]
+    x = torch.from_numpy(np.ascontiguousarray(frames)).reshape(-1, h, w, 3).permute(0, 3, 1, 2)
+    y = F.interpolate(x, size=_resized_size(h, w, short), mode="bilinear", align_corners=False,
+                      antialias=antialias)
+    return y.permute(0, 2, 3, 1).contiguous().numpy().reshape(*lead, *y.shape[-2:], 3)
+
+
+def resize_frames_on_device(frames: torch.Tensor, short: int, antialias: bool = True) -> torch.Tensor:
+    """uint8 (N, 3, H, W) on any device -> uint8 (N, 3, h, w) with min(h, w) == short (bilinear,
+    antialiased when shrinking), rounded back to uint8 like the CPU kernel (within one level of it)."""
+    h, w = frames.shape[-2:]
+    if min(h, w) == short:
+        return frames
+    size = (short, max(1, round(w * short / h))) if h <= w else (max(1, round(h * short / w)), short)
+    y = F.interpolate(frames.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -80,38 +115,46 @@ def crop_boxes(height: int, width: int, size: int, num_crops: int = 1) -> list[t
     return [(0, left), (top, left), (height - size, left)]
 
 
-def _resized_frames(frames: torch.Tensor | np.ndarray, spec: ModelSpec,
-                    device: torch.device | str | None) -> torch.Tensor:
-    """uint8 RGB (T, H, W, 3) -> float (T, 3, H', W') with the short side at ``spec.resize_short``."""
-    x = torch.as_tensor(frames)
-    if device is not None:
-        x = x.to(device, non_blocking=True)
-    if x.dim() != 4 or x.shape[-1] != 3:
-        raise ValueError(f"frames must be shaped (T, H, W, 3), got {tuple(x.shape)}")
-    x = x.permute(0, 3, 1, 2).float()  # (T, 3, H, W)
-    return resize_short_side(x, spec.resize_short, spec.resize_antialias)
+def _resized_uint8(frames: torch.Tensor | np.ndarray, spec: ModelSpec) -> torch.Tensor:
+    """uint8 RGB (T, H, W, 3) -> uint8 (T, 3, H', W') with the short side at ``spec.resize_short``: the CPU
+    uint8 kernel (a no-op for decoder output), or for frames already on a GPU the device resize."""
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be shaped (T, H, W, 3), got {tuple(frames.shape)}")
+    if isinstance(frames, torch.Tensor) and frames.device.type != "cpu":  # GPU-decoded: no host copy
+        return resize_frames_on_device(frames.permute(0, 3, 1, 2), spec.resize_short, spec.resize_antialias)
+    if isinstance(frames, torch.Tensor):
+        frames = frames.numpy()
+    if frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 RGB, got {frames.dtype}")
+    return torch.from_numpy(resize_frames(frames, spec.resize_short, spec.resize_antialias)).permute(0, 3, 1, 2)
 
 
 def view_crops(frames: torch.Tensor | np.ndarray, spec: ModelSpec,
                device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 RGB frames (T, H, W, 3) -> the ``spec.num_crops`` test crops (V, 3, T, crop_size, crop_size),
-    still 0..255: short side resized to ``spec.resize_short``, then :func:`crop_boxes`."""
-    x = _resized_frames(frames, spec, device)
+    still 0..255: short side resized (uint8) to ``spec.resize_short``, then :func:`crop_boxes`, then float."""
+    x = _resized_uint8(frames, spec)
     size = spec.crop_size
-    crops = [x[..., top : top + size, left : left + size] for top, left in crop_boxes(*x.shape[-2:], size, spec.num_crops)]
-    return torch.stack(crops).transpose(1, 2).contiguous()
+    crops = torch.stack([x[..., top : top + size, left : left + size]
+                         for top, left in crop_boxes(*x.shape[-2:], size, spec.num_crops)])
+    if device is not None:
+        crops = crops.to(device, non_blocking=True)
+    return crops.transpose(1, 2).float().contiguous()
 
 
 def crop_frames(frames: torch.Tensor | np.ndarray, spec: ModelSpec, device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 RGB frames (T, H, W, 3) -> float centre crop (3, T, crop_size, crop_size), still 0..255.
 
-    Short side resized to ``spec.resize_short`` then centre-cropped to ``spec.crop_size``.
+    Short side resized to ``spec.resize_short`` in uint8 (a no-op for frames the decoder
+    already resized), centre-cropped to ``spec.crop_size`` while still uint8, then made float.
     Frames with different sizes are not allowed here (decode one video at a time).
     """
-    x = _resized_frames(frames, spec, device)
+    x = _resized_uint8(frames, spec)
     top, left = crop_boxes(*x.shape[-2:], spec.crop_size)[0]
     x = x[..., top : top + spec.crop_size, left : left + spec.crop_size]
-    return x.transpose(0, 1).contiguous()  # (3, T, S, S)
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    return x.transpose(0, 1).float().contiguous()  # (3, T, S, S)
 
 
 def frames_to_tensor(
@@ -140,12 +183,16 @@ def clips_to_batch(
     """Several clips' frames -> a batch (num_clips x num_crops, 3, T, input_size, input_size), clip by clip
     (each clip's crops together). The class probabilities of a video are the mean over all its views.
 
-    For a CUDA ``device`` the uint8 clips go up in one pinned copy per run of
-    same-sized clips; the per-clip arithmetic is the same on every device.
+    For a CUDA ``device`` the uint8 clips, resized on the CPU as everywhere (a no-op for decoder
+    output), go up in one pinned copy per run of same-sized clips (clips decoded on the GPU are
+    already there); the per-clip arithmetic is the same on every device.
     """
     target = torch.device(device) if device is not None else None
     if target is not None and target.type == "cuda":
-        clips, target = upload_clips(clips, target), None
+        if not (isinstance(clips, torch.Tensor) and clips.is_cuda):
+            resized = [resize_frames(np.asarray(c), spec.resize_short, spec.resize_antialias) for c in clips]
+            clips = upload_clips(resized, target)
+        target = None
     if spec.num_crops == 1:
         return torch.stack([frames_to_tensor(c, spec, target) for c in clips])
     return torch.cat([frames_to_views(c, spec, target) for c in clips])

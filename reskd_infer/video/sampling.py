@@ -62,8 +62,38 @@ def dense_indices(
     return (idx % num_total).astype(np.int64)
 
 
-def sample_indices(num_total: int, spec: ModelSpec, rng: np.random.Generator | None = None) -> np.ndarray:
-    """The frame indices ``spec`` prescribes for a video of ``num_total`` frames: (num_clips, num_frames)."""
+def keyframe_segment_indices(num_total: int, keyframes: np.ndarray, num_segments: int, num_clips: int = 1,
+                             rng: np.random.Generator | None = None) -> np.ndarray:
+    """Decode-aware TSN sampling: in each segment, the keyframe nearest the frame
+    :func:`segment_indices` would take (in evaluation the segment's centre, in training a
+    random frame), or that frame itself when the segment holds no keyframe.
+
+    A keyframe decodes alone (no earlier frame is needed), so a clip of keyframes costs one
+    frame's decode per segment. Returns ``(num_clips, num_segments)`` int64 indices.
+    """
+    exact = segment_indices(num_total, num_segments, num_clips, rng)
+    keys = np.asarray(keyframes, dtype=np.int64)
+    if num_total < num_segments or len(keys) == 0:
+        return exact
+    bounds = np.floor(np.arange(num_segments + 1) * num_total / num_segments).astype(np.int64)
+    out = exact.copy()
+    for s in range(num_segments):
+        inside = keys[(keys >= bounds[s]) & (keys < bounds[s + 1])]
+        if len(inside):
+            nearest = np.abs(inside[None, :] - exact[:, s : s + 1]).argmin(axis=1)
+            out[:, s] = inside[nearest]
+    return out
+
+
+def sample_indices(num_total: int, spec: ModelSpec, rng: np.random.Generator | None = None,
+                   keyframes: np.ndarray | None = None) -> np.ndarray:
+    """The frame indices ``spec`` prescribes for a video of ``num_total`` frames: (num_clips, num_frames).
+
+    ``keyframes`` (display indices from the decoder's packet pre-scan) are used only when
+    ``spec.keyframe_sampling`` is on; without them (in-memory frames) sampling is exact.
+    """
     if spec.sampling == SAMPLING_DENSE:
         return dense_indices(num_total, spec.num_frames, spec.frame_interval, spec.num_clips, rng)
+    if spec.keyframe_sampling and keyframes is not None:
+        return keyframe_segment_indices(num_total, keyframes, spec.num_frames, spec.num_clips, rng)
     return segment_indices(num_total, spec.num_frames, spec.num_clips, rng)
