@@ -26,8 +26,8 @@ from .backends import Backend, backend_names, backends_for
 from .backends.base import BackendEntry
 from .backends.triton_ import is_triton_url
 from .errors import ArtifactError, BackendUnavailableError, SpecError, one_line
-from .precision import PRECISIONS
 from .pipeline import ClipStream, VideoResult
+from .precision import PRECISIONS
 from .spec import ModelSpec
 from .video import clips_to_batch, load_clips
 
