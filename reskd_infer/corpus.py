@@ -49,6 +49,33 @@ def iter_results(recognizer: Any, videos: Iterable[str], topk: int = 5, batch_si
         yield from pool.map(lambda v: _predict_one(recognizer, v, topk), videos)
 
 
+@dataclass
+class TimelineResult:
+    """A video predicted window by window (``Recognizer.predict_windows``): ``predictions`` is the
+    overall label (probabilities averaged over the windows), ``windows`` the timeline."""
+
+    video: str
+    predictions: list
+    error: ReskdError | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    windows: list | None = None
+    num_clips: int = 0
+
+
+def iter_timelines(recognizer: Any, videos: Iterable[str], window_s: float, stride_s: float | None = None,
+                   topk: int = 5) -> Iterator[TimelineResult]:
+    """One :class:`TimelineResult` per video, in order; a video that fails yields an error result."""
+    for video in videos:
+        start = time.perf_counter()
+        try:
+            timeline = recognizer.predict_windows(video, window_s=window_s, stride_s=stride_s, topk=topk)
+        except ReskdError as exc:
+            yield TimelineResult(video, [], exc)
+            continue
+        yield TimelineResult(video, timeline.overall, None, {"total": (time.perf_counter() - start) * 1000},
+                             timeline.windows, len(timeline.windows) * recognizer.spec.num_clips)
+
+
 def predict_sources(recognizer: Any, sources: Any = (), list_file: str | Path | None = None,
                     data_root: str | Path | None = None, shard_spec: tuple[int, int] | None = None,
                     topk: int = 5, batch_size: int = 8, workers: int = 2) -> Iterator[Any]:
@@ -94,16 +121,20 @@ def _progress_bar(total: int, quiet: bool):
 
 def run_corpus(recognizer: Any, videos: list[str], writer: PredictionWriter | None = None,
                on_result: Callable[[dict[str, Any]], None] | None = None, shard_spec: tuple[int, int] | None = None,
-               topk: int = 5, batch_size: int = 8, workers: int = 2, quiet: bool = False) -> RunSummary:
+               topk: int = 5, batch_size: int = 8, workers: int = 2, quiet: bool = False,
+               windows: tuple[float, float | None] | None = None) -> RunSummary:
     """Predict ``videos`` (skipping those ``writer`` already holds), write each record as it is
     done, call ``on_result`` with it, and show a progress bar on stderr (videos/s, clips/s)
-    unless ``quiet`` or there is a single video."""
+    unless ``quiet`` or there is a single video. ``windows=(window_s, stride_s)`` predicts a
+    timeline per video instead (``Recognizer.predict_windows``)."""
     todo = [v for v in videos if writer is None or v not in writer.done]
     summary = RunSummary(total=len(videos), skipped=len(videos) - len(todo))
     clips_per_video = recognizer.spec.num_clips
     start = time.perf_counter()
     with _progress_bar(len(todo), quiet or len(todo) <= 1) as bar:
-        for result in iter_results(recognizer, todo, topk=topk, batch_size=batch_size, workers=workers):
+        results = (iter_timelines(recognizer, todo, windows[0], windows[1], topk) if windows else
+                   iter_results(recognizer, todo, topk=topk, batch_size=batch_size, workers=workers))
+        for result in results:
             record = result_record(result, shard_spec)
             summary.done += 1
             summary.failed += record["error"] is not None

@@ -57,7 +57,9 @@ def window_record(window: Any) -> dict[str, Any]:
     """One window of a timeline: start and end seconds and its predictions."""
     if isinstance(window, dict):
         return window
-    return {"start": round(float(window.start), 3), "end": round(float(window.end), 3),
+    start = getattr(window, "start_s", None)
+    start, end = (window.start, window.end) if start is None else (start, window.end_s)
+    return {"start": round(float(start), 3), "end": round(float(end), 3),
             "predictions": _predictions(window.predictions)}
 
 

@@ -58,11 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check and merge the JSON Lines files of several shards into --output (or stdout)")
     p.add_argument("--save-video", metavar="DIR",
                    help="write each video with its predicted label drawn on it to DIR as H.264 MP4 (needs OpenCV)")
+    p.add_argument("--windows", action="store_true",
+                   help="files: predict a timeline of --window second windows every --stride seconds per video "
+                   "(written as 'windows' in --output and drawn by --save-video); the video's label is then "
+                   "averaged over its windows")
     p.add_argument("--stream", action="store_true",
                    help="read every source as a live stream (implied for rtsp/rtmp/udp/srt URLs, /dev/video*, and '-' "
                    "for standard input) and print a prediction per sliding window until it ends or Ctrl-C")
-    p.add_argument("--window", type=float, default=2.0, metavar="S", help="live streams: window length in seconds (default: 2)")
-    p.add_argument("--stride", type=float, default=1.0, metavar="S", help="live streams: seconds between windows (default: 1)")
+    p.add_argument("--window", type=float, default=2.0, metavar="S",
+                   help="live streams and --windows: window length in seconds (default: 2)")
+    p.add_argument("--stride", type=float, default=1.0, metavar="S",
+                   help="live streams and --windows: seconds between window starts (default: 1)")
     p.add_argument("--max-windows", type=int, metavar="N", help="live streams: stop after N windows")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="live streams: give up when no data came for S seconds (default: 10)")
@@ -182,7 +188,8 @@ def corpus_main(args: argparse.Namespace) -> int:
     try:
         with recognizer:
             summary = run_corpus(recognizer, videos, writer, on_result, shard_spec, topk=args.topk,
-                                 batch_size=args.batch_size, workers=args.workers, quiet=args.quiet)
+                                 batch_size=args.batch_size, workers=args.workers, quiet=args.quiet,
+                                 windows=(args.window, args.stride) if args.windows else None)
     finally:
         if writer is not None:
             writer.close()

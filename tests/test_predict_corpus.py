@@ -194,3 +194,18 @@ def test_one_input_prints_no_progress_bar(corpus, tiny_model, capsys):
     with pytest.raises(SystemExit) as exc:
         predict_main([str(tiny_model)])
     assert exc.value.code == 2
+
+
+def test_windows_write_a_timeline_per_video(corpus, tiny_model, tmp_path):
+    out = tmp_path / "timeline.jsonl"
+    video = corpus / "bikes.MP4"  # 10 s
+    argv = [str(tiny_model), str(video), str(corpus / "c" / "broken.mp4"), "--windows", "--window", "4",
+            "--stride", "4", "-o", str(out), "-q"]
+    assert predict_main(argv) == 1
+    record, broken = read_jsonl(out)
+    assert [(w["start"], w["end"]) for w in record["windows"]] == [(0, 4), (4, 8), (6, 10)]  # the last aligned to the end
+    assert broken["error"]["type"] == "UnreadableVideoError"
+    with Recognizer(tiny_model) as rec:
+        timeline = rec.predict_windows(str(video), window_s=4, stride_s=4)
+    assert [p["label"] for p in record["predictions"]] == [p.label for p in timeline.overall]
+    assert [p["label"] for p in record["windows"][1]["predictions"]] == [p.label for p in timeline.windows[1].predictions]
