@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,34 +18,10 @@ from .outputs import PredictionWriter, result_record
 from .sources import expand_sources, shard
 
 
-@dataclass
-class _Result:
-    """Stand-in for predict_iter's result until the streaming runtime lands (same fields)."""
-
-    video: str
-    predictions: list
-    error: ReskdError | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-def _predict_one(recognizer: Any, video: str, topk: int) -> _Result:
-    start = time.perf_counter()
-    try:
-        preds = recognizer.predict(video, topk=topk)
-    except ReskdError as exc:
-        return _Result(video, [], exc)
-    return _Result(video, preds, None, {"total": (time.perf_counter() - start) * 1000})
-
-
 def iter_results(recognizer: Any, videos: Iterable[str], topk: int = 5, batch_size: int = 8,
                  workers: int = 2) -> Iterator[Any]:
-    """One result per video, in input order (``Recognizer.predict_iter`` when present)."""
-    predict_iter = getattr(recognizer, "predict_iter", None)
-    if predict_iter is not None:
-        yield from predict_iter(videos, topk=topk, batch_size=batch_size, workers=workers)
-        return
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        yield from pool.map(lambda v: _predict_one(recognizer, v, topk), videos)
+    """One result per video, in input order: ``Recognizer.predict_iter`` (the streaming runtime)."""
+    return recognizer.predict_iter(videos, batch_size=batch_size, workers=workers, topk=topk)
 
 
 @dataclass

@@ -5,7 +5,8 @@ Frames are decoded as they arrive; every ``stride_s`` seconds of stream time the
 frames would be (``Recognizer.predict`` on the frames), and the window is yielded at
 once, so a caller prints it while the stream goes on. The stream ends when the source
 ends, when ``max_windows`` windows were yielded, or when the caller stops iterating
-(Ctrl-C in ``reskd-predict``). Memory holds one window of frames.
+(Ctrl-C in ``reskd-predict``). Memory holds one window of frames, each already reduced to the
+spec's short side.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from .errors import UnreadableVideoError
 from .sources import is_capture_device
+from .video.decode import FrameConverter, frame_converter
 
 DEFAULT_TIMEOUT_S = 10.0  # open and read timeout: a dead stream ends with an error instead of a hang
 
@@ -54,8 +56,9 @@ def open_live(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> av.container
         raise UnreadableVideoError(source, f"cannot open stream: {exc}") from None
 
 
-def _timed_frames(container: av.container.InputContainer, source: str) -> Iterator[tuple[float, np.ndarray]]:
-    """(seconds since the first frame, RGB frame) as frames arrive; corrupt packets are skipped."""
+def _timed_frames(container: av.container.InputContainer, source: str,
+                  convert: FrameConverter) -> Iterator[tuple[float, np.ndarray]]:
+    """(seconds since the first frame, converted frame) as frames arrive; corrupt packets are skipped."""
     if not container.streams.video:
         raise UnreadableVideoError(source, "stream has no video")
     stream = container.streams.video[0]
@@ -77,7 +80,7 @@ def _timed_frames(container: av.container.InputContainer, source: str) -> Iterat
             t = frame.time if frame.time is not None else count / rate
             first = t if first is None else first
             count += 1
-            yield t - first, frame.to_ndarray(format="rgb24")
+            yield t - first, convert(frame)
 
 
 def predict_stream(recognizer: Any, source: str, window_s: float = 2.0, stride_s: float = 1.0, topk: int = 5,
@@ -94,8 +97,11 @@ def predict_stream(recognizer: Any, source: str, window_s: float = 2.0, stride_s
             return None
         return StreamWindow(source, start, end, recognizer.predict(np.stack(picked), topk=topk), len(picked))
 
+    # Upright RGB, resized to the spec's short side in uint8 as soon as it is decoded (as the file
+    # decoder does): a window holds small frames, and the tensor is the one a file would give.
+    convert = frame_converter(recognizer.spec.resize_short, recognizer.spec.resize_antialias)
     with open_live(source, timeout_s) as container:
-        for t, frame in _timed_frames(container, source):
+        for t, frame in _timed_frames(container, source, convert):
             while t >= start + window_s:  # the window [start, start + window_s) is complete
                 ready = window(start + window_s)
                 if ready is not None:
