@@ -1,9 +1,9 @@
 """Label-free cross-resolution distillation of the ImageNet EfficientNet-Lite0 on unlabelled footage.
 
 The teacher is the ImageNet Lite0 at 224 px, frozen; the student is the same network and weights fed
-low-resolution frames, trained toward the teacher's feature map (the student's last map bilinearly
-upsampled to the teacher's) and class distribution, with no labels anywhere. The teacher's outputs are
-computed once and cached. Every frame goes through the SDK's own preprocessing
+low-resolution frames, trained without labels with the trainer's default objective (its default
+feature term on the student's last map upsampled to the teacher's, plus logit KD), BatchNorm statistics
+frozen at their ImageNet values. The teacher's maps and logits are computed once and cached. Every frame goes through the SDK's own preprocessing
 (:func:`~reskd_infer.video.preprocess.crop_frames`: short side 256, centre crop 224; then
 ``to_model_resolution`` and ``normalize``), the ops the runtime serves a ``crop_size=224`` student with
 (the 224 crops are kept as uint8 to save memory), so a student saved with :func:`frame_spec` is served
@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .spec import ModelSpec
@@ -51,56 +51,29 @@ def to_crops(frames: np.ndarray) -> torch.Tensor:
     return crops.transpose(0, 1).round().clamp(0, 255).to(torch.uint8)
 
 
-def _keyframe_pts(path: str | Path) -> tuple[list[int], int]:
-    """Presentation timestamps of a video's keyframes (a packet scan, no decoding) and its packet count."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        keys, count = [], 0
-        for packet in container.demux(stream):
-            if packet.pts is None:
-                continue
-            count += 1
-            if packet.is_keyframe:
-                keys.append(int(packet.pts))
-    return sorted(keys), count
+def film_crops(path: str | Path, span: tuple[float, float], count: int) -> torch.Tensor:
+    """Up to ``count`` keyframes of a film's ``span`` (fractions of its length) as 224 crops (N, 3, 224, 224).
 
-
-def film_crops(path: str | Path, span: tuple[float, float], count: int, gap: int = 6,
-               progress: bool = True) -> torch.Tensor:
-    """About ``count`` frames of a long film's ``span`` (fractions of its keyframes) as 224 crops.
-
-    Frames are taken at keyframes (shot changes and regular intervals spread over the whole span)
-    and ``gap`` frames after each, so decoding starts at a keyframe every time: seconds for a
-    feature film where a sequential decode takes minutes.
+    Keyframes mark shot changes and regular intervals, so they spread over the whole span, and each
+    decodes alone (the decoder seeks to it and skips every other frame): seconds for a feature film
+    where a sequential decode takes minutes.
     """
-    keys, _ = _keyframe_pts(path)
-    keys = keys[int(span[0] * len(keys)):max(int(span[0] * len(keys)) + 1, int(span[1] * len(keys)))]
-    per_key = max(1, math.ceil(count / len(keys)))
-    keys = keys[:math.ceil(count / per_key)] if per_key > 1 else keys[::max(1, len(keys) // count)][:count]
-    kept: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "SLICE"
-        for key in tqdm(keys, desc=f"decode {Path(path).name} at keyframes", leave=False, disable=not progress):
-            container.seek(key, stream=stream, backward=True, any_frame=False)
-            taken, seen = 0, 0
-            for frame in container.decode(stream):
-                if frame.pts is None or frame.pts < key:
-                    continue
-                if seen % gap == 0:
-                    kept.append(frame.to_ndarray(format="rgb24"))
-                    taken += 1
-                seen += 1
-                if taken == per_key:
-                    break
-    return to_crops(np.stack(kept[:count]))
+    from .video.decode import open_video, scan_packets
+
+    with open_video(path) as (container, stream):
+        index = scan_packets(container, stream)
+    lo, hi = span[0] * index.num_frames, span[1] * index.num_frames
+    keys = index.keyframes[(index.keyframes >= lo) & (index.keyframes < hi)]
+    chosen = keys[np.unique(np.linspace(0, len(keys) - 1, min(count, len(keys))).round().astype(int))]
+    return to_crops(read_frames(path, chosen.tolist(), short_side=frame_spec(TEACHER_SIZE).resize_short))
 
 
 def clip_crops(path: str | Path, every: int) -> torch.Tensor:
     """Every ``every``-th frame of a (short) video as 224 crops (N, 3, 224, 224)."""
     from .video import probe
 
-    return to_crops(read_frames(path, list(range(0, probe(path).num_frames, every))))
+    indices = list(range(0, probe(path).num_frames, every))
+    return to_crops(read_frames(path, indices, short_side=frame_spec(TEACHER_SIZE).resize_short))
 
 
 @torch.no_grad()
@@ -118,85 +91,105 @@ def run(model: torch.nn.Module, crops: torch.Tensor, size: int, batch: int = 32,
 
 
 def freeze_batchnorm(model: torch.nn.Module) -> None:
-    """Put every BatchNorm in eval mode (running statistics used and left alone) with its affine params trainable."""
+    """Keep every BatchNorm in eval mode (its ImageNet running statistics) while the rest trains."""
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
 
 
-def agreement(logits: torch.Tensor, teacher_top1: torch.Tensor) -> dict[str, float]:
-    """Fraction of frames whose top-1 equals the teacher's, and whose top-5 contains it."""
-    top5 = logits.topk(5, dim=-1).indices
-    return {"top1_agree": round(float((top5[:, 0] == teacher_top1).float().mean()), 4),
-            "top5_contains": round(float((top5 == teacher_top1[:, None]).any(-1).float().mean()), 4)}
+def score(logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, float]:
+    """Top-1 agreement with the teacher and mean KL(teacher || model) over frames (T = 1)."""
+    kl = F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(teacher_logits.float(), -1),
+                  reduction="batchmean", log_target=True)
+    return {"top1_agreement": round(float((logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean()), 4),
+            "mean_kl": round(float(kl), 4)}
 
 
-def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_logits: torch.Tensor, epochs: int,
-            batch: int = 32, lr: float = 0.01, w_kd: float = 1.0, w_logit: float = 1.0, temperature: float = 2.0,
-            seed: int = 0, frozen_bn: bool = True, progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train an ImageNet-initialised Lite0 at ``size`` px toward the cached 224 px teacher, with no labels.
+def recalibrated(crops: torch.Tensor, size: int, batch: int, seed: int) -> torch.nn.Module:
+    """The ImageNet network with only its BatchNorm statistics re-estimated at ``size`` px (shuffled batches)."""
+    from .models.efficientnet_lite import efficientnet_lite0_imagenet
+    from .train.trainer import precise_bn
 
-    The trainer's default objective without its task term: ``w_kd`` x the standardized feature term
-    (each clip's maps standardised, so the weight means the same on any backbone and a collapsed map
-    is no minimum) plus ``w_logit`` x logit KD at temperature ``temperature``. SGD momentum 0.9, weight
-    decay 1e-4 (none on norms/biases), warm-up then cosine, gradient clipping at 20. ``frozen_bn``
-    keeps every BatchNorm in eval mode while training, so the network trained is the network
-    evaluated (no statistics from batches of one film's shots).
-    Returns the student in eval mode and ``{"loss_per_epoch": [...]}``.
+    model = efficientnet_lite0_imagenet(num_frames=1)
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))
+    batches = (prepare(crops[order[i:i + batch]].float(), size) for i in range(0, len(crops), batch))
+    precise_bn(model, batches, math.ceil(len(crops) / batch))
+    return model.eval()
+
+
+RECIPES = ("default", "head_frozen", "paper")
+
+
+def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_logits: torch.Tensor,
+            recipe: str = "default", epochs: int = 3, batch_size: int = 32, lr: float = 0.001, seed: int = 0,
+            progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train an ImageNet-initialised Lite0 student at ``size`` px against the cached teacher outputs, no labels.
+
+    ``recipe`` "default": the trainer's default objective (its default feature term weighted ``w_kd``
+    plus logit KD weighted ``w_logit``), BatchNorm frozen, the classifier clipped on its own norm;
+    "head_frozen": the same with the ImageNet classifier frozen; "paper": ``100 * MSE``, BatchNorm in
+    training mode, one global clipping norm (give it its own ``lr``, 0.01 in the benchmark). SGD
+    momentum 0.9, weight decay 1e-4 (none on norms/biases), warm-up then cosine, clipping at 20.
     """
     from .models.efficientnet_lite import efficientnet_lite0_imagenet
-    from .train.losses import logit_kd_loss, standardized_feature_loss
+    from .train import TrainConfig
+    from .train.distiller import clip_gradients
+    from .train.losses import ResKDLoss, feature_mse_loss, logit_kd_loss
     from .train.trainer import WarmupCosine, param_groups
 
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    defaults = TrainConfig()
+    objective = ResKDLoss(kd_weight=defaults.w_kd, kd_loss=defaults.kd_loss, temperature=defaults.temperature)
     torch.manual_seed(seed)
     model = efficientnet_lite0_imagenet(num_frames=1)
+    if recipe == "head_frozen":
+        model.head.requires_grad_(False)  # the ImageNet classifier stays; only the backbone adapts
     opt = torch.optim.SGD(param_groups(model, 1e-4), lr=lr, momentum=0.9)
-    steps_per_epoch = math.ceil(len(crops) / batch)
+    steps_per_epoch = math.ceil(len(crops) / batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(steps_per_epoch * epochs, steps_per_epoch // 2))
     gen = torch.Generator().manual_seed(seed)
-    history = []
+    history: list[dict[str, float]] = []
     for epoch in range(epochs):
         model.train()
-        if frozen_bn:
+        if recipe != "paper":
             freeze_batchnorm(model)
         order = torch.randperm(len(crops), generator=gen)
-        total, seen = 0.0, 0
-        bar = tqdm(range(0, len(crops), batch), desc=f"label-free ResKD {size}px epoch {epoch + 1}/{epochs}",
-                   leave=False, disable=not progress)
-        for i in bar:
-            idx = order[i:i + batch]
+        sums, steps = {"loss": 0.0, "clip": 0.0}, 0
+        for i in tqdm(range(0, len(crops), batch_size), desc=f"label-free {recipe} {size}px epoch {epoch + 1}/{epochs}",
+                      leave=False, disable=not progress):
+            idx = order[i:i + batch_size]
             if len(idx) < 2:
-                continue  # standardising over one clip's map is fine, but BatchNorm in train mode needs two
-            x, t_maps = crops[idx].float(), teacher_maps[idx].float()
-            if torch.rand(1, generator=gen).item() < 0.5:  # a flipped frame's teacher map is the flipped map
-                x, t_maps = x.flip(-1), t_maps.flip(-1)
-            feats = model.forward_features(prepare(x, size))
-            loss = (w_kd * standardized_feature_loss(feats, t_maps)
-                    + w_logit * logit_kd_loss(model.forward_head(feats), teacher_logits[idx], temperature))
+                continue  # BatchNorm in training mode needs more than one sample
+            feats = model.forward_features(prepare(crops[idx].float(), size))
+            t_maps = teacher_maps[idx].float()
+            if recipe != "paper":
+                loss = (defaults.w_kd * objective.feature_term(feats, t_maps, None, None)
+                        + defaults.w_logit * logit_kd_loss(model.forward_head(feats), teacher_logits[idx],
+                                                           defaults.temperature))
+            else:
+                loss = 100.0 * feature_mse_loss(feats, t_maps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 20.0)
+            clip, _ = clip_gradients(model, 20.0, "global" if recipe == "paper" else "separate")
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-        history.append(round(total / max(1, seen), 5))
-    model.eval()
-    return model, {"loss_per_epoch": history}
+            sums["loss"] += float(loss.detach())
+            sums["clip"] += clip
+            steps += 1
+        history.append({k: round(v / max(1, steps), 4) for k, v in sums.items()})
+    return model.eval(), {"per_epoch": history}
 
 
-def top1_agreement_over(sets: dict[str, torch.Tensor], model: torch.nn.Module, size: int,
-                        teacher_top1: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """Per held-out set and over all their frames: top-1 agreement of ``model`` at ``size`` with the teacher."""
+def score_sets(sets: dict[str, torch.Tensor], model: torch.nn.Module, size: int,
+               teacher_logits: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """:func:`score` of ``model`` at ``size`` px per held-out set, and over all their frames together."""
     rows: dict[str, Any] = {}
-    hits = frames = 0
-    for name, crops in sets.items():
-        logits = run(model, crops, size)[0]
-        rows[name] = agreement(logits, teacher_top1[name])
-        hits += round(rows[name]["top1_agree"] * len(crops))
-        frames += len(crops)
-    rows["all_frames"] = {"top1_agree": round(hits / max(1, frames), 4), "frames": frames}
+    logits = {name: run(model, crops, size)[0] for name, crops in sets.items()}
+    for name in sets:
+        rows[name] = score(logits[name], teacher_logits[name])
+    rows["all_frames"] = {**score(torch.cat(list(logits.values())), torch.cat([teacher_logits[n] for n in sets])),
+                          "frames": sum(len(c) for c in sets.values())}
     return rows
 
 
