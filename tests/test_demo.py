@@ -97,5 +97,6 @@ def test_help_explains_every_flag(capsys):
     with pytest.raises(SystemExit):
         cli.parse_args(["--help"])
     text = capsys.readouterr().out
-    for flag in ("--teacher-epochs", "--student-epochs", "--footage-frames", "--speed-threads", "--speed-videos"):
+    for flag in ("--teacher-epochs", "--student-epochs", "--footage-frames", "--speed-threads", "--speed-videos",
+                 "--from-stage"):
         assert flag in text

@@ -56,9 +56,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speed-workers", type=int, default=1, help="decode workers of the streaming runtime (default 1)")
     p.add_argument("--speed-rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--speed-videos", type=int, default=30, help="validation clips per end-to-end pass (default 30)")
+    p.add_argument("--from-stage", type=int, default=1, choices=range(1, len(STAGES) + 1), metavar="N",
+                   help="start at stage N (1-6), taking the earlier stages' results from OUT/summary.json of a "
+                        "previous run (default 1: everything)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for training (default 1: the data loader's worker takes the other core)")
     return p.parse_args(argv)
+
+
+STAGES = ("resolution_problem", "clips", "training", "export", "realfootage", "speed")
+
+
+def _earlier_summary(out: Path, from_stage: int) -> dict[str, Any]:
+    """The summary of an earlier run in ``out`` when the demo restarts at a later stage, else an empty one."""
+    if from_stage <= 1:
+        return {}
+    path = out / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: --from-stage {from_stage} needs {path} from an earlier run ({exc})") from None
+    missing = [k for k in STAGES[:from_stage - 1] if k not in summary]
+    if missing:
+        raise SystemExit(f"error: {path} lacks the stages {', '.join(missing)}: start from an earlier stage")
+    return summary
 
 
 def _cpu_seconds() -> float:
@@ -77,10 +98,14 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget(per_class_train=args.per_class_train, per_class_val=args.per_class_val,
                     teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs)
-    seconds: dict[str, dict[str, float]] = {}
-    summary: dict[str, Any] = {"machine": machine(), "seconds": seconds}
+    summary = _earlier_summary(out, args.from_stage)
+    summary["machine"] = machine()
+    seconds: dict[str, dict[str, float]] = summary.setdefault("seconds", {})
 
     def timed(key: str, fn, *a):  # noqa: ANN001, ANN202 - a stage and its arguments
+        if STAGES.index(key) + 1 < args.from_stage:
+            print(f"[{STAGES.index(key) + 1}] {key}: taken from {out / 'summary.json'} (--from-stage {args.from_stage})")
+            return summary[key]
         start, cpu = time.perf_counter(), _cpu_seconds()
         summary[key] = fn(*a)
         # CPU seconds (this process and its finished workers) say what a stage costs on a busy machine too.
@@ -110,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_demo(args)
     out = Path(args.out)
     print("\n" + table(summary))
-    costs = ", ".join(f"{k} {v['wall']:.0f}/{v['cpu']:.0f}" for k, v in summary["seconds"].items())
+    costs = ", ".join(f"{k} {v['wall']:.0f}/{v['cpu']:.0f}" if isinstance(v, dict) else f"{k} {v:.0f}/?"
+                      for k, v in summary["seconds"].items())
     print(f"seconds per stage (wall/CPU): {costs}")
     print(f"\nwritten ({time.perf_counter() - start:.0f} s in all):")
     for path, what in ((out / "summary.png", "the picture"), (out / "summary.json", "every figure"),
