@@ -73,8 +73,10 @@ def draw(summary: dict[str, Any], path: Path) -> Path:
         right.grid(alpha=0.3, axis="y")
     else:
         right.axis("off")
-    fig.suptitle(f"make demo on {box['cpu']} ({box['cores']} cores, {speed['setup']['threads']} inference "
-                 f"thread(s), {speed['setup']['decode_workers']} decode worker(s))", fontsize=10)
+    load = speed["setup"].get("load_average_1min")
+    fig.suptitle(f"make demo on {box['cpu']} ({box['cores']} cores" + (f", load average {load}" if load else "")
+                 + f"; {speed['setup']['threads']} inference thread(s), {speed['setup']['decode_workers']} decode "
+                 f"worker(s))", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

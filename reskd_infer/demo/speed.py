@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -75,6 +76,6 @@ def _speed_summary(cases: list[BenchCase], num_videos: int, threads: int, worker
         figures = "   ".join(f"{b}: engine {v['engine_clips_per_s']:.1f} clips/s, end to end "
                              f"{v['e2e_videos_per_s']:.1f} videos/s" for b, v in row["by_backend"].items())
         print(f"    {name:<14} {row['input_size']:>3} px  {row['gflops_per_clip']:.3f} GFLOPs/clip   {figures}")
-    setup = {"threads": threads, "decode_workers": workers, "rounds": rounds, "engine_batch": ENGINE_BATCH,
+    setup = {"load_average_1min": round(os.getloadavg()[0], 1), "threads": threads, "decode_workers": workers, "rounds": rounds, "engine_batch": ENGINE_BATCH,
              "videos": num_videos, "method": "interleaved rounds (one call of each case per round), medians"}
     return {**per_model, "setup": setup}
