@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,29 +52,39 @@ def to_crops(frames: np.ndarray) -> torch.Tensor:
     return crops.transpose(0, 1).round().clamp(0, 255).to(torch.uint8)
 
 
+def keyframe_indices(path: str | Path) -> np.ndarray:
+    """Display indices of a video's keyframes, from a packet scan (demuxing only, no decoding)."""
+    pts: list[int] = []
+    keys: list[int] = []
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.pts is None or packet.size == 0:
+                continue
+            pts.append(int(packet.pts))
+            if packet.is_keyframe:
+                keys.append(int(packet.pts))
+    return np.searchsorted(np.sort(np.asarray(pts)), np.asarray(keys, dtype=np.int64))
+
+
 def film_crops(path: str | Path, span: tuple[float, float], count: int) -> torch.Tensor:
     """Up to ``count`` keyframes of a film's ``span`` (fractions of its length) as 224 crops (N, 3, 224, 224).
 
-    Keyframes mark shot changes and regular intervals, so they spread over the whole span, and each
-    decodes alone (the decoder seeks to it and skips every other frame): seconds for a feature film
-    where a sequential decode takes minutes.
+    Keyframes mark shot changes and regular intervals, so they spread over the whole span, and a
+    keyframe-aware decoder reaches each without decoding the frames between them.
     """
-    from .video.decode import open_video, scan_packets
+    from .video import probe
 
-    with open_video(path) as (container, stream):
-        index = scan_packets(container, stream)
-    lo, hi = span[0] * index.num_frames, span[1] * index.num_frames
-    keys = index.keyframes[(index.keyframes >= lo) & (index.keyframes < hi)]
+    keys, total = np.sort(keyframe_indices(path)), probe(path).num_frames
+    keys = keys[(keys >= span[0] * total) & (keys < span[1] * total)]
     chosen = keys[np.unique(np.linspace(0, len(keys) - 1, min(count, len(keys))).round().astype(int))]
-    return to_crops(read_frames(path, chosen.tolist(), short_side=frame_spec(TEACHER_SIZE).resize_short))
+    return to_crops(read_frames(path, chosen.tolist()))
 
 
 def clip_crops(path: str | Path, every: int) -> torch.Tensor:
     """Every ``every``-th frame of a (short) video as 224 crops (N, 3, 224, 224)."""
     from .video import probe
 
-    indices = list(range(0, probe(path).num_frames, every))
-    return to_crops(read_frames(path, indices, short_side=frame_spec(TEACHER_SIZE).resize_short))
+    return to_crops(read_frames(path, list(range(0, probe(path).num_frames, every))))
 
 
 @torch.no_grad()

@@ -19,12 +19,8 @@ SERVING_BACKEND = "onnxruntime"  # the top-level figures per model; both backend
 
 
 def _stream(rec: Recognizer, videos: list[str], workers: int) -> Callable[[], object]:
-    """One pass of the streaming runtime over ``videos``; fails loudly if any video failed."""
-    def go() -> None:
-        for result in rec.predict_iter(videos, batch_size=ENGINE_BATCH, workers=workers, topk=1):
-            if result.error is not None:
-                raise result.error
-    return go
+    """One pass of the runtime over ``videos`` (decoding in worker threads overlapped with batched inference)."""
+    return lambda: rec.predict_batch(videos, topk=1, workers=workers)
 
 
 def stage_speed(models: dict[str, tuple[Path, Path]], videos: list[str], threads: int, workers: int,
@@ -32,13 +28,13 @@ def stage_speed(models: dict[str, tuple[Path, Path]], videos: list[str], threads
     """Measure each model on PyTorch and ONNX Runtime in interleaved rounds; medians per case.
 
     ``models`` maps a name to (checkpoint, ONNX file). Engine: batches of 8 random clips. End to end:
-    decode, preprocess and infer every one of ``videos`` through ``Recognizer.predict_iter``.
+    decode, preprocess and infer every one of ``videos`` through ``Recognizer.predict_batch``.
     """
     from ..models import build_model
 
     print(f"[6] speed, measured side by side ({rounds} interleaved rounds, medians; {threads} torch/ORT "
           f"thread(s), {workers} decode worker(s)): engine batches of {ENGINE_BATCH}, end to end over "
-          f"{len(videos)} clips through Recognizer.predict_iter")
+          f"{len(videos)} clips through Recognizer.predict_batch")
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)  # ONNX Runtime sessions take torch's thread count when created
     try:
