@@ -157,6 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--w-logit", type=float, default=None, help="override the default logit-KD weight (probe only)")
     p.add_argument("--kd-loss", default=None, help="override the default feature term (probe only)")
     p.add_argument("--clip-grad", type=float, default=None, help="override the default clipping norm (probe only)")
+    p.add_argument("--temperature", type=float, default=None, help="override the default KD temperature (probe only)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--bn-momentum", type=float, default=0.0, help="BatchNorm momentum (0: the trainer's default)")
     p.add_argument("--threads", type=int, default=1,
@@ -192,7 +193,7 @@ def kd_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.preset:
         out["preset"] = args.preset
-    for key in ("w_kd", "w_logit", "kd_loss", "clip_grad"):
+    for key in ("w_kd", "w_logit", "kd_loss", "clip_grad", "temperature"):
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
     return out

@@ -17,6 +17,7 @@ from reskd_infer.train.losses import (
     dense_logits,
     feature_mse_loss,
     pkd_feature_loss,
+    pooled_feature_loss,
     resolve_kd_mode,
     standardized_feature_loss,
     task_loss,
@@ -198,6 +199,17 @@ def test_standardized_term_by_hand_scale_free_and_a_constant_map_is_no_minimum()
         student, teacher).item(), rel=1e-4)  # while the raw MSE scales with the activations squared
     # PKD's per-channel variant: same bounds, one correlation per channel.
     assert pkd_feature_loss(-teacher, teacher).item() == pytest.approx(4.0, rel=1e-4)
+
+
+def test_pooled_term_is_two_minus_twice_the_embedding_correlation_whatever_the_map_sizes():
+    torch.manual_seed(0)
+    student, teacher = 10 * torch.randn(3, 6, 2, 2, 2), 10 * torch.randn(3, 6, 2, 4, 4)
+    s, t = student.mean(dim=(2, 3, 4)), teacher.mean(dim=(2, 3, 4))
+    r = torch.stack([torch.corrcoef(torch.stack([s[i], t[i]]))[0, 1] for i in range(3)])
+    assert pooled_feature_loss(student, teacher).item() == pytest.approx(float((2 * (1 - r)).mean()), rel=1e-4)
+    # Only the pooled embedding counts: a map with the teacher's mean at each channel scores 0, whatever its layout.
+    assert pooled_feature_loss(t[:, :, None, None, None].expand(3, 6, 1, 2, 2) * 5 + 1, teacher).item() == \
+        pytest.approx(0.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["tsn_r18", "tsn_effnet_lite0", "r3d_18", "swin3d_t"])

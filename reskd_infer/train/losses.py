@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 KD_MODES = ("auto", "feature", "logit")
-KD_LOSSES = ("standardized", "pkd", "mse")
+KD_LOSSES = ("standardized", "pkd", "pooled", "mse")
 MULTI_LABEL_LOSSES = ("soft_ce", "bce")
 STANDARDIZE_EPS = 1e-5
 
@@ -85,6 +85,16 @@ def standardized_feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> t
     _check_widths(student, teacher)
     aligned = align_features(student, teacher.shape[2:]).float()
     return F.mse_loss(standardize_clips(aligned), standardize_clips(teacher.detach().float()))
+
+
+def pooled_feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MSE of the clip-standardised pooled embeddings: each map averaged over time and space to a
+    (N, C) vector, standardised per clip, so ``2 (1 - r)`` with r the correlation of the two embeddings
+    across channels, in [0, 4]. No spatial layout is asked of a student whose map has few positions."""
+    _check_widths(student, teacher)
+    s = student.float().mean(dim=tuple(range(2, student.dim())))
+    t = teacher.detach().float().mean(dim=tuple(range(2, teacher.dim())))
+    return F.mse_loss(standardize_clips(s), standardize_clips(t))
 
 
 def dense_logits(features: torch.Tensor, classifier: nn.Linear, frozen: bool = False) -> torch.Tensor:
@@ -175,6 +185,8 @@ class ResKDLoss:
                 return feature_mse_loss(student_features, teacher_features)
             if self.kd_loss == "pkd":
                 return pkd_feature_loss(student_features, teacher_features)
+            if self.kd_loss == "pooled":
+                return pooled_feature_loss(student_features, teacher_features)
             return standardized_feature_loss(student_features, teacher_features)
         if self.mode == "logit":
             if student_classifier is None or teacher_classifier is None:
