@@ -336,3 +336,66 @@ def test_cross_architecture_distillation(data, teacher, tmp_path, arch, mode):
     assert (spec.num_frames, spec.sampling, spec.crop_size) == (2, "segments", 64)  # the teacher's frames
     (record,) = _log(tmp_path / arch)
     assert record["kd"] > 0 and math.isfinite(record["loss"])
+
+
+def _frame_ids(clip: torch.Tensor) -> list[int]:
+    """Display indices of a clip (3, T, H, W) of level frames (grey level = index), float 0..255."""
+    from videogen import frame_index
+
+    return [frame_index(clip[:, t].permute(1, 2, 0).numpy()) for t in range(clip.shape[1])]
+
+
+def test_keyframe_sampling_is_trained_recorded_and_served_on_the_same_frames(tmp_path):
+    """--keyframe-sampling: training draws, in each segment, the keyframe nearest its random frame; the
+    checkpoint's spec records the mode, so the Recognizer (and evaluation) serve each segment's keyframe
+    nearest its centre without being told; training without the flag draws other frames."""
+    from reskd_infer import Recognizer
+    from reskd_infer.train.data import EvalClipDataset, TrainClipDataset
+    from reskd_infer.video.decode import open_video, scan_packets
+    from reskd_infer.video.sampling import keyframe_segment_indices
+    from videogen import level_frames, write_video
+
+    # 30 frames, a keyframe every 4: segments [0,10) [10,20) [20,30) hold keyframes 0 4 8 | 12 16 | 20 24 28.
+    for i in range(2):
+        write_video(tmp_path / f"v{i}.mp4", level_frames(30, 48, 64), gop=4)
+    (tmp_path / "list.txt").write_text("v0.mp4 0\nv1.mp4 1\n")
+    with open_video(tmp_path / "v0.mp4") as (container, stream):
+        keys = scan_packets(container, stream).keyframes
+    assert keys.tolist() == [0, 4, 8, 12, 16, 20, 24, 28]
+    cfg = config_from_args(["--arch", "tsn_r18", "--train-list", str(tmp_path / "list.txt"), "--input-size", "32",
+                            "--num-frames", "3", "--epochs", "1", "--batch-size", "2", "--workers", "0",
+                            "--device", "cpu", "--no-progress", "--work-dir", str(tmp_path / "run"),
+                            "--keyframe-sampling"])
+    out = train(cfg)
+    spec = read_checkpoint(out["last"])[1]
+    assert spec.keyframe_sampling
+
+    train_set = TrainClipDataset(tmp_path / "list.txt", tmp_path, spec, seed=0)
+    drawn = set()
+    for epoch in range(6):
+        train_set.set_epoch(epoch)
+        ids = _frame_ids(train_set[0][0])
+        # The training sampler's own draw for this (seed, epoch, index), on the real keyframes:
+        assert ids == keyframe_segment_indices(30, keys, 3, rng=train_set.rng(0))[0].tolist()
+        drawn.update(ids)
+    assert drawn <= set(keys.tolist())  # every segment holds a keyframe: training only ever sees keyframes
+
+    served = [4, 16, 24]  # each segment's keyframe nearest its centre (5, 15, 25)
+    with Recognizer(out["last"], device="cpu", backend="torch") as rec:
+        assert rec.spec.keyframe_sampling
+        batch = rec.preprocess(tmp_path / "v0.mp4")[0]
+        mean, std = torch.tensor(rec.spec.mean)[:, None, None, None], torch.tensor(rec.spec.std)[:, None, None, None]
+        assert _frame_ids(batch * std + mean) == served
+    clips, _ = EvalClipDataset(tmp_path / "list.txt", tmp_path, spec)[0]
+    assert _frame_ids(clips[0] * std + mean) == served  # evaluation in training: the served frames
+
+    exact = TrainClipDataset(tmp_path / "list.txt", tmp_path, spec.replace(keyframe_sampling=False), seed=0)
+    seen = set()
+    for epoch in range(6):
+        exact.set_epoch(epoch)
+        seen.update(_frame_ids(exact[0][0]))
+    assert seen - set(keys.tolist())  # exact sampling draws non-keyframes too
+
+    with pytest.raises(TrainError, match="--keyframe-sampling needs segment"):
+        train(TrainConfig(arch="r3d_18", train_list=str(tmp_path / "list.txt"), keyframe_sampling=True,
+                          work_dir=str(tmp_path / "dense"), device="cpu", workers=0, progress=False))

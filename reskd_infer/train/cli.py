@@ -29,6 +29,10 @@ _HELP: dict[str, str] = {
     "input_size": "the network's input resolution in pixels (0: the architecture's default)",
     "num_frames": "frames per clip (0: the architecture's default; with --teacher: the teacher's)",
     "frame_interval": "dense sampling interval of 3D models (0: the architecture's default)",
+    "keyframe_sampling": "decode-aware TSN sampling (segment-sampling architectures): each segment takes the "
+                         "keyframe nearest the frame exact sampling would draw (a random one in training, the "
+                         "centre in evaluation), or that frame when the segment holds none. Recorded in the "
+                         "checkpoint's spec, so serving uses it too (docs/video.md)",
     "crop_size": "resolution of the augmented crop, down-sampled to --input-size (0: the teacher's input size "
                  "with --teacher, else --input-size). Give a plain baseline the teacher's size to match ResKD",
     "epochs": "total epochs; the cosine schedule spans them (also when resuming)",

@@ -43,6 +43,7 @@ class TrainConfig:
     input_size: int = 0
     num_frames: int = 0
     frame_interval: int = 0
+    keyframe_sampling: bool = False  # decode-aware TSN sampling, recorded in the spec (docs/video.md)
     crop_size: int = 0
     epochs: int = 30
     batch_size: int = 8

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..checkpoint import atomic_write, save_checkpoint, spec_from_checkpoint
 from ..errors import DatasetError
 from ..models import build_model, get_arch_info, load_pretrained_weights
-from ..spec import EVAL_RESIZE_RATIO, ModelSpec, library_versions
+from ..spec import EVAL_RESIZE_RATIO, SAMPLING_SEGMENTS, ModelSpec, library_versions
 from ..video import DECODER_NAME
 from .config import BN_MOMENTUM_DEFAULTS, CLIP_MODES, PRESETS, TrainConfig, TrainError, resolve_config
 from .data import (
@@ -148,11 +148,15 @@ def build_specs(cfg: TrainConfig, class_names: list[str]) -> tuple[ModelSpec, Mo
     else:
         extra.update(num_frames=cfg.num_frames, frame_interval=cfg.frame_interval)
         crop = cfg.crop_size or input_size
+    if cfg.keyframe_sampling and extra.get("sampling", info.default_sampling) != SAMPLING_SEGMENTS:
+        raise TrainError(f"--keyframe-sampling needs segment (TSN-style) sampling; {cfg.arch} samples "
+                         f"{extra.get('sampling', info.default_sampling)} clips")
     if crop < input_size:
         raise TrainError(f"crop size {crop} is smaller than the input size {input_size}: the student is meant "
                          "to see a down-sampled crop")
     spec = ModelSpec(arch=cfg.arch, class_names=tuple(class_names), input_size=input_size, crop_size=crop,
-                     resize_short=round(crop * EVAL_RESIZE_RATIO), multi_label=cfg.multi_label, **extra)
+                     resize_short=round(crop * EVAL_RESIZE_RATIO), multi_label=cfg.multi_label,
+                     keyframe_sampling=cfg.keyframe_sampling, **extra)
     if teacher_spec is not None and teacher_spec.num_classes != spec.num_classes:
         raise TrainError(f"teacher {cfg.teacher} has {teacher_spec.num_classes} classes, the data has "
                          f"{spec.num_classes}: give --classes with the teacher's classes")
@@ -294,7 +298,8 @@ class Run:
         world = f" x {self.d.world} processes" if self.d.enabled else ""
         return (f"reskd-train: {self.cfg.arch} @ {self.spec.input_size}px (crop {self.spec.crop_size}) on "
                 f"{self.device}{world}; {len(self.train_set)} train clips{val}, {self.spec.num_classes} classes, "
-                f"{self.spec.num_frames} frames; {self.distiller.banner()}; {self.cfg.epochs} epochs from epoch "
+                f"{self.spec.num_frames} frames{' (keyframe sampling)' if self.spec.keyframe_sampling else ''}; "
+                f"{self.distiller.banner()}; {self.cfg.epochs} epochs from epoch "
                 f"{self.state.epoch}")
 
 
