@@ -18,10 +18,13 @@ $(INSTALLED): pyproject.toml constraints.txt
 	touch $(INSTALLED)
 
 # NVIDIA GPU machines only: swap the CPU onnxruntime for the [gpu] set (onnxruntime-gpu, TensorRT).
-# Never run on the development machines (no GPU, NVIDIA's index unreachable).
+# Never run on the development machines (no GPU, NVIDIA's index unreachable). torchcodec's PyPI wheel decodes
+# on the CPU only: NVDEC needs its CUDA build from PyTorch's index (cu130, the CUDA of torch 2.14's wheels).
 install-gpu: install
 	$(PY) -m pip uninstall --yes onnxruntime
 	$(PY) -m pip install --progress-bar off -c constraints.txt -e '.[gpu,dev]'
+	$(PY) -m pip install --progress-bar off -c constraints.txt --force-reinstall --no-deps \
+		--index-url https://download.pytorch.org/whl/cu130 torchcodec
 
 # Checks every GPU path on this machine; GPU checks report "skipped" with the reason where there is none.
 gpu-check: install
