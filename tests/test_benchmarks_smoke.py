@@ -54,3 +54,21 @@ def test_realfootage_quick(tmp_path):
         assert set(row) >= {"model", "input_size", "top1_agreement", "mean_kl"}
         assert 0.0 <= row["top1_agreement"] <= 1.0 and row["mean_kl"] >= 0.0
     assert r["setup"]["quick"] is True
+
+
+def test_engines_quick(tmp_path):
+    """The engine benchmark's smoke run: the engine table (eager, ONNX Runtime, OpenVINO FP32 in their own
+    processes) and the streaming section (predict_iter with each engine) on a tiny model."""
+    r = _run("engines.py", tmp_path)
+    assert r["quick"] is True and r["complete"] is True
+    engines = {row["engine"]: row for row in r["engines"]}
+    assert set(engines) == {"eager", "onnxruntime", "openvino_fp32"}
+    for row in engines.values():
+        assert row["median_ms"] > 0 and row["runs"] == 2 and row["within_fp32_tolerance"] is True
+    assert engines["openvino_fp32"]["precision"] == "f32"
+    stream = {row["engine"]: row for row in r["stream"]}
+    assert set(stream) == {"eager", "onnxruntime", "openvino_fp32"}
+    for row in stream.values():
+        assert row["videos_per_s"] > 0 and row["videos"] == 2
+        assert set(row["stages_ms_per_video"]) == {"demux", "decode", "preprocess", "infer", "wait"}
+    assert "## Streaming end to end per engine" in (tmp_path / "engines.md").read_text()
