@@ -55,8 +55,8 @@ class TrainConfig:
     clip_grad: float = 20.0
     clip_mode: str = "separate"  # "separate": the classifier is clipped on its own norm; "global": one norm
     preset: str = ""  # "paper": kd_loss mse, w_kd 100, w_logit 0, clip_mode global (the authors' recipe)
-    kd_loss: str = "standardized"
-    w_kd: float = 1.0
+    kd_loss: str = "pooled"
+    w_kd: float = 10.0
     w_logit: float = 1.0
     kd_mode: str = "auto"
     temperature: float = 2.0
