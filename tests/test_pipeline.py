@@ -59,6 +59,18 @@ def test_results_in_input_order_equal_predict_and_errors_do_not_stop_the_stream(
             assert result.timings["infer"] > 0
 
 
+def test_a_run_of_broken_videos_longer_than_the_read_ahead_does_not_end_the_stream(tsn, clip_dir, tmp_path):
+    """Regression: when every video in flight had been decoded and their clips did not fill a batch
+    (broken videos bring none), the partial batch finished them all at once and the stream stopped
+    although the input had more videos (500 in, 10 out)."""
+    good = clip_dir / "h264.mp4"
+    videos = [v for i in range(3) for v in (good, *(tmp_path / f"missing{i}_{j}.mp4" for j in range(3)))] + [good]
+    with Recognizer(tsn) as rec:  # 2 clips per video, batch 4, 2 workers: at most 4 videos in flight
+        results = list(rec.predict_iter(videos, batch_size=4, workers=2))
+    assert [r.video for r in results] == videos
+    assert [r.ok for r in results] == [v == good for v in videos]
+
+
 def test_read_ahead_is_bounded_and_the_input_is_read_lazily(tsn, clip_dir):
     taken = []
 
