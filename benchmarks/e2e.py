@@ -285,7 +285,8 @@ def keyframe_agreement_section(film: Path, work: Path, count: int) -> dict:
 def rss_section(onnx: Path, clips: list[Path], work: Path, total: int) -> dict:
     """Peak RSS of ``reskd-bench --videos`` over ``total`` real clips (a fresh process)."""
     listing = work / "rss_videos.txt"
-    listing.write_text("\n".join(str(clips[i % len(clips)]) for i in range(total)) + "\n")
+    # Absolute paths: reskd-bench reads a list's paths relative to the list's folder.
+    listing.write_text("\n".join(str(Path(clips[i % len(clips)]).resolve()) for i in range(total)) + "\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "reskd_infer.bench", str(onnx), "--videos", str(listing), "--backends",
            "onnxruntime", "--workers", "2", "--batch-size", "8", "--threads", str(ENGINE_THREADS), "--json"]
@@ -347,8 +348,8 @@ def markdown(report: dict) -> str:
     lines = ["# End-to-end speed (issue 8)", "",
              f"Machine: {m['cpus']} shared CPU cores ({m['processor']}), no GPU; ONNX Runtime with "
              f"{ENGINE_THREADS} intra-op threads, decode workers with 1 torch thread each. Medians of "
-             f"{report['rounds']} interleaved rounds on a heavily shared machine (five developers' jobs): "
-             "read the ratios; decoder ratios use CPU time, end-to-end ratios wall time.",
+             f"{report['rounds']} interleaved rounds; 1-minute load average at the start and end of each section: "
+             f"{_loads(report)}. Read the ratios; decoder ratios use CPU time, end-to-end ratios wall time.",
              "", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'NO'} |" for t in targets(report)]
     if not report.get("complete"):
@@ -382,6 +383,11 @@ def markdown(report: dict) -> str:
                   "process start-up included)", "", "| workers | videos/s |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in w["videos_per_s"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _loads(report: dict) -> str:
+    loads = report.get("load_average")
+    return "; ".join(f"{k} {v}" for k, v in loads.items()) if loads else "not recorded"
 
 
 def _keyframe_lines(k: dict) -> list[str]:
@@ -474,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                         "footage": {k: [p.name for p in v] for k, v in footage.items()}}
         if args.resume:  # keep the sections an interrupted run measured
             report.update({k: v for k, v in json.loads(args.resume.read_text()).items()
-                           if k in SECTIONS or k == "partial_end_to_end"})
+                           if k in SECTIONS or k in ("partial_end_to_end", "load_average")})
 
         def save() -> None:  # after every section: a crash or a deadline keeps what was measured
             (results / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -496,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                                                         20 if args.quick else args.rss_videos)))
         for name, run in sections:
             if name not in report:
+                report.setdefault("load_average", {})[name] = [round(os.getloadavg()[0], 2)]
                 report[name] = run()
+                report["load_average"][name].append(round(os.getloadavg()[0], 2))
                 report.pop("partial_end_to_end", None)
                 save()
         report["machine"]["torch_threads"] = ENGINE_THREADS
