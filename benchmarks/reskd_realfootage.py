@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "video_every": {"train": args.video_every, "val": args.val_video_every, "test": args.clip_every},
         "test_frames": {k: len(c) for k, c in test.items()},
         "metric": "per frame: top-1 agreement with the 224 px teacher; mean KL(teacher || model), T = 1",
-        "default_objective": {"kd_loss": defaults.kd_loss, "w_kd": defaults.w_kd, "w_logit": defaults.w_logit,
+        "default_objective": {"kd_loss": defaults.kd_loss, "w_kd": defaults.kd_weight(), "w_logit": defaults.w_logit,
                               "temperature": lf.TEMPERATURE, "batchnorm": "frozen (ImageNet statistics)",
                               "clip_mode": "separate", "lr": best["lr"]},
         "paper_objective": {"kd_loss": "mse", "w_kd": 100.0, "batchnorm": "training mode", "clip_mode": "global",

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
              "student_train_clips": len(student_list.read_text().splitlines()),
              "frames": args.frames, "canvas": 112, "teacher_epochs": args.teacher_epochs, "student_epochs": args.epochs,
              "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds, "threads": args.threads, "quick": args.quick,
-             "distillation": {**{k: getattr(defaults, k) for k in ("kd_loss", "w_kd", "w_logit", "temperature",
+             "distillation": {"w_kd": defaults.kd_weight(), **{k: getattr(defaults, k) for k in ("kd_loss", "w_logit", "temperature",
                                                                     "clip_mode", "clip_grad")}, **overrides},
              "bn_momentum": args.bn_momentum or "trainer default",
              "metric": "top-1 after the last epoch (no checkpoint selection); reported on test, val recorded"}

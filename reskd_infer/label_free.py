@@ -207,7 +207,7 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
     defaults = TrainConfig()
-    objective = ResKDLoss(kd_weight=defaults.w_kd, kd_loss=defaults.kd_loss, temperature=temperature)
+    objective = ResKDLoss(kd_weight=defaults.kd_weight(), kd_loss=defaults.kd_loss, temperature=temperature)
     torch.manual_seed(seed)
     model = efficientnet_lite0_imagenet(num_frames=1)
     if recipe == "head_frozen":
@@ -231,7 +231,7 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
             feats = model.forward_features(prepare(crops[idx].float(), size))
             t_maps = teacher_maps[idx].float()
             if recipe != "paper":
-                loss = (defaults.w_kd * objective.feature_term(feats, t_maps, None, None)
+                loss = (defaults.kd_weight() * objective.feature_term(feats, t_maps, None, None)
                         + defaults.w_logit * logit_kd_loss(model.forward_head(feats), teacher_logits[idx],
                                                            temperature))
             else:

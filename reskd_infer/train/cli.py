@@ -47,9 +47,11 @@ _HELP: dict[str, str] = {
                  "cross-entropy gradient) or global (one norm over everything, the authors')",
     "preset": "paper: the authors' objective (--kd-loss mse --w-kd 100 --w-logit 0 --clip-mode global); "
               "it overrides those four flags",
-    "kd_loss": "feature term: standardized (each channel standardised over the batch as PKD does: bounded, "
-               "cannot collapse, same scale on every backbone) or mse (the paper's raw MSE)",
-    "w_kd": "weight of the feature-level distillation term (standardized: 1; the paper's mse: 100)",
+    "kd_loss": "feature term (equal widths): pooled (default: 2(1-r) of the clip-standardised pooled embeddings, "
+               "bounded, scale-free, a constant map is no minimum), standardized (the same on the whole upsampled "
+               "map), pkd (per channel, as PKD) or mse (the paper's raw MSE)",
+    "w_kd": "weight of the feature-level term (default: the term's own: pooled 10, standardized and pkd 1, "
+            "mse 100; the logit-map KL of unequal widths 1)",
     "w_logit": "weight of Hinton's logit KD on the pooled clip logits (0: off)",
     "kd_mode": "auto (feature maps when teacher and student widths agree, else logit-map KL), feature or logit",
     "temperature": "temperature of the logit KD terms",
@@ -92,6 +94,9 @@ _CHOICES: dict[str, Sequence[str]] = {"kd_mode": KD_MODES, "kd_loss": KD_LOSSES,
                                       "preset": ("", *PRESETS), "multi_label_loss": MULTI_LABEL_LOSSES}
 
 
+_OPTIONAL_TYPES: dict[str, type] = {"w_kd": float}  # fields whose default None means "chosen for you"
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -120,7 +125,7 @@ def build_train_parser() -> argparse.ArgumentParser:
                 parser.add_argument(_flag(f.name), dest=f.name, action="store_true", default=argparse.SUPPRESS,
                                     help=help_text)
             continue
-        kind = type(default) if default is not None else str
+        kind = type(default) if default is not None else _OPTIONAL_TYPES.get(f.name, str)
         choices = _CHOICES.get(f.name)
         parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS, choices=choices,
                             metavar=f.name.upper(),

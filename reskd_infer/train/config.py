@@ -18,6 +18,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 # ImageNet's at 224 px, so the trainer uses PyTorch's 0.1; the others keep their own (0.1).
 BN_MOMENTUM_DEFAULTS: dict[str, float] = {"tsn_effnet_lite0": 0.1}
 CLIP_MODES = ("separate", "global")
+# The weight of the feature-level term when --w-kd is not given: each term's own, so that its gradient
+# weighs about as much as the task's (measured, docs/training.md). The pooled term's gradient is about a
+# tenth of the cross-entropy's at weight 1 (few, averaged values); the dense logit-map KL (unequal widths)
+# is a per-position KL already on the task's scale; the paper's raw MSE keeps the authors' 100.
+DEFAULT_W_KD: dict[str, float] = {"pooled": 10.0, "standardized": 1.0, "pkd": 1.0, "mse": 100.0}
+LOGIT_MAP_W_KD = 1.0
 
 
 class TrainError(ReskdError):
@@ -56,7 +62,7 @@ class TrainConfig:
     clip_mode: str = "separate"  # "separate": the classifier is clipped on its own norm; "global": one norm
     preset: str = ""  # "paper": kd_loss mse, w_kd 100, w_logit 0, clip_mode global (the authors' recipe)
     kd_loss: str = "pooled"
-    w_kd: float = 10.0
+    w_kd: float | None = None  # None: the term's default weight (see kd_weight)
     w_logit: float = 1.0
     kd_mode: str = "auto"
     temperature: float = 2.0
@@ -96,7 +102,13 @@ class TrainConfig:
     @property
     def wants_distillation(self) -> bool:
         """A teacher is given, --no-kd is not, and some distillation term has a weight."""
-        return bool(self.teacher) and not self.no_kd and (self.w_kd > 0 or self.w_logit > 0)
+        return bool(self.teacher) and not self.no_kd and (self.w_kd is None or self.w_kd > 0 or self.w_logit > 0)
+
+    def kd_weight(self, mode: str = "feature") -> float:
+        """--w-kd, or the default weight of the feature-level term that ``mode`` ("feature"/"logit") uses."""
+        if self.w_kd is not None:
+            return self.w_kd
+        return LOGIT_MAP_W_KD if mode == "logit" else DEFAULT_W_KD[self.kd_loss]
 
     def effective_bn_momentum(self) -> float:
         """--bn-momentum, or the backbone's default (0: keep the architecture's own)."""

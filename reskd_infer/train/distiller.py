@@ -67,7 +67,7 @@ class Distiller:
         return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": str(cfg.teacher),
                             "input_size": self.teacher_spec.input_size},
                 "teacher_arch": self.teacher_spec.arch, "teacher_input_size": self.teacher_spec.input_size,
-                "w_kd": cfg.w_kd, "kd_mode": self.kd_mode, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss,
+                "w_kd": cfg.kd_weight(self.kd_mode or "feature"), "kd_mode": self.kd_mode, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss,
                 "w_logit": cfg.w_logit, "clip_mode": cfg.clip_mode, "clip_grad": cfg.clip_grad,
                 "preset": cfg.preset or None}
 
@@ -99,7 +99,7 @@ def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | N
             kd_mode = resolve_kd_mode(cfg.kd_mode, student.feature_dim, teacher.feature_dim)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-    loss_fn = ResKDLoss(kd_weight=cfg.w_kd, temperature=cfg.temperature, mode=kd_mode or "feature",
+    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(kd_mode or "feature"), temperature=cfg.temperature, mode=kd_mode or "feature",
                         multi_label=cfg.multi_label, kd_loss=cfg.kd_loss, logit_weight=cfg.w_logit,
                         multi_label_loss=cfg.multi_label_loss)
     if kd_mode is None:
@@ -134,9 +134,13 @@ class ImbalanceMonitor:
     """Prints one warning when, early in a distillation run, the KD term dwarfs the task loss or
     clipping throttles every step (the symptoms of a weight that suits another backbone)."""
 
-    def __init__(self, check_step: int, active: bool, window: int = 50):
+    def __init__(self, check_step: int, active: bool, window: int = 50, watch_ratio: bool = True):
         self.check_step = check_step
         self.active = active
+        # The value ratio says something only for the raw MSE, whose scale is the backbone's activations; the
+        # bounded terms (at most 4 x w_kd) sit at 10-40x the task loss by design at w_kd 10 (their gradient,
+        # not their value, is on the task's scale), so for them the clip factor is the symptom watched.
+        self.watch_ratio = watch_ratio
         self.window = window
         self.recent: list[dict[str, Any]] = []
         self.first: dict[str, float] | None = None
@@ -161,9 +165,9 @@ class ImbalanceMonitor:
         """The warning line for the recent steps, or None when the objective is balanced."""
         ratio = statistics.fmean(r["kd_ratio"] for r in self.recent)
         clip = statistics.fmean(r["clip"] for r in self.recent)
-        if ratio <= IMBALANCE_RATIO and clip >= IMBALANCE_CLIP:
+        if (ratio <= IMBALANCE_RATIO or not self.watch_ratio) and clip >= IMBALANCE_CLIP:
             return None
         return (f"reskd-train: warning: after {self.check_step} steps the distillation term is {ratio:.1f}x the "
                 f"task loss and gradient clipping scales the backbone by {clip:.2f}: the task barely trains. "
-                "Lower --w-kd (or use the default --kd-loss standardized instead of --preset paper / "
+                "Lower --w-kd (or use the default --kd-loss pooled instead of --preset paper / "
                 "--kd-loss mse), or raise --clip-grad.")

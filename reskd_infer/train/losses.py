@@ -161,15 +161,15 @@ def resolve_kd_mode(mode: str, student_width: int, teacher_width: int) -> str:
 class ResKDLoss:
     """The full objective. ``mode`` is "feature" or "logit" (resolve "auto" with :func:`resolve_kd_mode`).
 
-    ``kd_loss`` "standardized" (default) or "mse" (the paper's raw term); ``logit_weight`` weighs the
-    pooled-logit KD term (0 turns it off; the paper preset has none).
+    ``kd_loss`` "pooled" (the trainer's default, at weight 10), "standardized", "pkd" or "mse" (the paper's
+    raw term); ``logit_weight`` weighs the pooled-logit KD term (0 turns it off; the paper preset has none).
     """
 
-    kd_weight: float = 1.0
+    kd_weight: float = 10.0
     temperature: float = 2.0
     mode: str = "feature"
     multi_label: bool = False
-    kd_loss: str = "standardized"
+    kd_loss: str = "pooled"
     logit_weight: float = 1.0
     multi_label_loss: str = "soft_ce"
 
