@@ -8,7 +8,8 @@
 2. A teacher: ``tsn_effnet_lite0`` from the ImageNet weights, fine-tuned at 112 px (``reskd_infer.train``).
 3. At each lower resolution (default 56 and 40 px: Lite0's stride-32 map keeps 2x2 positions) and for each
    seed: a ResKD student trained with the trainer's **defaults** for distillation (no weight chosen per
-   run) and a plain student (``no_kd``), both from the ImageNet weights, with the same epochs, data, crops
+   run) and a plain student (``no_kd``), both from the teacher's weights (``--init-from-teacher``; ``--init
+   imagenet`` for the ImageNet weights), with the same epochs (5), data (all 400 training clips), crops
    (the teacher's 112 px crop down-sampled), learning rate and seeds.
 4. Each model is scored after its last epoch (no checkpoint picked) on validation and on test; the test
    split is reported, with Welch's t-test (ResKD vs plain) and the share of the plain-to-teacher gap closed.
@@ -17,7 +18,7 @@
 Writes benchmarks/results/reskd_trend.json, .md and .png; the JSON is rewritten after every run, with
 ``"complete": false`` until the end.
 
-    python benchmarks/reskd_trend.py            # full run (about 40-50 min on one busy core)
+    python benchmarks/reskd_trend.py            # full run (about 35 min on a free core, hours on a crowded one)
     python benchmarks/reskd_trend.py --quick    # smoke run (tiny), results under benchmarks/scratch/
 """
 
@@ -139,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--classes", default=",".join(CLASSES), help="Fashion-MNIST classes, comma-separated")
     p.add_argument("--per-class-train", type=int, default=80, help="training clips per class")
     p.add_argument("--per-class-val", type=int, default=30, help="validation clips per class")
-    p.add_argument("--student-train-per-class", type=int, default=60,
+    p.add_argument("--student-train-per-class", type=int, default=0,
                    help="students train on the first N training clips of each class (0: all; the teacher uses all)")
     p.add_argument("--per-class-test", type=int, default=60, help="test clips per class (the reported split)")
     p.add_argument("--frames", type=int, default=2, help="frames per clip (TSN segments)")
@@ -148,7 +149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", default="56,40", help="student resolutions, comma-separated")
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--teacher-epochs", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=2, help="student epochs (ResKD and plain alike)")
+    p.add_argument("--epochs", type=int, default=5, help="student epochs (ResKD and plain alike)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--preset", default="", help="distillation preset for the ResKD students ('' = the defaults, "
@@ -158,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kd-loss", default=None, help="override the default feature term (probe only)")
     p.add_argument("--clip-grad", type=float, default=None, help="override the default clipping norm (probe only)")
     p.add_argument("--temperature", type=float, default=None, help="override the default KD temperature (probe only)")
-    p.add_argument("--init", choices=("imagenet", "teacher"), default="imagenet",
+    p.add_argument("--init", choices=("imagenet", "teacher"), default="teacher",
                    help="students' initialization, the same for both arms: the ImageNet weights, or the teacher's "
                         "weights (same architecture: the student starts as the teacher fed low resolution)")
     p.add_argument("--workers", type=int, default=1)
@@ -421,6 +422,11 @@ def _row(size: int, label: str, v: dict[str, Any], throughput: float) -> str:
             f"{', '.join(f'{x:.3f}' for x in v['seeds'])} | {v.get('val_top1_mean', float('nan')):.3f} | {throughput:.1f} |")
 
 
+def _init_label(setup: dict[str, Any]) -> str:
+    init = str(setup.get("init", "ImageNet"))
+    return "the teacher's weights (both arms)" if init.startswith("the teacher") else "the ImageNet weights"
+
+
 def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
     t = r["teacher"]
@@ -431,7 +437,8 @@ def markdown(r: dict[str, Any]) -> str:
              f"{s['train_clips']} train / {s['val_clips']} val / {s['test_clips']} test clips of "
              f"{', '.join(s['classes'])}; {s['frames']} frames; teacher fine-tuned {s['teacher_epochs']} epochs at "
              f"{t['input_size']} px, students {s['student_epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, "
-             f"seeds {s['seeds']}, all from ImageNet weights; {s['threads']} CPU thread(s); whole run "
+             f"seeds {s['seeds']}, teacher from the ImageNet weights, students from {_init_label(s)}; "
+             f"{s['threads']} CPU thread(s); whole run "
              f"{s['elapsed_s'] / 60:.1f} min; code {r.get('commit', '?')}. Top-1 on the **{r.get('split', 'val')}** "
              "split after the last epoch (val recorded beside it)."
              + (" **Quick smoke run: not a result.**" if s["quick"] else ""), "",
