@@ -178,22 +178,41 @@ def recalibrated(crops: torch.Tensor, size: int, batch: int, seed: int) -> torch
 
 
 RECIPES = ("default", "head_frozen", "paper")
-# The logit-KD temperature of the label-free recipe. The trainer's T = 2 suits labelled training, where
-# the task loss carries the top-1; here the teacher's softened distribution is all there is, and at T = 2
-# the ImageNet Lite0's is nearly uniform over training photos (entropy 6.4 of ln 1000 = 6.9 nats, top-1
-# probability 0.05; at T = 1: 3.4 nats, 0.38): students matched it and answered one class for every
-# input (top-1 agreement 0 on validation photos, measured). T = 1 keeps the teacher's ranking.
-TEMPERATURE = 1.0
+
+
+@torch.no_grad()
+def calibrate_logit_scale(model: torch.nn.Module, crops: torch.Tensor, teacher_logits: torch.Tensor,
+                          size: int) -> float:
+    """Divide the classifier of ``model`` (in place) by the scale that brings its logits at ``size`` px
+    closest to the teacher's distribution (mean KL over ``crops``, a log grid 0.1-100); returns the scale.
+
+    Fed 56 px, the ImageNet Lite0 is confidently wrong: its logits are about 6x too large (KL 15 to the
+    224 px teacher on the training frames, 2.2 once divided by 6.3; its top-1 does not change).
+    Distilling from that start, the quickest way down the KL is to flatten every answer: students
+    collapsed to a near-uniform output (KL about ln 1000 minus the teacher's entropy) and one class
+    for every input. Calibrated first, the same objective keeps the ranking (measured: docs/benchmarks.md).
+    """
+    logits = run(model, crops, size)[0]
+    scales = torch.logspace(-1, 2, 61)
+    kls = torch.tensor([score(logits / s, teacher_logits)["mean_kl"] for s in scales])
+    scale = float(scales[int(kls.argmin())])
+    fc = model.classifier()
+    fc.weight /= scale
+    if fc.bias is not None:
+        fc.bias /= scale
+    return scale
 
 
 def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_logits: torch.Tensor,
             recipe: str = "default", epochs: int = 3, batch_size: int = 32, lr: float = 0.001, seed: int = 0,
-            progress: bool = True, temperature: float = TEMPERATURE) -> tuple[torch.nn.Module, dict[str, Any]]:
+            progress: bool = True, temperature: float | None = None,
+            calibrate: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train an ImageNet-initialised Lite0 student at ``size`` px against the cached teacher outputs, no labels.
 
     ``recipe`` "default": the trainer's default objective (its default feature term weighted ``w_kd``
-    plus logit KD weighted ``w_logit``, at ``temperature``: see :data:`TEMPERATURE`), BatchNorm frozen,
-    the classifier clipped on its own norm;
+    plus logit KD weighted ``w_logit`` at ``temperature``, the trainer's by default), BatchNorm frozen,
+    the classifier clipped on its own norm, starting from the classifier's logit scale calibrated to the
+    teacher (``calibrate``, see :func:`calibrate_logit_scale`);
     "head_frozen": the same with the ImageNet classifier frozen; "paper": ``100 * MSE``, BatchNorm in
     training mode, one global clipping norm (give it its own ``lr``, 0.01 in the benchmark). SGD
     momentum 0.9, weight decay 1e-4 (none on norms/biases), warm-up then cosine, clipping at 20.
@@ -207,9 +226,11 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
     defaults = TrainConfig()
+    temperature = defaults.temperature if temperature is None else temperature
     objective = ResKDLoss(kd_weight=defaults.kd_weight(), kd_loss=defaults.kd_loss, temperature=temperature)
     torch.manual_seed(seed)
     model = efficientnet_lite0_imagenet(num_frames=1)
+    scale = calibrate_logit_scale(model, crops, teacher_logits, size) if calibrate and recipe != "paper" else 1.0
     if recipe == "head_frozen":
         model.head.requires_grad_(False)  # the ImageNet classifier stays; only the backbone adapts
     opt = torch.optim.SGD(param_groups(model, 1e-4), lr=lr, momentum=0.9)
@@ -245,7 +266,7 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
             sums["clip"] += clip
             steps += 1
         history.append({k: round(v / max(1, steps), 4) for k, v in sums.items()})
-    return model.eval(), {"per_epoch": history}
+    return model.eval(), {"logit_scale": round(scale, 3), "temperature": temperature, "per_epoch": history}
 
 
 def score_sets(sets: dict[str, torch.Tensor], model: torch.nn.Module, size: int,
