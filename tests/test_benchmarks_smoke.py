@@ -49,7 +49,8 @@ def test_realfootage_quick(tmp_path):
     r = _run("reskd_realfootage.py", tmp_path)
     assert r["heldout_videos"] == ["bikes.mp4", "carphone_pristine.mp4"] and r["heldout_clips"] > 0
     models = [row["model"] for row in r["rows"]]
-    assert {"untouched", "distilled", "bn_recal", "distilled_t2", "distilled_film_only"} <= set(models)
+    assert {"untouched", "distilled", "bn_recal", "calibrated_only", "distilled_uncalibrated",
+                       "distilled_film_only"} <= set(models)
     for row in r["rows"]:
         assert set(row) >= {"model", "input_size", "top1_agreement", "mean_kl", "val"}
         assert 0.0 <= row["top1_agreement"] <= 1.0 and row["mean_kl"] >= 0.0
