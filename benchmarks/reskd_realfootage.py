@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     add("distilled_uncalibrated", model, args.size, lr=lr, **info)
     model, info = distil("distilled_t1_uncalibrated", lr=lr, calibrate=False, temperature=1.0)
     add("distilled_t1_uncalibrated", model, args.size, lr=lr, **info)
-    # The trainer's default term and weight (w_kd None: the term's own default weight, kd_weight()).
-    weight = defaults.w_kd if defaults.w_kd is not None else defaults.kd_weight()
-    pooled = {"feature_loss": defaults.kd_loss, "feature_weight": weight}
+    pooled = {"feature_loss": defaults.kd_loss, "feature_weight": defaults.kd_weight()}  # the trainer's default
     model, info = distil("distilled_trainer_feature_term", lr=lr, **pooled)
     add("distilled_trainer_feature_term", model, args.size, lr=lr, **pooled, **info)
     model, info = distil("distilled_film_only", data="film", lr=lr)
