@@ -245,3 +245,16 @@ def test_default_objective_keeps_kd_and_ce_within_an_order_of_magnitude_at_the_s
     paper = ResKDLoss(kd_weight=100.0, logit_weight=0.0, kd_loss="mse", mode=mode)
     _, raw = paper(s_logits, target, s_feat, t_feat, student.classifier(), teacher.classifier())
     assert raw["kd"] != pytest.approx(parts["kd"], rel=0.5)
+
+
+def test_w_kd_left_unset_takes_each_terms_own_weight_and_the_flag_or_yaml_sets_a_float(tmp_path):
+    from reskd_infer.train import TrainConfig
+    from reskd_infer.train.cli import _read_yaml, build_train_parser
+
+    assert TrainConfig().kd_weight("feature") == 10.0 and TrainConfig().kd_weight("logit") == 1.0
+    assert TrainConfig(kd_loss="standardized").kd_weight() == 1.0 and TrainConfig(kd_loss="mse").kd_weight() == 100.0
+    assert TrainConfig(w_kd=0.5).kd_weight("logit") == 0.5
+    assert TrainConfig(teacher="t.ckpt", w_kd=0.0, w_logit=0.0).wants_distillation is False
+    assert build_train_parser().parse_args(["--w-kd", "3"]).w_kd == 3.0
+    (tmp_path / "run.yaml").write_text("train_list: x.txt\nw_kd: '5'\n")
+    assert _read_yaml(str(tmp_path / "run.yaml"))["w_kd"] == 5.0

@@ -155,7 +155,10 @@ def _read_yaml(path: str) -> dict[str, Any]:
         name = str(key).replace("-", "_")
         if name not in known:
             raise ReskdError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known - _SKIP))})")
-        out[name] = _coerce(p, name, value, getattr(defaults, name))
+        default = getattr(defaults, name)
+        if default is None and name in _OPTIONAL_TYPES and value is not None:
+            default = _OPTIONAL_TYPES[name]()  # coerce to the flag's type (w_kd: 0.0 -> float)
+        out[name] = _coerce(p, name, value, default)
     return out
 
 
