@@ -32,9 +32,10 @@ def data_dir() -> Path:
 
 
 def test_realfootage_stage_tiny(tmp_path, data_dir):
-    budget = FootageBudget(train_frames=4, film_span=(0.0, 0.05), epochs=1, heldout_every=60)
+    budget = FootageBudget(train_frames=4, photo_clips=1, video_every=60, epochs=1, heldout_every=60)
     r = stage_realfootage(data_dir, tmp_path, budget)
-    assert r["train_frames"] == 4 and r["heldout_frames"] > 0
+    assert r["train_sources"]["bbb_film.mp4"] == 4 and r["train_sources"]["photos"] > 0
+    assert r["train_frames"] == sum(r["train_sources"].values()) and r["heldout_frames"] > 0
     names = set(imagenet_class_names())
     for key in ("teacher_224", "untouched_56", "distilled_56"):
         assert [len(r["top3"][key])] == [3] and all(p["label"] in names for p in r["top3"][key])

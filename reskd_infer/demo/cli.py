@@ -7,7 +7,7 @@
    (the trainer's defaults) and a plain student with the same budget and initialization.
 4. The ResKD student exported to verified FP32/FP16 ONNX and served from the export folder.
 5. The answer to stage 1: Lite0 at 56 px distilled label-free from Lite0 at 224 px on unlabelled
-   Big Buck Bunny frames, predicting the held-out clip of stage 1, and its agreement with the teacher
+   real frames (pan/zoom clips over sample photographs, OpenCV's Megamind.avi, Big Buck Bunny keyframes), predicting the held-out clip of stage 1, and its agreement with the teacher
    on three videos never used for training.
 6. Speed: teacher at 112 px against student at 56 px, GFLOPs, engine clips/s and end-to-end videos/s
    through the streaming runtime, on ONNX Runtime and PyTorch, measured side by side.
@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--student-epochs", type=int, default=b.student_epochs,
                    help=f"epochs of each 56 px student, the same for both (default {b.student_epochs})")
     p.add_argument("--footage-frames", type=int, default=f.train_frames,
-                   help=f"unlabelled film frames for the label-free student (default {f.train_frames})")
+                   help=f"Big Buck Bunny keyframes among the label-free student's unlabelled frames, beside the "
+                        f"photos and Megamind.avi (default {f.train_frames})")
     p.add_argument("--footage-epochs", type=int, default=f.epochs,
                    help=f"epochs of the label-free student (default {f.epochs})")
     p.add_argument("--speed-threads", type=int, default=1,

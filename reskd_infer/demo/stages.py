@@ -100,7 +100,7 @@ def stage_train(out: Path, budget: Budget) -> dict[str, Any]:
             extra = {**extra, "teacher": runs["teacher"]["best"], "init_from_teacher": True,
                      "pretrained_imagenet": False}
         start = time.perf_counter()
-        result = train(TrainConfig(**common, **extra, eval_every=int(extra["epochs"]),
+        result = train(TrainConfig(**{**common, **extra}, eval_every=int(extra["epochs"]),
                                    work_dir=str(out / "runs" / name)))
         runs[name] = {"best": str(result["best"]), "metrics": result["metrics"],
                       "train_s": round(time.perf_counter() - start, 1)}
