@@ -101,3 +101,18 @@ def test_help_explains_every_flag(capsys):
     for flag in ("--teacher-epochs", "--student-epochs", "--footage-frames", "--speed-threads", "--speed-videos",
                  "--from-stage"):
         assert flag in text
+
+
+def test_training_stage_tiny_students_start_from_the_teacher_and_only_one_distils(tmp_path, data_dir):
+    from reskd_infer.checkpoint import read_checkpoint
+    from reskd_infer.demo.stages import Budget, stage_clips, stage_train
+
+    budget = Budget(per_class_train=1, per_class_val=1, teacher_epochs=1, student_epochs=1, batch_size=5)
+    stage_clips(data_dir, tmp_path, budget)
+    runs = stage_train(tmp_path, budget)
+    prov = {name: read_checkpoint(runs[name]["best"])[1].provenance for name in ("teacher", "reskd_student",
+                                                                                "plain_student")}
+    assert prov["teacher"]["init"] == "imagenet"
+    assert prov["reskd_student"]["init"] == prov["plain_student"]["init"] == "teacher"
+    assert prov["reskd_student"]["mode"] == "reskd" and prov["plain_student"]["mode"] == "plain"
+    assert prov["reskd_student"]["kd_loss"] == "pooled"
