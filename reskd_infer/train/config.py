@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ReskdError
-from .losses import KD_LOSSES, KD_MODES, MULTI_LABEL_LOSSES
+from .losses import DEFAULT_W_KD, KD_LOSSES, KD_MODES, LOGIT_MAP_W_KD, MULTI_LABEL_LOSSES
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The authors' recipe: raw feature MSE at weight 100, one global gradient norm, no logit KD.
@@ -18,12 +18,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 # ImageNet's at 224 px, so the trainer uses PyTorch's 0.1; the others keep their own (0.1).
 BN_MOMENTUM_DEFAULTS: dict[str, float] = {"tsn_effnet_lite0": 0.1}
 CLIP_MODES = ("separate", "global")
-# The weight of the feature-level term when --w-kd is not given: each term's own, so that its gradient
-# weighs about as much as the task's (measured, docs/training.md). The pooled term's gradient is about a
-# tenth of the cross-entropy's at weight 1 (few, averaged values); the dense logit-map KL (unequal widths)
-# is a per-position KL already on the task's scale; the paper's raw MSE keeps the authors' 100.
-DEFAULT_W_KD: dict[str, float] = {"pooled": 10.0, "standardized": 1.0, "pkd": 1.0, "mse": 100.0}
-LOGIT_MAP_W_KD = 1.0
 
 
 class TrainError(ReskdError):

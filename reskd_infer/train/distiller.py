@@ -67,7 +67,8 @@ class Distiller:
         return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": str(cfg.teacher),
                             "input_size": self.teacher_spec.input_size},
                 "teacher_arch": self.teacher_spec.arch, "teacher_input_size": self.teacher_spec.input_size,
-                "w_kd": cfg.kd_weight(self.kd_mode or "feature"), "kd_mode": self.kd_mode, "temperature": cfg.temperature, "kd_loss": cfg.kd_loss,
+                "w_kd": self.loss_fn.kd_weight, "kd_mode": self.kd_mode, "temperature": cfg.temperature,
+                "kd_loss": cfg.kd_loss,
                 "w_logit": cfg.w_logit, "clip_mode": cfg.clip_mode, "clip_grad": cfg.clip_grad,
                 "preset": cfg.preset or None}
 
@@ -99,7 +100,8 @@ def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | N
             kd_mode = resolve_kd_mode(cfg.kd_mode, student.feature_dim, teacher.feature_dim)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
-    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(kd_mode or "feature"), temperature=cfg.temperature, mode=kd_mode or "feature",
+    mode = kd_mode or "feature"
+    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(mode), temperature=cfg.temperature, mode=mode,
                         multi_label=cfg.multi_label, kd_loss=cfg.kd_loss, logit_weight=cfg.w_logit,
                         multi_label_loss=cfg.multi_label_loss)
     if kd_mode is None:

@@ -32,6 +32,12 @@ from torch import nn
 KD_MODES = ("auto", "feature", "logit")
 KD_LOSSES = ("standardized", "pkd", "pooled", "mse")
 MULTI_LABEL_LOSSES = ("soft_ce", "bce")
+# The weight of each feature-level term when none is given: the one that puts its gradient on the task's
+# scale (measured, docs/training.md). The pooled term's gradient is about a tenth of the cross-entropy's at
+# weight 1 (few, averaged values); the dense logit-map KL (unequal widths) is a per-position KL already on
+# the task's scale; the paper's raw MSE keeps the authors' 100.
+DEFAULT_W_KD: dict[str, float] = {"pooled": 10.0, "standardized": 1.0, "pkd": 1.0, "mse": 100.0}
+LOGIT_MAP_W_KD = 1.0
 STANDARDIZE_EPS = 1e-5
 
 
@@ -165,7 +171,7 @@ class ResKDLoss:
     raw term); ``logit_weight`` weighs the pooled-logit KD term (0 turns it off; the paper preset has none).
     """
 
-    kd_weight: float = 10.0
+    kd_weight: float = DEFAULT_W_KD["pooled"]
     temperature: float = 2.0
     mode: str = "feature"
     multi_label: bool = False
