@@ -212,35 +212,49 @@ def test_pooled_term_is_two_minus_twice_the_embedding_correlation_whatever_the_m
         pytest.approx(0.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["tsn_r18", "tsn_effnet_lite0", "r3d_18", "swin3d_t"])
+def _teacher_with_data_statistics(teacher: nn.Module, clip: torch.Tensor) -> nn.Module:
+    """The untrained teacher with BatchNorm statistics estimated on ``clip`` (cumulative average), in eval mode.
+    An untrained network's eval-mode BatchNorm divides by its unit initial variance: ResNet-50's logits then
+    have a std of 12 and the logit-KD term measures that artefact, not the objective's balance."""
+    for m in teacher.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    teacher.train()
+    with torch.no_grad():
+        teacher(clip)
+    return teacher.eval()
+
+
+@pytest.mark.parametrize("arch", list_archs())
 def test_default_objective_keeps_kd_and_ce_within_an_order_of_magnitude_at_the_start(arch, clip_dir):
-    # One representative per backbone family (ResNet TSN, EfficientNet TSN, 3D CNN, video transformer):
-    # untrained teacher at 64 px, untrained student at 32 px, real decoded frames, the trainer's default weights.
+    # Every zoo backbone: untrained teacher at 64 px (its BatchNorm statistics from the clips), untrained
+    # student at 32 px, 4 real decoded clips of 5 classes, the trainer's default objective and weights.
     from reskd_infer.train import TrainConfig
-    from reskd_infer.train.distiller import IMBALANCE_RATIO
     from reskd_infer.video import read_frames
     from reskd_infer.video.preprocess import frames_to_tensor
 
     cfg = TrainConfig()
     torch.manual_seed(0)
-    spec_t = ModelSpec(arch=arch, class_names=("a", "b", "c"), input_size=64, num_frames=4)
-    teacher, student = build_model(spec_t).eval(), build_model(spec_t.replace(input_size=32, crop_size=64))
+    spec_t = ModelSpec(arch=arch, class_names=tuple("abcde"), input_size=64, num_frames=4)
+    teacher, student = build_model(spec_t), build_model(spec_t.replace(input_size=32, crop_size=64))
     clip = torch.stack([frames_to_tensor(read_frames(clip_dir / "h264.mp4", list(range(i, 20, 5))), spec_t)
-                        for i in (0, 2)])
+                        for i in range(4)])
+    teacher = _teacher_with_data_statistics(teacher, clip)
     with torch.no_grad():
         t_feat = teacher.forward_features(clip)
         t_logits = teacher.forward_head(t_feat)
     s_feat = student.forward_features(torch.nn.functional.interpolate(
-        clip.transpose(1, 2).flatten(0, 1), size=32, mode="bilinear").reshape(2, 4, 3, 32, 32).transpose(1, 2))
+        clip.transpose(1, 2).flatten(0, 1), size=32, mode="bilinear").reshape(4, 4, 3, 32, 32).transpose(1, 2))
     mode = resolve_kd_mode("auto", student.feature_dim, teacher.feature_dim)
     loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(mode), logit_weight=cfg.w_logit, kd_loss=cfg.kd_loss, mode=mode,
                         temperature=cfg.temperature)
     s_logits = student.forward_head(s_feat)
-    target = torch.tensor([0, 2])
+    target = torch.tensor([0, 2, 4, 1])
     _, parts = loss_fn(s_logits, target, s_feat, t_feat, student.classifier(), teacher.classifier(), t_logits)
-    # Bounded on both sides on every family. The default pooled term at weight 10 sits at 8-18x the task loss
-    # here: its gradient, not its value, is on the task's scale (docs/training.md has the measurement).
-    assert 0.1 <= parts["kd"] / parts["task"] < IMBALANCE_RATIO, parts
+    # Within one order of magnitude of the task loss, on both sides (the previous default weight 10 sat at
+    # 7-15x here, and fails this).
+    assert 0.1 <= parts["kd"] / parts["task"] < 10, parts
     # The paper's raw MSE at w_kd 100 has no such guarantee: its scale is the backbone's activations squared.
     paper = ResKDLoss(kd_weight=100.0, logit_weight=0.0, kd_loss="mse", mode=mode)
     _, raw = paper(s_logits, target, s_feat, t_feat, student.classifier(), teacher.classifier())
@@ -251,10 +265,27 @@ def test_w_kd_left_unset_takes_each_terms_own_weight_and_the_flag_or_yaml_sets_a
     from reskd_infer.train import TrainConfig
     from reskd_infer.train.cli import _read_yaml, build_train_parser
 
-    assert TrainConfig().kd_weight("feature") == 10.0 and TrainConfig().kd_weight("logit") == 1.0
+    assert TrainConfig().kd_weight("feature") == 3.0 and TrainConfig().kd_weight("logit") == 1.0
     assert TrainConfig(kd_loss="standardized").kd_weight() == 1.0 and TrainConfig(kd_loss="mse").kd_weight() == 100.0
     assert TrainConfig(w_kd=0.5).kd_weight("logit") == 0.5
     assert TrainConfig(teacher="t.ckpt", w_kd=0.0, w_logit=0.0).wants_distillation is False
     assert build_train_parser().parse_args(["--w-kd", "3"]).w_kd == 3.0
     (tmp_path / "run.yaml").write_text("train_list: x.txt\nw_kd: '5'\n")
     assert _read_yaml(str(tmp_path / "run.yaml"))["w_kd"] == 5.0
+
+
+def test_imbalance_warning_judges_the_ratio_while_the_task_stalls_and_the_clip_factor_always(capsys):
+    from reskd_infer.train.distiller import ImbalanceMonitor
+
+    def run(task_end: float, ratio: float, clip: float) -> str:
+        monitor = ImbalanceMonitor(check_step=100, active=True, window=20)
+        steps = [{"step": i + 1, "task": 1.6 + (task_end - 1.6) * i / 99, "kd": ratio, "kd_ratio": ratio, "clip": clip}
+                 for i in range(100)]
+        monitor.observe(steps, report=True)
+        return capsys.readouterr().err
+
+    assert run(task_end=1.5, ratio=30.0, clip=1.0).startswith("reskd-train: warning: after 100 steps the distillation "
+                                                              "term is 30.0x the task loss")
+    assert run(task_end=0.3, ratio=30.0, clip=1.0) == ""  # the task trains: a small task loss, not a starved one
+    assert run(task_end=1.5, ratio=8.0, clip=1.0) == ""
+    assert "scales the backbone by 0.10" in run(task_end=0.3, ratio=8.0, clip=0.1)

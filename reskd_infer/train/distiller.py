@@ -26,6 +26,7 @@ from .losses import ResKDLoss, resolve_kd_mode
 IMBALANCE_CHECK_STEP = 300  # the imbalance warning looks at the steps before this one (or the run's end)
 IMBALANCE_RATIO = 20.0
 IMBALANCE_CLIP = 0.2
+TASK_FALLEN = 0.5  # the ratio is judged only while the task loss is above this share of its start
 
 
 def model_input(crops: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
@@ -136,13 +137,9 @@ class ImbalanceMonitor:
     """Prints one warning when, early in a distillation run, the KD term dwarfs the task loss or
     clipping throttles every step (the symptoms of a weight that suits another backbone)."""
 
-    def __init__(self, check_step: int, active: bool, window: int = 50, watch_ratio: bool = True):
+    def __init__(self, check_step: int, active: bool, window: int = 50):
         self.check_step = check_step
         self.active = active
-        # The value ratio says something only for the raw MSE, whose scale is the backbone's activations; the
-        # bounded terms (at most 4 x w_kd) sit at 10-40x the task loss by design at w_kd 10 (their gradient,
-        # not their value, is on the task's scale), so for them the clip factor is the symptom watched.
-        self.watch_ratio = watch_ratio
         self.window = window
         self.recent: list[dict[str, Any]] = []
         self.first: dict[str, float] | None = None
@@ -167,7 +164,11 @@ class ImbalanceMonitor:
         """The warning line for the recent steps, or None when the objective is balanced."""
         ratio = statistics.fmean(r["kd_ratio"] for r in self.recent)
         clip = statistics.fmean(r["clip"] for r in self.recent)
-        if (ratio <= IMBALANCE_RATIO or not self.watch_ratio) and clip >= IMBALANCE_CLIP:
+        task = statistics.fmean(r["task"] for r in self.recent)
+        # A large ratio only starves the task while the task loss has not fallen: once it has (below half its
+        # start), a KD term 20x a small task loss is a task already learnt, not a weight to change.
+        task_stalled = self.first is None or task > TASK_FALLEN * self.first["task"]
+        if (ratio <= IMBALANCE_RATIO or not task_stalled) and clip >= IMBALANCE_CLIP:
             return None
         return (f"reskd-train: warning: after {self.check_step} steps the distillation term is {ratio:.1f}x the "
                 f"task loss and gradient clipping scales the backbone by {clip:.2f}: the task barely trains. "

@@ -383,8 +383,7 @@ def _train(run: Run) -> dict[str, Any]:
         config_text = json.dumps(cfg.to_dict(), indent=2, default=str) + "\n"
         atomic_write(run.work / "config.json", lambda tmp: Path(tmp).write_text(config_text))
         print(run.banner(), file=sys.stderr, flush=True)
-    monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps), active=run.distiller.active,
-                               watch_ratio=cfg.kd_loss == "mse")
+    monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps), active=run.distiller.active)
     end_epoch = min(cfg.epochs, cfg.stop_after_epoch) if cfg.stop_after_epoch else cfg.epochs
     for epoch in range(run.state.epoch, end_epoch):
         stats, steps = train_one_epoch(run, epoch)
