@@ -35,8 +35,8 @@ KD_MODES = ("auto", "feature", "logit")
 KD_LOSSES = ("standardized", "pkd", "pooled", "mse")
 MULTI_LABEL_LOSSES = ("soft_ce", "bce")
 # The weight of each feature-level term when none is given. The pooled term starts near 2 (r about 0) on
-# every backbone, so at weight 3 the distillation term is 2-7x the task loss at the start of training
-# across the zoo (within the order of magnitude the objective is held to; weight 10 sat at 7-18x), and it
+# every backbone, so at weight 3 the distillation term is 2-5x the task loss at the start of training
+# across the zoo (within the order of magnitude the objective is held to; weight 10 sat at 7-14x), and it
 # did best of 3, 5 and 10 on the trend benchmark's validation split (docs/training.md). The dense
 # logit-map KL (unequal widths) is a per-position KL already on the task's scale; the paper's raw MSE keeps
 # the authors' 100.
