@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=56, help="student resolution")
     p.add_argument("--photo-clips", type=int, default=8, help="pan/zoom clips per training photo")
     p.add_argument("--clip-frames", type=int, default=4, help="frames per pan/zoom clip")
-    p.add_argument("--film-keyframes", type=int, default=120, help="Big Buck Bunny keyframes in the training set")
+    p.add_argument("--film-keyframes", type=int, default=180,
+                   help="Big Buck Bunny keyframes in the training set (180: all those of its first 92 %%)")
     p.add_argument("--film-between", action=argparse.BooleanOptionalAction, default=False,
                    help="also the film frame half-way between each two keyframes")
     p.add_argument("--extra-photos", action=argparse.BooleanOptionalAction, default=True,
