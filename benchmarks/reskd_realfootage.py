@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "batch order); the first also picks the learning rate and runs the other rows")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: on a shared 2-core machine 2 threads ran 20x slower, measured)")
+    p.add_argument("--core-only", action="store_true",
+                   help="only teacher_at_112, untouched, bn_recal and distilled (every seed): no ablation rows")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (results go to benchmarks/scratch/quick)")
     p.add_argument("--results-dir", default=None, help="where the .json/.md/.png go (default benchmarks/results)")
     p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
@@ -216,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                         "ratio": round(agg["top1_agreement"] / max(untouched["top1_agreement"], 1e-9), 3),
                         "met": bool(agg["top1_agreement"] >= need and agg["mean_kl"] < untouched["mean_kl"]),
                         "seeds_reaching_2x": sum(s["reaches_2x"] for s in seed_list), "seeds": len(seeds)}
+    if args.core_only:
+        return finish(args, result, selection, train, train_sources, film, val, test, photos, seeds, lr, defaults,
+                      timings, t0, results_dir)
     calibrated = efficientnet_lite0_imagenet(num_frames=1).eval()
     scale = lf.calibrate_logit_scale(calibrated, train, cached["train"][0], args.size)
     add("calibrated_only", calibrated, args.size, logit_scale=round(scale, 3))
@@ -229,6 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     pooled = {"feature_loss": defaults.kd_loss, "feature_weight": defaults.kd_weight()}  # the trainer's default
     model, info = distil("distilled_trainer_feature_term", lr=lr, **pooled)
     add("distilled_trainer_feature_term", model, args.size, lr=lr, **pooled, **info)
+    return finish(args, result, selection, train, train_sources, film, val, test, photos, seeds, lr, defaults,
+                  timings, t0, results_dir)
+
+
+def finish(args: argparse.Namespace, result: dict[str, Any], selection: list[dict[str, Any]], train: torch.Tensor,
+           train_sources: dict[str, int], film: torch.Tensor, val: dict[str, torch.Tensor],
+           test: dict[str, torch.Tensor], photos: tuple[str, ...], seeds: list[int], lr: float, defaults: TrainConfig,
+           timings: dict[str, float], t0: float, results_dir: Path) -> int:
+    """Write the results (JSON, markdown, PNG) and print them."""
     timings["total_s"] = round(time.time() - t0, 1)
     result["selection"] = [{k: c[k] for k in ("lr", "top1_agreement", "mean_kl", "frames")} for c in selection]
     result["setup"] = {
@@ -253,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"({args.epochs * -(-len(train) // args.batch_size)} SGD steps); the film-only arm: "
                            f"its {len(film)} frames x {args.epochs} epochs"),
         "epochs": args.epochs, "batch_size": args.batch_size, "seeds": seeds, "threads": args.threads,
-        "quick": args.quick, "timings": timings,
+        "quick": args.quick, "core_only": args.core_only, "timings": timings,
     }
     (results_dir / "reskd_realfootage.json").write_text(json.dumps(result, indent=1) + "\n")
     (results_dir / "reskd_realfootage.md").write_text(markdown(result))
