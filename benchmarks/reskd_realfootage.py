@@ -301,18 +301,18 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {name} | {row['input_size']} | **{_pm(row, 'top1_agreement', 3)}** | "
                      f"{_pm(row, 'teacher_top1_in_top5', 3)} | {_pm(row, 'mean_kl', 2)} | "
                      f"{v['top1_agreement']:.3f} | {v['mean_kl']:.2f} |")
-    d = next(row for row in r["rows"] if row["model"] == "distilled")
     files = list(r["heldout_videos"])
-    lines += ["", "Distilled, per seed (the same recipe and budget; each seed draws its own pan/zoom clips and batch "
-              "order):", "",
-              "| seed | test top-1 agreement | test mean KL | " + " | ".join(f"{f} agreement" for f in files)
-              + " | validation agreement | validation KL | 2x untouched, lower KL |",
-              "|---|---|---|" + "---|" * len(files) + "---|---|---|"]
-    for p in d["seeds"]:
-        lines.append(f"| {p['seed']} | {p['top1_agreement']:.3f} | {p['mean_kl']:.2f} | "
-                     + " | ".join(f"{p['test_by_file'][f]['top1_agreement']:.3f}" for f in files)
-                     + f" | {p['val_top1_agreement']:.3f} | {p['val_mean_kl']:.2f} | "
-                     f"{'yes' if p['reaches_2x'] else 'no'} |")
+    for d in (row for row in r["rows"] if "seeds" in row):
+        lines += ["", f"{d['model']}, per seed (the same recipe and budget; each seed draws its own pan/zoom clips "
+                  "and batch order)" + (f"; {d['source']}" if "source" in d else "") + ":", "",
+                  "| seed | test top-1 agreement | test mean KL | " + " | ".join(f"{f} agreement" for f in files)
+                  + " | validation agreement | validation KL | 2x untouched, lower KL |",
+                  "|---|---|---|" + "---|" * len(files) + "---|---|---|"]
+        for p in d["seeds"]:
+            lines.append(f"| {p['seed']} | {p['top1_agreement']:.3f} | {p['mean_kl']:.2f} | "
+                         + " | ".join(f"{p['test_by_file'][f]['top1_agreement']:.3f}" for f in files)
+                         + f" | {p['val_top1_agreement']:.3f} | {p['val_mean_kl']:.2f} | "
+                         f"{'yes' if p['reaches_2x'] else 'no'} |")
     t = r["target"]
     lines += ["", f"Target (mean over {t['seeds']} seeds): {t['distilled_top1_agreement']:.3f} against "
               f"{t['untouched_top1_agreement']:.3f} untouched, {t['ratio']:.2f}x (2x needs {t['needed']:.3f}): "
