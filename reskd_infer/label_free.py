@@ -187,8 +187,9 @@ def recalibrated(crops: torch.Tensor, size: int, batch: int, seed: int) -> torch
 
 RECIPES = ("default", "head_frozen", "paper")
 # The feature term of the label-free recipe and its weight: the clip-standardised map term at w 1, not the
-# trainer's default pooled term at w 10 (chosen for labelled training on the trend task). On this task's
-# validation files: 0.208 top-1 agreement against 0.191 for the pooled term (docs/benchmarks.md).
+# trainer's default pooled term (chosen for labelled training on the trend task). On this task's validation
+# files: 0.208 top-1 agreement against 0.191 for the pooled term at w 10; 0.183 against 0.177 at w 3
+# (docs/benchmarks.md).
 FEATURE_LOSS = "standardized"
 FEATURE_WEIGHT = 1.0
 
