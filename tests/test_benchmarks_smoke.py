@@ -54,6 +54,15 @@ def test_realfootage_quick(tmp_path):
     for row in r["rows"]:
         assert set(row) >= {"model", "input_size", "top1_agreement", "mean_kl", "val"}
         assert 0.0 <= row["top1_agreement"] <= 1.0 and row["mean_kl"] >= 0.0
+    d = next(row for row in r["rows"] if row["model"] == "distilled")  # the mean over seeds, with every seed
+    assert [p["seed"] for p in d["seeds"]] == r["setup"]["seeds"] == [0, 1]
+    for key in ("top1_agreement", "mean_kl"):
+        values = [p[key] for p in d["seeds"]]
+        assert abs(d[key] - sum(values) / len(values)) < 1e-3 and d[f"{key}_std"] >= 0.0
+    t = r["target"]
+    assert t["seeds"] == 2 and t["seeds_reaching_2x"] == sum(p["reaches_2x"] for p in d["seeds"])
+    assert t["met"] == (d["top1_agreement"] >= 2 * t["untouched_top1_agreement"]
+                        and d["mean_kl"] < next(row for row in r["rows"] if row["model"] == "untouched")["mean_kl"])
     s = r["setup"]
     assert s["quick"] is True and r["selection"]
     # Split by file: no test or validation file among the training sources.

@@ -61,3 +61,35 @@ def test_label_free_student_keeps_the_teachers_ranking_on_real_photos():
     assert len(set(logits.argmax(-1).tolist())) >= 4  # not one answer for every photo
     # Measured: this run reaches agreement 0.47 (untouched 0.03); without the calibration it ends at 0.0.
     assert after["top1_agreement"] > before["top1_agreement"] and after["mean_kl"] < before["mean_kl"], (before, after)
+
+
+def _data() -> Path:
+    data = Path(__file__).resolve().parents[1] / "data"
+    if not (data / "photos").is_dir() or not (data / "footage" / "bbb_film.mp4").is_file():
+        pytest.fail(f"the shipped data are missing from {data}: run `make data` (make test does it)")
+    return data
+
+
+def test_film_frames_between_keyframes_are_other_frames_of_the_film():
+    from reskd_infer.assets import bbb_film
+
+    path = bbb_film(_data())
+    keys = rf.film_crops(path, (0.0, 0.3), 3)
+    both = rf.film_crops(path, (0.0, 0.3), 3, between=True)
+    assert keys.shape == (3, 3, 224, 224) and both.shape == (5, 3, 224, 224)
+    assert all(torch.equal(both[2 * i], keys[i]) for i in range(3))  # the keyframes, in film order
+    for i in (1, 3):  # each new frame lies between two keyframes and is neither of them
+        assert not torch.equal(both[i], both[i - 1]) and not torch.equal(both[i], both[i + 1])
+
+
+def test_extra_training_photos_are_other_files_than_validation_and_exist():
+    data = _data()
+    assert not set(rf.EXTRA_TRAIN_PHOTOS) & (set(rf.TRAIN_PHOTOS) | set(rf.VAL_PHOTOS))
+    for name in rf.EXTRA_TRAIN_PHOTOS:
+        assert photo(name, data).is_file()  # fetched by `make data` (scripts/fetch_data.sh)
+    parts = rf.train_parts(data, photo_clips=1, clip_frames=1, film_keyframes=2, video_every=90,
+                           photos=rf.EXTRA_TRAIN_PHOTOS[:3])
+    assert list(parts) == ["photos", *rf.TRAIN_VIDEOS, "bbb_film.mp4"] and len(parts["photos"]) == 3
+    crops, sources = rf.train_crops(data, photo_clips=1, clip_frames=1, film_keyframes=2, video_every=90,
+                                    photos=rf.EXTRA_TRAIN_PHOTOS[:3])
+    assert torch.equal(crops, torch.cat(list(parts.values()))) and sources == {k: len(c) for k, c in parts.items()}
