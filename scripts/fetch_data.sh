@@ -18,15 +18,21 @@ mkdir -p "$DATA"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-if [ ! -s "$DATA/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then
-    echo "fetching Fashion-MNIST (Debian package dataset-fashion-mnist, 31 MB)"
-    (cd "$TMP" && apt-get download -q dataset-fashion-mnist 2>&1 | grep -v "unsandboxed" || true)
-    deb=$(ls "$TMP"/dataset-fashion-mnist_*.deb 2>/dev/null | head -1)
+# Download the Debian package $1 (nothing is installed) and unpack its files into $2.
+fetch_deb() {
+    (cd "$TMP" && apt-get download -q "$1" 2>&1 | grep -v "unsandboxed" || true)
+    local deb
+    deb=$(ls "$TMP"/"$1"_*.deb 2>/dev/null | head -1)
     if [ -z "$deb" ]; then
-        echo "error: 'apt-get download dataset-fashion-mnist' failed (is a Debian mirror reachable? try 'apt-get update')" >&2
+        echo "error: 'apt-get download $1' failed (is a Debian mirror reachable? try 'apt-get update')" >&2
         exit 1
     fi
-    dpkg-deb -x "$deb" "$TMP/fm"
+    dpkg-deb -x "$deb" "$2"
+}
+
+if [ ! -s "$DATA/fashion-mnist/t10k-labels-idx1-ubyte.gz" ]; then
+    echo "fetching Fashion-MNIST (Debian package dataset-fashion-mnist, 31 MB)"
+    fetch_deb dataset-fashion-mnist "$TMP/fm"
     mkdir -p "$DATA/fashion-mnist.part"
     cp "$TMP"/fm/usr/share/datasets/fashion-mnist/*-ubyte.gz "$DATA/fashion-mnist.part/"
     rm -rf "$DATA/fashion-mnist" && mv "$DATA/fashion-mnist.part" "$DATA/fashion-mnist"
@@ -55,13 +61,7 @@ PYEOF
 fi
 if [ ! -s "$DATA/footage/vtest.avi" ]; then
     echo "fetching OpenCV's sample photos and videos (Debian package opencv-doc, 96 MB)"
-    (cd "$TMP" && apt-get download -q opencv-doc 2>&1 | grep -v "unsandboxed" || true)
-    deb=$(ls "$TMP"/opencv-doc_*.deb 2>/dev/null | head -1)
-    if [ -z "$deb" ]; then
-        echo "error: 'apt-get download opencv-doc' failed (is a Debian mirror reachable? try 'apt-get update')" >&2
-        exit 1
-    fi
-    dpkg-deb -x "$deb" "$TMP/ocv"
+    fetch_deb opencv-doc "$TMP/ocv"
     ex="$TMP/ocv/usr/share/doc/opencv-doc/examples"
     mkdir -p "$DATA/photos/opencv" "$DATA/footage"
     cp "$ex"/data/*.jpg "$ex"/data/*.png "$DATA/photos/opencv/"
@@ -75,13 +75,7 @@ fi
 
 if [ ! -s "$DATA/photos/mate/YellowFlower.jpg" ]; then
     echo "fetching MATE's nature photographs (Debian package mate-backgrounds, 47 MB)"
-    (cd "$TMP" && apt-get download -q mate-backgrounds 2>&1 | grep -v "unsandboxed" || true)
-    deb=$(ls "$TMP"/mate-backgrounds_*.deb 2>/dev/null | head -1)
-    if [ -z "$deb" ]; then
-        echo "error: 'apt-get download mate-backgrounds' failed (is a Debian mirror reachable? try 'apt-get update')" >&2
-        exit 1
-    fi
-    dpkg-deb -x "$deb" "$TMP/mate"
+    fetch_deb mate-backgrounds "$TMP/mate"
     mkdir -p "$DATA/photos/mate.part"
     cp "$TMP"/mate/usr/share/backgrounds/mate/nature/*.jpg "$DATA/photos/mate.part/"
     rm -rf "$DATA/photos/mate" && mv "$DATA/photos/mate.part" "$DATA/photos/mate"
