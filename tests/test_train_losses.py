@@ -212,25 +212,12 @@ def test_pooled_term_is_two_minus_twice_the_embedding_correlation_whatever_the_m
         pytest.approx(0.0, abs=1e-5)
 
 
-def _teacher_with_data_statistics(teacher: nn.Module, clip: torch.Tensor) -> nn.Module:
-    """The untrained teacher with BatchNorm statistics estimated on ``clip`` (cumulative average), in eval mode.
-    An untrained network's eval-mode BatchNorm divides by its unit initial variance: ResNet-50's logits then
-    have a std of 12 and the logit-KD term measures that artefact, not the objective's balance."""
-    for m in teacher.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    teacher.train()
-    with torch.no_grad():
-        teacher(clip)
-    return teacher.eval()
-
-
 @pytest.mark.parametrize("arch", list_archs())
 def test_default_objective_keeps_kd_and_ce_within_an_order_of_magnitude_at_the_start(arch, clip_dir):
     # Every zoo backbone: untrained teacher at 64 px (its BatchNorm statistics from the clips), untrained
     # student at 32 px, 4 real decoded clips of 5 classes, the trainer's default objective and weights.
     from reskd_infer.train import TrainConfig
+    from reskd_infer.train.trainer import precise_bn
     from reskd_infer.video import read_frames
     from reskd_infer.video.preprocess import frames_to_tensor
 
@@ -240,7 +227,10 @@ def test_default_objective_keeps_kd_and_ce_within_an_order_of_magnitude_at_the_s
     teacher, student = build_model(spec_t), build_model(spec_t.replace(input_size=32, crop_size=64))
     clip = torch.stack([frames_to_tensor(read_frames(clip_dir / "h264.mp4", list(range(i, 20, 5))), spec_t)
                         for i in range(4)])
-    teacher = _teacher_with_data_statistics(teacher, clip)
+    # BatchNorm statistics from the clips: an untrained network's eval-mode BatchNorm divides by its unit
+    # initial variance (ResNet-50's logits then have a std of 12), which says nothing of the objective's balance.
+    precise_bn(teacher, [clip], 1)
+    teacher.eval()
     with torch.no_grad():
         t_feat = teacher.forward_features(clip)
         t_logits = teacher.forward_head(t_feat)
