@@ -157,6 +157,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--w-kd", type=float, default=None, help="override the default feature weight (probe only)")
     p.add_argument("--w-logit", type=float, default=None, help="override the default logit-KD weight (probe only)")
     p.add_argument("--kd-loss", default=None, help="override the default feature term (probe only)")
+    p.add_argument("--kd-warmup-epochs", type=float, default=None,
+                   help="override the default ramp of the feature weight, in epochs (probe only)")
+    p.add_argument("--kd-warmup-from", type=float, default=None,
+                   help="override the share of the feature weight the ramp starts at (probe only)")
     p.add_argument("--clip-grad", type=float, default=None, help="override the default clipping norm (probe only)")
     p.add_argument("--temperature", type=float, default=None, help="override the default KD temperature (probe only)")
     p.add_argument("--init", choices=("imagenet", "teacher"), default="teacher",
@@ -197,7 +201,7 @@ def kd_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.preset:
         out["preset"] = args.preset
-    for key in ("w_kd", "w_logit", "kd_loss", "clip_grad", "temperature"):
+    for key in ("w_kd", "kd_warmup_epochs", "kd_warmup_from", "w_logit", "kd_loss", "clip_grad", "temperature"):
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
     return out
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
              "student_train_clips": len(student_list.read_text().splitlines()),
              "frames": args.frames, "canvas": 112, "teacher_epochs": args.teacher_epochs, "student_epochs": args.epochs,
              "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds, "threads": args.threads, "quick": args.quick,
-             "distillation": {"w_kd": defaults.kd_weight(), **{k: getattr(defaults, k) for k in ("kd_loss", "w_logit", "temperature",
+             "distillation": {"w_kd": defaults.kd_weight(), **{k: getattr(defaults, k) for k in ("kd_loss", "kd_warmup_epochs", "kd_warmup_from", "w_logit", "temperature",
                                                                     "clip_mode", "clip_grad")}, **overrides},
              "bn_momentum": args.bn_momentum or "trainer default",
              "metric": "top-1 after the last epoch (no checkpoint selection); reported on test, val recorded"}
@@ -414,7 +418,10 @@ def render_with_probes(path: Path, probes: list[Path]) -> int:
 
 
 def probe_label(dist: dict[str, Any]) -> str:
-    return f"ResKD, {dist.get('preset') or dist['kd_loss']} w_kd {dist['w_kd']:g} w_logit {dist['w_logit']:g}"
+    ramp = (f" (ramp from {dist['kd_warmup_from']:g}x over {dist['kd_warmup_epochs']:g} epochs)"
+            if dist.get("kd_warmup_epochs") else "")
+    return (f"ResKD, {dist.get('preset') or dist['kd_loss']} w_kd {dist['w_kd']:g}{ramp} "
+            f"w_logit {dist['w_logit']:g}")
 
 
 def _row(size: int, label: str, v: dict[str, Any], throughput: float) -> str:

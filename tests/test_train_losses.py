@@ -264,6 +264,14 @@ def test_w_kd_left_unset_takes_each_terms_own_weight_and_the_flag_or_yaml_sets_a
     assert _read_yaml(str(tmp_path / "run.yaml"))["w_kd"] == 5.0
 
 
+def test_kd_warmup_ramps_linearly_from_its_start_share_to_the_full_weight():
+    from reskd_infer.train.distiller import KDWarmup
+
+    ramp = KDWarmup(steps=4, start=0.2)
+    assert [ramp.scale(s) for s in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+    assert KDWarmup().scale(0) == 1.0 and KDWarmup(steps=0, start=0.3).scale(0) == 1.0
+
+
 def test_imbalance_warning_judges_the_ratio_while_the_task_stalls_and_the_clip_factor_always(capsys):
     from reskd_infer.train.distiller import ImbalanceMonitor
 

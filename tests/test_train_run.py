@@ -91,13 +91,25 @@ def test_reskd_student_and_plain_baseline(data, teacher, tmp_path):
     assert [r["step"] for r in steps] == [1, 2]  # 8 clips, batch 4
     for r in steps:
         assert r["kd_ratio"] == pytest.approx(r["kd"] / r["task"], rel=1e-3) and 0 < r["clip"] <= 1
-        assert r["kd"] == pytest.approx(prov["w_kd"] * r["kd_feature"] + r["kd_logit"], rel=1e-4)
+        assert r["kd"] == pytest.approx(r["kd_weight"] * r["kd_feature"] + r["kd_logit"], rel=1e-4)
 
     plain = train(_cfg(data, tmp_path / "plain", input_size=32, crop_size=64, no_kd=True, val_list=None))
     spec = read_checkpoint(plain["last"])[1]
     assert spec.provenance["mode"] == "plain" and "teacher" not in spec.provenance
     assert (spec.input_size, spec.crop_size) == (32, 64) and plain["metrics"] == {}
     assert _log(tmp_path / "plain")[-1]["kd"] == 0.0
+
+
+def test_the_kd_weight_ramp_is_applied_logged_per_step_and_recorded(data, teacher, tmp_path):
+    # 8 clips in batches of 4: 2 steps an epoch; a 1-epoch ramp from 0.25 x 8 reaches 8 at the third step.
+    kd = train(_cfg(data, tmp_path / "ramp", input_size=32, teacher=teacher["best"], val_list=None, epochs=2,
+                    w_kd=8.0, kd_warmup_epochs=1.0, kd_warmup_from=0.25))
+    steps = _log(tmp_path / "ramp", steps=True)
+    assert [r["kd_weight"] for r in steps] == pytest.approx([2.0, 5.0, 8.0, 8.0])
+    for r in steps:
+        assert r["kd"] == pytest.approx(r["kd_weight"] * r["kd_feature"] + r["kd_logit"], rel=1e-4)
+    prov = read_checkpoint(kd["last"])[1].provenance
+    assert (prov["w_kd"], prov["kd_warmup_steps"], prov["kd_warmup_from"]) == (8.0, 2, 0.25)
 
 
 def test_the_in_memory_teacher_stays_frozen_through_the_real_loop(data, teacher, tmp_path):
@@ -120,8 +132,9 @@ def test_the_in_memory_teacher_stays_frozen_through_the_real_loop(data, teacher,
 
 
 def test_resume_with_distillation_is_bit_identical_in_deterministic_cpu_mode(data, teacher, tmp_path):
+    # The KD weight's ramp spans the interruption (3 of the 4 steps), so resume must restore where it stood.
     common = dict(epochs=2, warmup_epochs=0.5, deterministic=True, workers=0, input_size=32, val_list=None,
-                  teacher=teacher["best"])
+                  teacher=teacher["best"], kd_warmup_epochs=1.5)
     full = train(_cfg(data, tmp_path / "full", **common))
     train(_cfg(data, tmp_path / "cut", stop_after_epoch=1, **common))
     resumed = train(_cfg(data, tmp_path / "cut", resume=True, **common))
@@ -182,6 +195,8 @@ def test_configuration_errors(data, teacher, tmp_path):
         train(_cfg(data, tmp_path / "d", input_size=32, num_frames=4, teacher=teacher["best"]))
     with pytest.raises(CheckpointError, match="no training state"):
         train(_cfg(data, tmp_path / "e", resume=True))
+    with pytest.raises(TrainError, match="--kd-warmup-from a fraction"):
+        train(_cfg(data, tmp_path / "f", kd_warmup_from=1.5))
 
 
 def _weights(path: str) -> dict[str, torch.Tensor]:

@@ -57,6 +57,8 @@ class TrainConfig:
     preset: str = ""  # "paper": kd_loss mse, w_kd 100, w_logit 0, clip_mode global (the authors' recipe)
     kd_loss: str = "pooled"
     w_kd: float | None = None  # None: the term's default weight (see kd_weight)
+    kd_warmup_epochs: float = 0.0  # the feature weight ramps from kd_warmup_from x w_kd up to w_kd over these epochs
+    kd_warmup_from: float = 0.3
     w_logit: float = 1.0
     kd_mode: str = "auto"
     temperature: float = 2.0
@@ -132,6 +134,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise TrainError("--epochs and --batch-size must be at least 1")
     if not 0 <= cfg.max_bad_clips < 1:
         raise TrainError(f"--max-bad-clips must be a fraction in [0, 1), got {cfg.max_bad_clips}")
+    if cfg.kd_warmup_epochs < 0 or not 0 <= cfg.kd_warmup_from <= 1:
+        raise TrainError("--kd-warmup-epochs must be 0 or more and --kd-warmup-from a fraction in [0, 1], got "
+                         f"{cfg.kd_warmup_epochs} and {cfg.kd_warmup_from}")
     if cfg.precise_bn < 0 or cfg.log_every < 0:
         raise TrainError("--precise-bn and --log-every must be 0 or more")
     return cfg

@@ -35,6 +35,20 @@ def model_input(crops: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     return normalize(to_model_resolution(crops, spec.input_size), spec)
 
 
+@dataclass(frozen=True)
+class KDWarmup:
+    """The feature-level weight's ramp: ``start`` x the weight at step 0, rising linearly to the full weight
+    at step ``steps`` (0 steps: the full weight throughout)."""
+
+    steps: int = 0
+    start: float = 1.0
+
+    def scale(self, step: int) -> float:
+        if step >= self.steps:
+            return 1.0
+        return self.start + (1.0 - self.start) * step / self.steps
+
+
 @dataclass
 class Distiller:
     """The objective of a run: the task loss, plus distillation from ``teacher`` when there is one."""
@@ -43,14 +57,16 @@ class Distiller:
     teacher: nn.Module | None = None
     teacher_spec: ModelSpec | None = None
     kd_mode: str | None = None  # "feature" or "logit" when distilling, else None
+    warmup: KDWarmup = KDWarmup()
 
     @property
     def active(self) -> bool:
         return self.teacher is not None and self.kd_mode is not None
 
     def __call__(self, student: nn.Module, features: torch.Tensor, logits: torch.Tensor, crops: torch.Tensor,
-                 target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """The step's loss and its parts; the teacher sees ``crops`` at its own resolution, no gradient."""
+                 target: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of training step ``step`` (0-based, for the weight's ramp) and its parts; the teacher sees
+        ``crops`` at its own resolution, no gradient."""
         if not self.active:
             return self.loss_fn(logits, target)
         assert self.teacher is not None and self.teacher_spec is not None
@@ -58,7 +74,7 @@ class Distiller:
             teacher_features = self.teacher.forward_features(model_input(crops, self.teacher_spec))
             teacher_logits = self.teacher.forward_head(teacher_features) if self.loss_fn.logit_weight > 0 else None
         return self.loss_fn(logits, target, features, teacher_features, student.classifier(),
-                            self.teacher.classifier(), teacher_logits)
+                            self.teacher.classifier(), teacher_logits, kd_scale=self.warmup.scale(step))
 
     def provenance(self, cfg: TrainConfig) -> dict[str, Any]:
         """What the checkpoint's spec records about the teacher and the objective."""
@@ -68,7 +84,8 @@ class Distiller:
         return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": str(cfg.teacher),
                             "input_size": self.teacher_spec.input_size},
                 "teacher_arch": self.teacher_spec.arch, "teacher_input_size": self.teacher_spec.input_size,
-                "w_kd": self.loss_fn.kd_weight, "kd_mode": self.kd_mode, "temperature": cfg.temperature,
+                "w_kd": self.loss_fn.kd_weight, "kd_warmup_steps": self.warmup.steps,
+                "kd_warmup_from": self.warmup.start, "kd_mode": self.kd_mode, "temperature": cfg.temperature,
                 "kd_loss": cfg.kd_loss,
                 "w_logit": cfg.w_logit, "clip_mode": cfg.clip_mode, "clip_grad": cfg.clip_grad,
                 "preset": cfg.preset or None}
@@ -78,8 +95,10 @@ class Distiller:
             return "loss: task only"
         assert self.teacher_spec is not None
         fn = self.loss_fn
+        ramp = (f" (from {fn.kd_weight * self.warmup.start:g} over {self.warmup.steps} steps)"
+                if self.warmup.steps else "")
         return (f"teacher {self.teacher_spec.arch} @ {self.teacher_spec.input_size}px, loss: task + "
-                f"{fn.kd_weight:g} x {fn.kd_loss if self.kd_mode == 'feature' else 'logit-map KL'}"
+                f"{fn.kd_weight:g}{ramp} x {fn.kd_loss if self.kd_mode == 'feature' else 'logit-map KL'}"
                 + (f" + {fn.logit_weight:g} x logit KD (T {fn.temperature:g})" if fn.logit_weight > 0 else ""))
 
 
@@ -93,8 +112,8 @@ def load_teacher(path: str, device: torch.device) -> tuple[nn.Module, ModelSpec]
 
 
 def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None,
-                    teacher_spec: ModelSpec | None) -> Distiller:
-    """Decide once whether and how this run distils."""
+                    teacher_spec: ModelSpec | None, steps_per_epoch: int = 1) -> Distiller:
+    """Decide once whether and how this run distils (``steps_per_epoch`` turns the ramp's epochs into steps)."""
     kd_mode = None
     if teacher is not None and cfg.wants_distillation:
         try:
@@ -107,7 +126,8 @@ def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | N
                         multi_label_loss=cfg.multi_label_loss)
     if kd_mode is None:
         return Distiller(loss_fn)
-    return Distiller(loss_fn, teacher, teacher_spec, kd_mode)
+    warmup = KDWarmup(int(round(cfg.kd_warmup_epochs * steps_per_epoch)), cfg.kd_warmup_from)
+    return Distiller(loss_fn, teacher, teacher_spec, kd_mode, warmup)
 
 
 def clip_gradients(model: nn.Module, max_norm: float, mode: str) -> tuple[float, float]:

@@ -210,17 +210,19 @@ class ResKDLoss:
     def __call__(self, student_logits: torch.Tensor, target: torch.Tensor,
                  student_features: torch.Tensor | None = None, teacher_features: torch.Tensor | None = None,
                  student_classifier: nn.Linear | None = None, teacher_classifier: nn.Linear | None = None,
-                 teacher_logits: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                 teacher_logits: torch.Tensor | None = None,
+                 kd_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and its parts as floats for logging: ``task``, ``kd`` (the weighted distillation
-        terms together), ``kd_feature`` and ``kd_logit`` (unweighted). No teacher -> the task loss only."""
+        terms together), ``kd_feature`` and ``kd_logit`` (unweighted). ``kd_scale`` multiplies the feature
+        weight (the trainer's warm-up ramp). No teacher -> the task loss only."""
         task = task_loss(student_logits, target, self.multi_label, self.multi_label_loss)
         if teacher_features is None or (self.kd_weight == 0 and self.logit_weight == 0):
             return task, {"task": float(task.detach()), "kd": 0.0}
         if student_features is None:
             raise ValueError("distillation needs the student's feature map")
         feature = self.feature_term(student_features, teacher_features, student_classifier, teacher_classifier)
-        kd = self.kd_weight * feature
-        parts = {"kd_feature": float(feature.detach())}
+        kd = self.kd_weight * kd_scale * feature
+        parts = {"kd_feature": float(feature.detach()), "kd_weight": self.kd_weight * kd_scale}
         if self.logit_weight > 0:
             if teacher_logits is None:
                 raise ValueError("the pooled-logit KD term needs the teacher's logits")

@@ -321,7 +321,6 @@ def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
         check_clips(train_set, bad_clips, val_set, workers=cfg.workers, progress=cfg.progress)
     teacher = load_teacher(cfg.teacher, device)[0] if cfg.teacher else None
     model = build_model(spec)
-    distiller = build_distiller(cfg, model, teacher, teacher_spec)
     init_student(model, cfg, teacher)
     if d.is_main:
         prepare_work_dir(work, checkpoint_bytes(model))  # fail now, not when the first epoch ends
@@ -339,6 +338,7 @@ def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
                         pin_memory=device.type == "cuda", generator=gen if sampler is None else None,
                         persistent_workers=False)
     steps_per_epoch = max(1, len(loader))
+    distiller = build_distiller(cfg, model, teacher, teacher_spec, steps_per_epoch)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -443,7 +443,7 @@ def train_step(run: Run, crops: torch.Tensor, target: torch.Tensor) -> dict[str,
     autocast = torch.autocast("cuda", dtype=torch.float16) if run.use_amp else nullcontext()
     with autocast:
         features, logits = run.net(run.student_input(crops))
-        loss, parts = run.distiller(run.model, features, logits, crops, target)
+        loss, parts = run.distiller(run.model, features, logits, crops, target, step=state.scheduler.last_epoch)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     state.scaler.unscale_(state.optimizer)
