@@ -240,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
              "student_train_clips": len(student_list.read_text().splitlines()),
              "frames": args.frames, "canvas": 112, "teacher_epochs": args.teacher_epochs, "student_epochs": args.epochs,
              "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds, "threads": args.threads, "quick": args.quick,
-             "distillation": {"w_kd": defaults.kd_weight(), **{k: getattr(defaults, k) for k in ("kd_loss", "kd_warmup_epochs", "kd_warmup_from", "w_logit", "temperature",
-                                                                    "clip_mode", "clip_grad")}, **overrides},
+             "distillation": {"w_kd": defaults.kd_weight(), "kd_warmup_epochs": defaults.kd_warmup(),
+                              **{k: getattr(defaults, k) for k in ("kd_loss", "kd_warmup_from", "w_logit",
+                                                                   "temperature", "clip_mode", "clip_grad")},
+                              **overrides},
              "bn_momentum": args.bn_momentum or "trainer default",
              "metric": "top-1 after the last epoch (no checkpoint selection); reported on test, val recorded"}
     runs: list[dict[str, Any]] = []

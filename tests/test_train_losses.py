@@ -217,11 +217,12 @@ def test_default_objective_keeps_kd_and_ce_within_an_order_of_magnitude_at_the_s
     # Every zoo backbone: untrained teacher at 64 px (its BatchNorm statistics from the clips), untrained
     # student at 32 px, 4 real decoded clips of 5 classes, the trainer's default objective and weights.
     from reskd_infer.train import TrainConfig
+    from reskd_infer.train.distiller import build_distiller
     from reskd_infer.train.trainer import precise_bn
     from reskd_infer.video import read_frames
     from reskd_infer.video.preprocess import frames_to_tensor
 
-    cfg = TrainConfig()
+    cfg = TrainConfig(teacher="teacher.ckpt")
     torch.manual_seed(0)
     spec_t = ModelSpec(arch=arch, class_names=tuple("abcde"), input_size=64, num_frames=4)
     teacher, student = build_model(spec_t), build_model(spec_t.replace(input_size=32, crop_size=64))
@@ -236,14 +237,16 @@ def test_default_objective_keeps_kd_and_ce_within_an_order_of_magnitude_at_the_s
         t_logits = teacher.forward_head(t_feat)
     s_feat = student.forward_features(torch.nn.functional.interpolate(
         clip.transpose(1, 2).flatten(0, 1), size=32, mode="bilinear").reshape(4, 4, 3, 32, 32).transpose(1, 2))
-    mode = resolve_kd_mode("auto", student.feature_dim, teacher.feature_dim)
-    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(mode), logit_weight=cfg.w_logit, kd_loss=cfg.kd_loss, mode=mode,
-                        temperature=cfg.temperature)
+    # The trainer's own objective at its first step: build_distiller with the default weight and its ramp.
+    distiller = build_distiller(cfg, student, teacher, spec_t, steps_per_epoch=50)
+    loss_fn = distiller.loss_fn
+    mode = distiller.kd_mode
     s_logits = student.forward_head(s_feat)
     target = torch.tensor([0, 2, 4, 1])
-    _, parts = loss_fn(s_logits, target, s_feat, t_feat, student.classifier(), teacher.classifier(), t_logits)
-    # Within one order of magnitude of the task loss, on both sides (the previous default weight 10 sat at
-    # 7-15x here, and fails this).
+    _, parts = loss_fn(s_logits, target, s_feat, t_feat, student.classifier(), teacher.classifier(), t_logits,
+                       kd_scale=distiller.warmup.scale(0))
+    # Within one order of magnitude of the task loss, on both sides (a flat weight 10 sat at 7-15x here, and
+    # fails this; the default ramps up to 10 from 0.3x).
     assert 0.1 <= parts["kd"] / parts["task"] < 10, parts
     # The paper's raw MSE at w_kd 100 has no such guarantee: its scale is the backbone's activations squared.
     paper = ResKDLoss(kd_weight=100.0, logit_weight=0.0, kd_loss="mse", mode=mode)
@@ -255,7 +258,12 @@ def test_w_kd_left_unset_takes_each_terms_own_weight_and_the_flag_or_yaml_sets_a
     from reskd_infer.train import TrainConfig
     from reskd_infer.train.cli import _read_yaml, build_train_parser
 
-    assert TrainConfig().kd_weight("feature") == 3.0 and TrainConfig().kd_weight("logit") == 1.0
+    assert TrainConfig().kd_weight("feature") == 10.0 and TrainConfig().kd_weight("logit") == 1.0
+    # The pooled term ramps over its first epoch by default; the logit-map KL, the other terms and an explicit
+    # --kd-warmup-epochs (0 included) do not take that default.
+    assert TrainConfig().kd_warmup("feature") == 1.0 and TrainConfig().kd_warmup("logit") == 0.0
+    assert TrainConfig(kd_loss="mse").kd_warmup() == 0.0 and TrainConfig(kd_warmup_epochs=0.0).kd_warmup() == 0.0
+    assert build_train_parser().parse_args(["--kd-warmup-epochs", "2"]).kd_warmup_epochs == 2.0
     assert TrainConfig(kd_loss="standardized").kd_weight() == 1.0 and TrainConfig(kd_loss="mse").kd_weight() == 100.0
     assert TrainConfig(w_kd=0.5).kd_weight("logit") == 0.5
     assert TrainConfig(teacher="t.ckpt", w_kd=0.0, w_logit=0.0).wants_distillation is False

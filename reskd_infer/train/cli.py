@@ -50,10 +50,11 @@ _HELP: dict[str, str] = {
     "kd_loss": "feature term (equal widths): pooled (default: 2(1-r) of the clip-standardised pooled embeddings, "
                "bounded, scale-free, a constant map is no minimum), standardized (the same on the whole upsampled "
                "map), pkd (per channel, as PKD) or mse (the paper's raw MSE)",
-    "w_kd": "weight of the feature-level term (default: the term's own: pooled 3, standardized and pkd 1, "
+    "w_kd": "weight of the feature-level term (default: the term's own: pooled 10, standardized and pkd 1, "
             "mse 100; the logit-map KL of unequal widths 1)",
     "kd_warmup_epochs": "ramp the feature-level weight linearly from --kd-warmup-from x --w-kd at the first step "
-                        "up to --w-kd over this many epochs (may be fractional; 0: no ramp)",
+                        "up to --w-kd over this many epochs (may be fractional; 0: no ramp; default: the term's "
+                        "own: pooled 1, the others and the logit-map KL 0)",
     "kd_warmup_from": "share of --w-kd the ramp starts at (a fraction in [0, 1])",
     "w_logit": "weight of Hinton's logit KD on the pooled clip logits (0: off)",
     "kd_mode": "auto (feature maps when teacher and student widths agree, else logit-map KL), feature or logit",
@@ -97,7 +98,7 @@ _CHOICES: dict[str, Sequence[str]] = {"kd_mode": KD_MODES, "kd_loss": KD_LOSSES,
                                       "preset": ("", *PRESETS), "multi_label_loss": MULTI_LABEL_LOSSES}
 
 
-_OPTIONAL_TYPES: dict[str, type] = {"w_kd": float}  # fields whose default None means "chosen for you"
+_OPTIONAL_TYPES: dict[str, type] = {"w_kd": float, "kd_warmup_epochs": float}  # fields whose default None means "chosen for you"
 
 
 def _flag(name: str) -> str:

@@ -7,11 +7,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ReskdError
-from .losses import DEFAULT_W_KD, KD_LOSSES, KD_MODES, LOGIT_MAP_W_KD, MULTI_LABEL_LOSSES
+from .losses import (
+    DEFAULT_KD_WARMUP_EPOCHS,
+    DEFAULT_W_KD,
+    KD_LOSSES,
+    KD_MODES,
+    LOGIT_MAP_W_KD,
+    MULTI_LABEL_LOSSES,
+)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The authors' recipe: raw feature MSE at weight 100, one global gradient norm, no logit KD.
-    "paper": {"kd_loss": "mse", "w_kd": 100.0, "w_logit": 0.0, "clip_mode": "global"},
+    "paper": {"kd_loss": "mse", "w_kd": 100.0, "kd_warmup_epochs": 0.0, "w_logit": 0.0, "clip_mode": "global"},
 }
 # BatchNorm momentum per backbone when --bn-momentum is 0. Lite0 carries TF's 0.01 (decay 0.99, made for
 # long ImageNet runs): a fine-tuning of a few hundred steps would leave its running statistics mostly
@@ -57,7 +64,8 @@ class TrainConfig:
     preset: str = ""  # "paper": kd_loss mse, w_kd 100, w_logit 0, clip_mode global (the authors' recipe)
     kd_loss: str = "pooled"
     w_kd: float | None = None  # None: the term's default weight (see kd_weight)
-    kd_warmup_epochs: float = 0.0  # the feature weight ramps from kd_warmup_from x w_kd up to w_kd over these epochs
+    kd_warmup_epochs: float | None = None  # the feature weight ramps from kd_warmup_from x w_kd up to w_kd over
+    # these epochs; None: the term's default (see kd_warmup)
     kd_warmup_from: float = 0.3
     w_logit: float = 1.0
     kd_mode: str = "auto"
@@ -106,6 +114,13 @@ class TrainConfig:
             return self.w_kd
         return LOGIT_MAP_W_KD if mode == "logit" else DEFAULT_W_KD[self.kd_loss]
 
+    def kd_warmup(self, mode: str = "feature") -> float:
+        """--kd-warmup-epochs, or the default ramp of the feature-level term ``mode`` uses (the logit-map KL
+        of unequal widths has none)."""
+        if self.kd_warmup_epochs is not None:
+            return self.kd_warmup_epochs
+        return 0.0 if mode == "logit" else DEFAULT_KD_WARMUP_EPOCHS[self.kd_loss]
+
     def effective_bn_momentum(self) -> float:
         """--bn-momentum, or the backbone's default (0: keep the architecture's own)."""
         return self.bn_momentum or BN_MOMENTUM_DEFAULTS.get(self.arch, 0.0)
@@ -134,7 +149,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise TrainError("--epochs and --batch-size must be at least 1")
     if not 0 <= cfg.max_bad_clips < 1:
         raise TrainError(f"--max-bad-clips must be a fraction in [0, 1), got {cfg.max_bad_clips}")
-    if cfg.kd_warmup_epochs < 0 or not 0 <= cfg.kd_warmup_from <= 1:
+    if (cfg.kd_warmup_epochs or 0) < 0 or not 0 <= cfg.kd_warmup_from <= 1:
         raise TrainError("--kd-warmup-epochs must be 0 or more and --kd-warmup-from a fraction in [0, 1], got "
                          f"{cfg.kd_warmup_epochs} and {cfg.kd_warmup_from}")
     if cfg.precise_bn < 0 or cfg.log_every < 0:

@@ -126,7 +126,7 @@ def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | N
                         multi_label_loss=cfg.multi_label_loss)
     if kd_mode is None:
         return Distiller(loss_fn)
-    warmup = KDWarmup(int(round(cfg.kd_warmup_epochs * steps_per_epoch)), cfg.kd_warmup_from)
+    warmup = KDWarmup(int(round(cfg.kd_warmup(mode) * steps_per_epoch)), cfg.kd_warmup_from)
     return Distiller(loss_fn, teacher, teacher_spec, kd_mode, warmup)
 
 

@@ -34,13 +34,15 @@ from torch import nn
 KD_MODES = ("auto", "feature", "logit")
 KD_LOSSES = ("standardized", "pkd", "pooled", "mse")
 MULTI_LABEL_LOSSES = ("soft_ce", "bce")
-# The weight of each feature-level term when none is given. The pooled term starts near 2 (r about 0) on
-# every backbone, so at weight 3 the distillation term is 2-5x the task loss at the start of training
-# across the zoo (within the order of magnitude the objective is held to; weight 10 sat at 7-14x), and it
-# did best of 3, 5 and 10 on the trend benchmark's validation split (docs/training.md). The dense
-# logit-map KL (unequal widths) is a per-position KL already on the task's scale; the paper's raw MSE keeps
-# the authors' 100.
-DEFAULT_W_KD: dict[str, float] = {"pooled": 3.0, "standardized": 1.0, "pkd": 1.0, "mse": 100.0}
+# The weight of each feature-level term when none is given, and the epochs over which it ramps up from
+# KD_WARMUP_FROM of itself. The pooled term starts near 2 (r about 0) on every backbone: at weight 10 ramped
+# from 0.3x over the first epoch the distillation term is 2-5x the task loss at the start of training across
+# the zoo, as at a flat 3 (within the order of magnitude the objective is held to; a flat 10 sat at 7-14x),
+# and it scored best on the trend benchmark's validation split, ahead of a flat 3, 5 and 10 by less than one
+# validation clip over eight seeds (docs/training.md). The dense logit-map KL (unequal widths) is a
+# per-position KL already on the task's scale; the paper's raw MSE keeps the authors' 100, unramped.
+DEFAULT_W_KD: dict[str, float] = {"pooled": 10.0, "standardized": 1.0, "pkd": 1.0, "mse": 100.0}
+DEFAULT_KD_WARMUP_EPOCHS: dict[str, float] = {"pooled": 1.0, "standardized": 0.0, "pkd": 0.0, "mse": 0.0}
 LOGIT_MAP_W_KD = 1.0
 STANDARDIZE_EPS = 1e-5
 
@@ -171,8 +173,8 @@ def resolve_kd_mode(mode: str, student_width: int, teacher_width: int) -> str:
 class ResKDLoss:
     """The full objective. ``mode`` is "feature" or "logit" (resolve "auto" with :func:`resolve_kd_mode`).
 
-    ``kd_loss`` "pooled" (the trainer's default, at weight 3), "standardized", "pkd" or "mse" (the paper's
-    raw term); ``logit_weight`` weighs the pooled-logit KD term (0 turns it off; the paper preset has none).
+    ``kd_loss`` "pooled" (the trainer's default, at weight 10, which the trainer ramps up over the first
+    epoch), "standardized", "pkd" or "mse" (the paper's raw term); ``logit_weight`` weighs the pooled-logit KD term (0 turns it off; the paper preset has none).
     """
 
     kd_weight: float = DEFAULT_W_KD["pooled"]
