@@ -440,8 +440,10 @@ def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
     t = r["teacher"]
     dist = s["distillation"]
+    ramp = (f" ramped from {dist['kd_warmup_from']:g}x over {dist['kd_warmup_epochs']:g} epoch(s)"
+            if dist.get("kd_warmup_epochs") else "")
     kd_label = ("ResKD student, trainer defaults" if r.get("defaults") else "ResKD student") + \
-        f" ({dist.get('preset') or dist['kd_loss']}, w_kd {dist['w_kd']:g}, w_logit {dist['w_logit']:g})"
+        f" ({dist.get('preset') or dist['kd_loss']}, w_kd {dist['w_kd']:g}{ramp}, w_logit {dist['w_logit']:g})"
     lines = ["# ResKD vs plain low-resolution training (EfficientNet-Lite0 TSN, Fashion-MNIST clips)", "",
              f"{s['train_clips']} train / {s['val_clips']} val / {s['test_clips']} test clips of "
              f"{', '.join(s['classes'])}; {s['frames']} frames; teacher fine-tuned {s['teacher_epochs']} epochs at "
