@@ -293,5 +293,9 @@ def test_imbalance_warning_judges_the_ratio_while_the_task_stalls_and_the_clip_f
     assert run(task_end=1.5, ratio=30.0, clip=1.0).startswith("reskd-train: warning: after 100 steps the distillation "
                                                               "term is 30.0x the task loss")
     assert run(task_end=0.3, ratio=30.0, clip=1.0) == ""  # the task trains: a small task loss, not a starved one
+    # The trend benchmark's default students: 30x with the task loss at 0.6 of its start train well, quiet;
+    # at 0.85 of its start the task has hardly moved: warned.
+    assert run(task_end=0.96, ratio=30.0, clip=0.85) == ""
+    assert "30.0x the task loss" in run(task_end=1.36, ratio=30.0, clip=0.85)
     assert run(task_end=1.5, ratio=8.0, clip=1.0) == ""
     assert "scales the backbone by 0.10" in run(task_end=0.3, ratio=8.0, clip=0.1)
