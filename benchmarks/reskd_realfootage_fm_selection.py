@@ -19,9 +19,9 @@ vtest.avi every 8th frame). Variants (:data:`VARIANTS`):
   T 2); its seed-0 validation figures in benchmarks/results/reskd_realfootage.md are 0.183 / KL 1.54;
 * ``fm``: the same objective on the cycled augmented view sets;
 * ``fm_logit``: the same views, logit KD only (feature weight 0);
-* ``fm_lr1e-3``, ``fm_t1``: fm at lr 0.001, fm at temperature 1;
 * ``fm_mix``: fm's views (same crop boxes and flips) with half of them mixed up with another frame's
   view (lam ~ Beta(1, 1));
+* ``fm_lr1e-3``, ``fm_t1``: fm at lr 0.001, fm at temperature 1;
 * ``base_logit``: the cached centre views, logit KD only (separates the two changes of fm_logit).
 
 Rule, stated before the run: a variant is worth a test-file run only if its validation top-1 agreement
@@ -59,9 +59,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
     "fm": {"views": "aug"},
     "fm_logit": {"views": "aug", "feature_weight": 0.0},
+    "fm_mix": {"views": "mix"},
     "fm_lr1e-3": {"views": "aug", "lr": 0.001},
     "fm_t1": {"views": "aug", "temperature": 1.0},
-    "fm_mix": {"views": "mix"},
     "base_logit": {"feature_weight": 0.0},
 }
 VIEW_KINDS: dict[str, dict[str, Any]] = {"aug": {}, "mix": {"mixup": 0.5, "mixup_alpha": 1.0}}
