@@ -88,6 +88,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="torch CPU threads (1: on a shared 2-core machine 2 threads ran 20x slower, measured)")
     p.add_argument("--core-only", action="store_true",
                    help="only teacher_at_112, untouched, bn_recal and distilled (every seed): no ablation rows")
+    p.add_argument("--fm-views", type=int, default=0,
+                   help="add the function-matching arm distilled_fm (every seed): this many augmented view sets of "
+                        "the training frames with the teacher's outputs on each, one per epoch, cycled "
+                        "(label_free.teacher_views / distill(epoch_views=)); 0: no such arm")
+    p.add_argument("--fm-mixup", type=float, default=0.0, help="distilled_fm: share of views mixed up with another")
+    p.add_argument("--fm-feature-weight", type=float, default=None,
+                   help="distilled_fm: feature weight (default the recipe's; 0: logit KD only)")
+    p.add_argument("--fm-lr", type=float, default=None, help="distilled_fm: peak lr (default the one validation chose)")
+    p.add_argument("--fm-temperature", type=float, default=None, help="distilled_fm: KD temperature (default the trainer's)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (results go to benchmarks/scratch/quick)")
     p.add_argument("--results-dir", default=None, help="where the .json/.md/.png go (default benchmarks/results)")
     p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
@@ -100,6 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 VAL_SEED = 1  # the validation photos' pan/zoom clips: one fixed set for every seed and row
+FM_SEED0 = 1000  # distilled_fm's view set k for seed s is drawn with FM_SEED0 + 100 * s + k (seed 0: the selection's)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -177,6 +187,22 @@ def main(argv: list[str] | None = None) -> int:
     lr, defaults = best["lr"], TrainConfig()
     # Every seed of the recipe: its own pan/zoom clips over the photos and its own batch order, the same budget.
     per_seed = [{"seed": seeds[0], "scores": best["scores"], "info": best["info"]}]
+    fm_seeds: list[dict[str, Any]] = []
+    fm_kw: dict[str, Any] = {k: v for k, v in (("feature_weight", args.fm_feature_weight),
+                                                ("temperature", args.fm_temperature)) if v is not None}
+    fm_lr = lr if args.fm_lr is None else args.fm_lr
+
+    def fm_arm(seed: int, crops_s: torch.Tensor, cache_s: tuple[torch.Tensor, torch.Tensor]) -> None:
+        t = time.time()
+        sets = lf.teacher_views(teacher, crops_s, [FM_SEED0 + 100 * seed + k for k in range(args.fm_views)],
+                                want_maps=fm_kw.get("feature_weight", 1.0) != 0, mixup=args.fm_mixup)
+        timings[f"teacher_views_seed{seed}_s"] = round(time.time() - t, 1)
+        model, info = distil(f"distilled_fm_seed{seed}", seed=seed, crops=crops_s, cache=cache_s, lr=fm_lr,
+                             epoch_views=sets, **fm_kw)
+        fm_seeds.append({"seed": seed, "scores": scores(model, args.size), "info": info})
+
+    if args.fm_views:
+        fm_arm(seeds[0], train, cached["train"])
     for seed in seeds[1:]:
         t = time.time()
         photo_s = lf.photo_crops([photo(p, args.data_dir) for p in photos], args.photo_clips,
@@ -187,37 +213,53 @@ def main(argv: list[str] | None = None) -> int:
         timings[f"teacher_cache_seed{seed}_s"] = round(time.time() - t, 1)
         model, info = distil(f"distilled_seed{seed}", seed=seed, crops=crops_s, cache=cache_s, lr=lr)
         per_seed.append({"seed": seed, "scores": scores(model, args.size), "info": info})
+        if args.fm_views:
+            fm_arm(seed, crops_s, cache_s)
         del photo_s, crops_s, cache_s, logits_s, maps_s
-    seed_rows = [row("distilled", args.size, p["scores"]) for p in per_seed]
-    for p, r in zip(per_seed, seed_rows, strict=True):
-        print(f"distilled seed {p['seed']}: test agreement {r['top1_agreement']:.3f}, KL {r['mean_kl']:.2f}; "
-              f"validation {r['val']['all_frames']['top1_agreement']:.3f}", file=sys.stderr, flush=True)
     need = 2 * untouched["top1_agreement"]
-    seed_list = [{"seed": p["seed"], **{k: r[k] for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")},
-                  "val_top1_agreement": r["val"]["all_frames"]["top1_agreement"],
-                  "val_mean_kl": r["val"]["all_frames"]["mean_kl"],
-                  "test_by_file": r["test_by_file"], "logit_scale": p["info"]["logit_scale"],
-                  "reaches_2x": bool(r["top1_agreement"] >= need and r["mean_kl"] < untouched["mean_kl"])}
-                 for p, r in zip(per_seed, seed_rows, strict=True)]
-    agg: dict[str, Any] = {}
-    for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl"):
-        agg[k], agg[f"{k}_std"] = _mean_std([r[k] for r in seed_rows])
-    val_mean = {name: {k: _mean_std([r["val"][name][k] for r in seed_rows])[0]
-                       for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")} for name in seed_rows[0]["val"]}
-    val_mean["all_frames"]["frames"] = seed_rows[0]["val"]["all_frames"]["frames"]
-    test_by_file = {f: {k: _mean_std([r["test_by_file"][f][k] for r in seed_rows])[0]
-                        for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")} for f in test}
-    rows.append({"model": "distilled", "input_size": args.size, **agg, "aggregate": f"mean over {len(seeds)} seeds",
-                 "test_by_file": test_by_file, "val": val_mean, "seeds": seed_list, "lr": lr,
-                 "logit_scale": best["info"]["logit_scale"], "temperature": best["info"]["temperature"]})
-    print(f"distilled, mean of {len(seeds)} seeds: test agreement {agg['top1_agreement']:.3f} "
-          f"+- {agg['top1_agreement_std']:.3f}, KL {agg['mean_kl']:.2f}", file=sys.stderr, flush=True)
-    result["target"] = {"rule": "distilled (mean over seeds) top-1 agreement >= 2x untouched, with lower mean KL",
-                        "untouched_top1_agreement": untouched["top1_agreement"], "needed": round(need, 4),
-                        "distilled_top1_agreement": agg["top1_agreement"],
-                        "ratio": round(agg["top1_agreement"] / max(untouched["top1_agreement"], 1e-9), 3),
-                        "met": bool(agg["top1_agreement"] >= need and agg["mean_kl"] < untouched["mean_kl"]),
-                        "seeds_reaching_2x": sum(s["reaches_2x"] for s in seed_list), "seeds": len(seeds)}
+
+    def seeded_row(name: str, runs: list[dict[str, Any]], run_lr: float, **extra: Any) -> dict[str, Any]:
+        """The mean row of a seeded arm, with its std and every seed's figures."""
+        seed_rows = [row(name, args.size, p["scores"]) for p in runs]
+        for p, r in zip(runs, seed_rows, strict=True):
+            print(f"{name} seed {p['seed']}: test agreement {r['top1_agreement']:.3f}, KL {r['mean_kl']:.2f}; "
+                  f"validation {r['val']['all_frames']['top1_agreement']:.3f}", file=sys.stderr, flush=True)
+        seed_list = [{"seed": p["seed"], **{k: r[k] for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")},
+                      "val_top1_agreement": r["val"]["all_frames"]["top1_agreement"],
+                      "val_mean_kl": r["val"]["all_frames"]["mean_kl"],
+                      "test_by_file": r["test_by_file"], "logit_scale": p["info"]["logit_scale"],
+                      "reaches_2x": bool(r["top1_agreement"] >= need and r["mean_kl"] < untouched["mean_kl"])}
+                     for p, r in zip(runs, seed_rows, strict=True)]
+        agg: dict[str, Any] = {}
+        for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl"):
+            agg[k], agg[f"{k}_std"] = _mean_std([r[k] for r in seed_rows])
+        val_mean = {vname: {k: _mean_std([r["val"][vname][k] for r in seed_rows])[0]
+                            for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")}
+                    for vname in seed_rows[0]["val"]}
+        val_mean["all_frames"]["frames"] = seed_rows[0]["val"]["all_frames"]["frames"]
+        test_by_file = {f: {k: _mean_std([r["test_by_file"][f][k] for r in seed_rows])[0]
+                            for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")} for f in test}
+        print(f"{name}, mean of {len(runs)} seeds: test agreement {agg['top1_agreement']:.3f} "
+              f"+- {agg['top1_agreement_std']:.3f}, KL {agg['mean_kl']:.2f}", file=sys.stderr, flush=True)
+        return {"model": name, "input_size": args.size, **agg, "aggregate": f"mean over {len(runs)} seeds",
+                "test_by_file": test_by_file, "val": val_mean, "seeds": seed_list, "lr": run_lr,
+                "logit_scale": runs[0]["info"]["logit_scale"], "temperature": runs[0]["info"]["temperature"], **extra}
+
+    def target(r: dict[str, Any]) -> dict[str, Any]:
+        return {"rule": "distilled (mean over seeds) top-1 agreement >= 2x untouched, with lower mean KL",
+                "untouched_top1_agreement": untouched["top1_agreement"], "needed": round(need, 4),
+                "distilled_top1_agreement": r["top1_agreement"],
+                "ratio": round(r["top1_agreement"] / max(untouched["top1_agreement"], 1e-9), 3),
+                "met": bool(r["top1_agreement"] >= need and r["mean_kl"] < untouched["mean_kl"]),
+                "seeds_reaching_2x": sum(s["reaches_2x"] for s in r["seeds"]), "seeds": len(r["seeds"])}
+
+    rows.append(seeded_row("distilled", per_seed, lr))
+    result["target"] = target(rows[-1])
+    if fm_seeds:
+        fm = {"views": args.fm_views, "mixup": args.fm_mixup, **fm_kw,
+              "view_seeds": f"{FM_SEED0} + 100 * seed + k", "view_set_per_epoch": fm_seeds[0]["info"]["view_set_per_epoch"]}
+        rows.append(seeded_row("distilled_fm", fm_seeds, fm_lr, function_matching=fm))
+        result["target_fm"] = target(rows[-1])
     if args.core_only:
         return finish(args, result, selection, train, train_sources, film, val, test, photos, seeds, lr, defaults,
                       timings, t0, results_dir)
@@ -318,6 +360,10 @@ def markdown(r: dict[str, Any]) -> str:
               f"{t['untouched_top1_agreement']:.3f} untouched, {t['ratio']:.2f}x (2x needs {t['needed']:.3f}): "
               f"**{'met' if t['met'] else 'missed'}**; {t['seeds_reaching_2x']} of {t['seeds']} seeds reach 2x "
               "with a lower KL.",
+              *([f"distilled_fm (function matching, {json.dumps(next(x for x in r['rows'] if x['model'] == 'distilled_fm')['function_matching'])}): "
+                 f"{r['target_fm']['distilled_top1_agreement']:.3f}, {r['target_fm']['ratio']:.2f}x untouched: "
+                 f"**{'met' if r['target_fm']['met'] else 'missed'}**; {r['target_fm']['seeds_reaching_2x']} of "
+                 f"{r['target_fm']['seeds']} seeds reach 2x with a lower KL."] if "target_fm" in r else []),
               "", "Learning rate chosen on validation (first seed): " + ", ".join(
                   f"{c['lr']:g}: {c['top1_agreement']:.3f} / KL {c['mean_kl']:.2f}" for c in r["selection"]) + ".",
               f"Default objective: {json.dumps(s['default_objective'])}; paper: {json.dumps(s['paper_objective'])}.",

@@ -217,10 +217,81 @@ def calibrate_logit_scale(model: torch.nn.Module, crops: torch.Tensor, teacher_l
     return scale
 
 
-def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_logits: torch.Tensor,
+# One epoch's training views for function matching: (uint8 224 crops, the teacher's fp16 maps on exactly
+# those crops or None for logit-only matching, the teacher's logits on them).
+ViewSet = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
+
+
+def _random_box(rng: np.random.Generator, h: int, w: int, scale: tuple[float, float],
+                ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """A random-resized-crop box (top, left, height, width): area ``scale`` of the image, aspect ``ratio``
+    (log-uniform), up to 10 draws; the whole image when none fits."""
+    for _ in range(10):
+        area = h * w * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        bw, bh = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < bw <= w and 0 < bh <= h:
+            return int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw
+    return 0, 0, h, w
+
+
+def _to_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float pixels back to ``dtype`` (uint8: rounded and clamped to 0..255)."""
+    return x.round().clamp(0, 255).to(dtype) if dtype == torch.uint8 else x.to(dtype)
+
+
+def augment_views(crops: torch.Tensor, seed: int, scale: tuple[float, float] = (0.35, 1.0),
+                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: float = 0.5, mixup: float = 0.0,
+                  mixup_alpha: float = 1.0) -> torch.Tensor:
+    """Augmented views (N, 3, H, W) of the crops (N, 3, H, W), same shape and dtype, deterministic from ``seed``.
+
+    Each view: a random resized crop (area ``scale``, aspect ``ratio``) resized back to H x W (bilinear),
+    mirrored with probability ``flip``; then, with probability ``mixup``, blended ``lam * view + (1 - lam) *
+    other view`` with another frame's view, ``lam ~ Beta(mixup_alpha, mixup_alpha)``. The crops/flips are
+    drawn from one stream and the mixup from another, so the same ``seed`` gives the same boxes with or
+    without mixup. Function matching feeds the teacher (at 224 px) and the student (down-sampled) these
+    very tensors, so both see the same view.
+    """
+    box_rng, mix_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    n, _, h, w = crops.shape
+    out = torch.empty_like(crops)
+    for i in range(n):
+        top, left, bh, bw = _random_box(box_rng, h, w, scale, ratio)
+        view = F.interpolate(crops[i:i + 1, :, top:top + bh, left:left + bw].float(), size=(h, w),
+                             mode="bilinear", align_corners=False)
+        if box_rng.random() < flip:
+            view = view.flip(-1)
+        out[i] = _to_dtype(view[0], crops.dtype)
+    if mixup <= 0 or n < 2:
+        return out
+    views = out.clone()  # partners are blended from their unmixed view
+    for i in range(n):
+        if mix_rng.random() >= mixup:
+            continue
+        j = int(mix_rng.integers(0, n - 1))
+        j += int(j >= i)  # any other frame
+        lam = float(mix_rng.beta(mixup_alpha, mixup_alpha))
+        out[i] = _to_dtype(lam * views[i].float() + (1 - lam) * views[j].float(), crops.dtype)
+    return out
+
+
+def teacher_views(teacher: torch.nn.Module, crops: torch.Tensor, seeds: Sequence[int], want_maps: bool = True,
+                  **augment: Any) -> list[ViewSet]:
+    """One :data:`ViewSet` per seed: :func:`augment_views` of ``crops`` (``augment``: its options) and the
+    teacher's outputs at 224 px on exactly those views (maps only with ``want_maps``), for ``distill(epoch_views=)``."""
+    sets: list[ViewSet] = []
+    for seed in seeds:
+        views = augment_views(crops, seed, **augment)
+        logits, maps = run(teacher, views, TEACHER_SIZE, want_maps=want_maps)
+        sets.append((views, maps, logits))
+    return sets
+
+
+def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor | None, teacher_logits: torch.Tensor,
             recipe: str = "default", epochs: int = 3, batch_size: int = 32, lr: float = 0.001, seed: int = 0,
             progress: bool = True, temperature: float | None = None, calibrate: bool = True,
             feature_loss: str = FEATURE_LOSS, feature_weight: float = FEATURE_WEIGHT,
+            epoch_views: Sequence[ViewSet] | None = None,
             ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train an ImageNet-initialised Lite0 student at ``size`` px against the cached teacher outputs, no labels.
 
@@ -232,6 +303,12 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
     "head_frozen": the same with the ImageNet classifier frozen; "paper": ``100 * MSE``, BatchNorm in
     training mode, one global clipping norm (give it its own ``lr``, 0.01 in the benchmark). SGD
     momentum 0.9, weight decay 1e-4 (none on norms/biases), warm-up then cosine, clipping at 20.
+
+    ``feature_weight`` 0: logit KD only (``teacher_maps`` may then be None). ``epoch_views`` (function
+    matching): epoch ``e`` trains on view set ``e % len(epoch_views)`` (:func:`teacher_views`: augmented
+    crops with the teacher's outputs on them) instead of ``crops`` and the cached outputs; every set has
+    ``len(crops)`` frames, so the batch order and the SGD-step budget are those of the plain run, and the
+    logit scale is still calibrated on ``crops``. The info then lists the set used per epoch.
     """
     from .models.efficientnet_lite import efficientnet_lite0_imagenet
     from .train import TrainConfig
@@ -241,6 +318,9 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
 
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    for views, maps, logits in epoch_views or ():
+        if len(views) != len(crops) or len(logits) != len(crops) or (maps is not None and len(maps) != len(crops)):
+            raise ValueError("every view set needs one view, teacher map and teacher logit row per crop")
     defaults = TrainConfig()
     temperature = defaults.temperature if temperature is None else temperature
     objective = ResKDLoss(kd_weight=feature_weight, kd_loss=feature_loss, temperature=temperature)
@@ -254,10 +334,15 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
     sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(steps_per_epoch * epochs, steps_per_epoch // 2))
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
+    used: list[int] = []
     for epoch in range(epochs):
         model.train()
         if recipe != "paper":
             freeze_batchnorm(model)
+        e_crops, e_maps, e_logits = crops, teacher_maps, teacher_logits
+        if epoch_views:
+            used.append(epoch % len(epoch_views))
+            e_crops, e_maps, e_logits = epoch_views[used[-1]]
         order = torch.randperm(len(crops), generator=gen)
         sums, steps = {"loss": 0.0, "clip": 0.0}, 0
         for i in tqdm(range(0, len(crops), batch_size), desc=f"label-free {recipe} {size}px epoch {epoch + 1}/{epochs}",
@@ -265,14 +350,14 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
             idx = order[i:i + batch_size]
             if len(idx) < 2:
                 continue  # BatchNorm in training mode needs more than one sample
-            feats = model.forward_features(prepare(crops[idx].float(), size))
-            t_maps = teacher_maps[idx].float()
+            feats = model.forward_features(prepare(e_crops[idx].float(), size))
             if recipe != "paper":
-                loss = (feature_weight * objective.feature_term(feats, t_maps, None, None)
-                        + defaults.w_logit * logit_kd_loss(model.forward_head(feats), teacher_logits[idx],
-                                                           temperature))
+                loss = defaults.w_logit * logit_kd_loss(model.forward_head(feats), e_logits[idx], temperature)
+                if feature_weight != 0:
+                    t_maps = _maps(e_maps)[idx].float()
+                    loss = feature_weight * objective.feature_term(feats, t_maps, None, None) + loss
             else:
-                loss = 100.0 * feature_mse_loss(feats, t_maps)
+                loss = 100.0 * feature_mse_loss(feats, _maps(e_maps)[idx].float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             clip, _ = clip_gradients(model, 20.0, "global" if recipe == "paper" else "separate")
@@ -282,7 +367,16 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor, teacher_
             sums["clip"] += clip
             steps += 1
         history.append({k: round(v / max(1, steps), 4) for k, v in sums.items()})
-    return model.eval(), {"logit_scale": round(scale, 3), "temperature": temperature, "per_epoch": history}
+    info: dict[str, Any] = {"logit_scale": round(scale, 3), "temperature": temperature, "per_epoch": history}
+    if epoch_views:
+        info["view_set_per_epoch"] = used
+    return model.eval(), info
+
+
+def _maps(maps: torch.Tensor | None) -> torch.Tensor:
+    if maps is None:
+        raise ValueError("the feature term needs the teacher's maps (give them, or feature_weight 0)")
+    return maps
 
 
 def score_sets(sets: dict[str, torch.Tensor], model: torch.nn.Module, size: int,
