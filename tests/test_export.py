@@ -195,3 +195,30 @@ def test_real_imagenet_weights_keep_top1_on_real_footage(tmp_path):
             tops.append(rec.predict(clip, topk=1)[0])
     assert len({p.label for p in tops}) == 1, tops
     assert max(p.score for p in tops) - min(p.score for p in tops) < 0.01
+
+
+def test_fp16_node_sort_gives_the_converters_own_order(exported):
+    """The linear-time node sort that replaces onnxconverter-common's quadratic one during FP16
+    conversion must emit exactly the order the converter's own sort emits, on a real graph whose
+    nodes were shuffled (the converter appends Casts out of order), and must refuse a cycle."""
+    import random
+
+    from onnxconverter_common import float16
+
+    from reskd_infer.export.fp16 import stable_topological_order
+
+    graph = onnx.load(str(exported[2].onnx_path)).graph
+    nodes = list(graph.node)
+    random.Random(0).shuffle(nodes)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    theirs = onnx.GraphProto()
+    theirs.CopyFrom(graph)
+    float16.sort_graph_node(theirs)
+    ours = stable_topological_order(list(graph.node))
+    assert [n.name for n in ours] == [n.name for n in theirs.node]
+    assert [n.name for n in ours] != [n.name for n in nodes]  # the shuffle left work to do
+    a = onnx.helper.make_node("Relu", ["y"], ["x"], name="a")
+    b = onnx.helper.make_node("Relu", ["x"], ["y"], name="b")
+    with pytest.raises(ExportError, match="cycle"):
+        stable_topological_order([a, b])

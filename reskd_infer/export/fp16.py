@@ -19,7 +19,11 @@ Converters, in order of preference:
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..artifacts import ONNX_SPEC_KEY
 from ..checkpoint import atomic_write
@@ -118,7 +122,7 @@ def _convert_occ(source: object, path: Path, max_rounds: int = 6) -> object:
     block_ops = sorted(set(FP32_OPS) | set(float16.DEFAULT_OP_BLOCK_LIST))
     block_nodes: set[str] = set()
     for _ in range(max_rounds):
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _linear_node_sort(float16):
             warnings.simplefilter("ignore")  # the converter warns once per clipped constant
             proto = float16.convert_float_to_float16(source, keep_io_types=True, op_block_list=block_ops,
                                                      node_block_list=sorted(block_nodes))
@@ -131,6 +135,56 @@ def _convert_occ(source: object, path: Path, max_rounds: int = 6) -> object:
                 raise ExportError(f"{path}: the FP16 graph is invalid and cannot be repaired: {exc}") from None
             block_nodes |= named
     raise ExportError(f"{path}: the FP16 graph is still invalid after {max_rounds} repair rounds")
+
+
+def stable_topological_order(nodes: Sequence[Any]) -> list[Any]:
+    """``nodes`` (ONNX NodeProtos) in topological order, each step taking the earliest ready node.
+
+    The order onnxconverter-common's ``sort_graph_node`` produces, in O(n log n) instead of its
+    O(n^2) list scans (85 of the 106 s of a swin3d_t FP16 export on these cores). A node is ready
+    once every input that another node of the graph produces has been emitted; graph inputs and
+    initializers are ready from the start.
+    """
+    producer = {out: i for i, node in enumerate(nodes) for out in node.output}
+    waiting_on = [0] * len(nodes)
+    consumers: dict[int, list[int]] = {}
+    for i, node in enumerate(nodes):
+        deps = {producer[name] for name in node.input if name in producer}
+        waiting_on[i] = len(deps)
+        for d in deps:
+            consumers.setdefault(d, []).append(i)
+    ready = [i for i, n in enumerate(waiting_on) if n == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for c in consumers.get(i, ()):
+            waiting_on[c] -= 1
+            if waiting_on[c] == 0:
+                heapq.heappush(ready, c)
+    if len(order) != len(nodes):
+        raise ExportError(f"the ONNX graph has a cycle: {len(nodes) - len(order)} nodes never become ready")
+    return [nodes[i] for i in order]
+
+
+def _sort_graph_nodes(graph: Any) -> None:
+    # Copies: the protos leave the repeated field before they are appended again.
+    ordered = [type(n).FromString(n.SerializeToString()) for n in stable_topological_order(list(graph.node))]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+@contextlib.contextmanager
+def _linear_node_sort(float16_module: Any) -> Iterator[None]:
+    """Run the converter with :func:`stable_topological_order` in place of its quadratic node sort
+    (its ``sort_topology`` looks ``sort_graph_node`` up in the module, subgraphs included)."""
+    original = float16_module.sort_graph_node
+    float16_module.sort_graph_node = _sort_graph_nodes
+    try:
+        yield
+    finally:
+        float16_module.sort_graph_node = original
 
 
 def fp16_fraction(proto: object) -> float:
