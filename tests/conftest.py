@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -5,7 +6,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-torch.set_num_threads(2)
+# Two pytest-xdist workers share the two cores: one intra-op thread each (on these shared cores a
+# second thread can make a small op hundreds of times slower); a lone process keeps two.
+torch.set_num_threads(int(os.environ.get("RESKD_TEST_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")))
 
 
 @pytest.fixture(scope="session")
