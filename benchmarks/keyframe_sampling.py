@@ -3,7 +3,7 @@
 The trend benchmark's Fashion-MNIST clips (``benchmarks/reskd_trend.py``) have 2 frames and one
 keyframe each, and its model samples 2 segments: every segment holds one frame, so keyframe sampling
 picks exactly the frames exact sampling picks, whatever the GOP. This benchmark therefore renders the
-same recipe (same classes, per-class counts, source images and seed; ``reskd_infer.fashion_clips``)
+same recipe (same classes, per-class counts, source images and seed; ``demo.fashion_clips``)
 with ``--frames`` frames per clip, and re-encodes a copy with a fixed short GOP (``--gop``, scene-cut
 keyframes off), checked by a packet scan. On those clips, per seed and interleaved:
 
@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 import av  # noqa: E402
 import torch  # noqa: E402
 
-from reskd_infer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from reskd_infer.fashion_clips import make_fashion_clips  # noqa: E402
+from demo.fashion_clips import make_fashion_clips  # noqa: E402
+from reskd_infer.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from reskd_infer.train import TrainConfig, evaluate, train  # noqa: E402
 from reskd_infer.video import read_clips, video_to_batch  # noqa: E402
 from reskd_infer.video.decode import open_video, scan_packets  # noqa: E402

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reskd_infer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from reskd_infer.io.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from reskd_infer.train import evaluate  # noqa: E402
 from reskd_infer.train.data import TrainClipDataset  # noqa: E402
 from reskd_infer.train.distiller import model_input  # noqa: E402

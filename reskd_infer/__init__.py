@@ -1,13 +1,12 @@
 """reskd-infer: cross-resolution distilled video recognition, from training to TensorRT engines."""
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import ReskdError
-from .models import build_model, list_archs
-from .pipeline import VideoResult
-from .recognizer import Prediction, Recognizer
-from .spec import ModelSpec
-
-__version__ = "0.1.0"
+from reskd_infer.errors import ReskdError
+from reskd_infer.io.checkpoint import load_checkpoint, save_checkpoint
+from reskd_infer.models import build_model, list_archs
+from reskd_infer.runtime.batching import VideoResult
+from reskd_infer.runtime.recognizer import Prediction, Recognizer
+from reskd_infer.spec import ModelSpec
+from reskd_infer.version import __version__
 
 __all__ = [
     "ModelSpec",

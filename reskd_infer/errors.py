@@ -21,6 +21,7 @@ With ``--json`` an error is printed as ``{"error": {"type": "CheckpointError", "
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -108,7 +109,6 @@ def one_line(exc: BaseException) -> str:
 def report_error(exc: BaseException, as_json: bool = False, **doc: Any) -> None:
     """Print an error the way every console script does: one ``error:`` line on stderr, and with
     ``as_json`` a JSON document on stdout (``doc``'s keys plus ``"error": error_dict(exc)``)."""
-    import json
 
     if as_json:
         print(json.dumps({**doc, "error": error_dict(exc)}, indent=2))

@@ -14,7 +14,9 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .errors import SpecError
+from reskd_infer.errors import SpecError
+from reskd_infer.models.registry import get_arch_info
+from reskd_infer.version import __version__
 
 SPEC_SCHEMA = "reskd-infer/model-spec"
 SPEC_VERSION = 1
@@ -64,7 +66,6 @@ class ModelSpec:
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        from .models.registry import get_arch_info
 
         set_ = object.__setattr__  # frozen dataclass: fill defaults once, here
         if not isinstance(self.arch, str) or not self.arch:
@@ -201,7 +202,6 @@ class ModelSpec:
 
 def library_versions(*modules: str) -> dict[str, str]:
     """Provenance: reskd-infer's version and each named module's ``__version__`` (imported on demand)."""
-    from . import __version__
 
     versions = {"reskd_infer": __version__}
     for name in modules:

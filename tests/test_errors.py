@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from trainkit import make_video_set
 
 from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
-from reskd_infer.checkpoint import read_checkpoint
-from reskd_infer.cli import predict_main
+from reskd_infer.cli.export import main as export_main
+from reskd_infer.cli.predict import main as predict_main
+from reskd_infer.cli.train import eval_main, train_main
 from reskd_infer.errors import (
     EXIT_USAGE,
     BackendUnavailableError,
@@ -24,8 +24,8 @@ from reskd_infer.errors import (
     error_dict,
     plain_warnings,
 )
-from reskd_infer.export.cli import main as export_main
-from reskd_infer.train.cli import eval_main, train_main
+from reskd_infer.io.checkpoint import read_checkpoint
+from trainkit import make_video_set
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ def test_8_export_missing_student_exits_2(tmp_path, capsys):
 
 
 def test_9_fashion_clips_finds_the_repository_data_from_elsewhere(tmp_path, monkeypatch, capsys):
-    from reskd_infer.fashion_clips import main as fashion_main
+    from demo.fashion_clips import main as fashion_main
 
     if not (ROOT / "data" / "fashion-mnist").is_dir():
         pytest.skip("needs `make data` (Fashion-MNIST) in the repository")

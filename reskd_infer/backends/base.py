@@ -2,46 +2,23 @@
 
 Like Polygraphy's runners, every backend has the same life cycle: construct
 (load the artifact), ``infer`` on a ready batch, ``release``. The Recognizer never
-branches on engine type: it asks :func:`create_backend` for one.
+branches on engine type: it takes the backends :func:`backends_for` lists for an artifact's kind, in the
+order of the format table (:mod:`reskd_infer.formats`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailableError
-from ..spec import ModelSpec
-
-ARTIFACT_CHECKPOINT = "checkpoint"
-ARTIFACT_ONNX = "onnx"
-ARTIFACT_TENSORRT = "tensorrt"
-
-_SUFFIXES = {
-    ".ckpt": ARTIFACT_CHECKPOINT,
-    ".safetensors": ARTIFACT_CHECKPOINT,
-    ".pt": ARTIFACT_CHECKPOINT,
-    ".pth": ARTIFACT_CHECKPOINT,
-    ".onnx": ARTIFACT_ONNX,
-    ".plan": ARTIFACT_TENSORRT,
-    ".engine": ARTIFACT_TENSORRT,
-}
-
-
-def artifact_type(path: str | Path) -> str:
-    """The artifact type of a file, from its suffix."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIXES:
-        raise BackendUnavailableError(
-            f"{path}: unknown artifact type {suffix!r}; expected one of {', '.join(sorted(_SUFFIXES))} or an export folder"
-        )
-    return _SUFFIXES[suffix]
+from reskd_infer.errors import BackendUnavailableError
+from reskd_infer.formats import backend_order
+from reskd_infer.io.artifacts import read_spec
+from reskd_infer.spec import ModelSpec
 
 
 class Backend(ABC):
@@ -54,7 +31,6 @@ class Backend(ABC):
 
     name: ClassVar[str]
     artifact: ClassVar[str]
-    priority: ClassVar[int] = 0  # higher wins when several backends can run an artifact
     # Precisions the constructor's ``precision`` argument accepts; () = none: the artifact's own.
     precisions: ClassVar[tuple[str, ...]] = ()
     # An optional accelerator for an artifact another backend also runs: under backend="auto"
@@ -70,6 +46,11 @@ class Backend(ABC):
     def available(cls, device: str = "auto") -> str | None:
         """None if this backend can run here, otherwise the reason it cannot."""
         return None
+
+    @classmethod
+    def read_spec(cls, path: str | Path) -> ModelSpec:
+        """The ModelSpec the artifact at ``path`` carries (backends serving remote models override this)."""
+        return read_spec(path)
 
     @property
     def input_device(self) -> torch.device:
@@ -93,24 +74,17 @@ class Backend(ABC):
         return f"{type(self).__name__}({str(self.path)!r}, device={self.device!r})"
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    name: str
-    artifact: str
-    priority: int
-    factory: Callable[[], type[Backend]]  # imported lazily: onnxruntime/tensorrt are optional
+_BACKENDS: dict[str, type[Backend]] = {}
 
 
-_BACKENDS: dict[str, BackendEntry] = {}
+def register_backend(backend: type[Backend]) -> None:
+    """Make ``backend`` available under its ``name``."""
+    _BACKENDS[backend.name] = backend
 
 
-def register_backend(name: str, artifact: str, priority: int, factory: Callable[[], type[Backend]]) -> None:
-    _BACKENDS[name] = BackendEntry(name, artifact, priority, factory)
-
-
-def backends_for(artifact: str) -> list[BackendEntry]:
-    """Registered backends that run ``artifact``, best first."""
-    return sorted((e for e in _BACKENDS.values() if e.artifact == artifact), key=lambda e: -e.priority)
+def backends_for(kind: str) -> list[type[Backend]]:
+    """Registered backends that run artifacts of ``kind``, best first (the order of reskd_infer.formats)."""
+    return [_BACKENDS[name] for name in backend_order(kind) if name in _BACKENDS]
 
 
 def backend_names() -> list[str]:
@@ -120,4 +94,4 @@ def backend_names() -> list[str]:
 def get_backend_class(name: str) -> type[Backend]:
     if name not in _BACKENDS:
         raise BackendUnavailableError(f"unknown backend {name!r}; available: {', '.join(backend_names())}")
-    return _BACKENDS[name].factory()
+    return _BACKENDS[name]

@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ArtifactError, BackendUnavailableError, ReskdError, one_line
-from ..spec import ModelSpec
-from .base import ARTIFACT_ONNX, Backend
-from .tensorrt_env import cuda_index
+from reskd_infer.backends.base import Backend
+from reskd_infer.backends.tensorrt_env import cuda_index
+from reskd_infer.errors import ArtifactError, BackendUnavailableError, ReskdError, one_line
+from reskd_infer.formats import ARTIFACT_ONNX, MANIFEST_NAME
+from reskd_infer.io.artifacts import ONNX_INPUT_NAME, read_manifest, read_onnx_spec
+from reskd_infer.spec import ModelSpec
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
 GPU_EPS = (TRT_EP, CUDA_EP)
@@ -80,7 +82,6 @@ def check_gpu_session(path: str | Path, device: str, requested: Sequence[str], s
 
 def batch_profile_for(model: Path) -> tuple[int, int, int]:
     """The batch profile the export folder's manifest records for ``model``, else reskd-export's default."""
-    from ..artifacts import MANIFEST_NAME, read_manifest
 
     if (model.parent / MANIFEST_NAME).is_file():
         try:
@@ -111,7 +112,6 @@ def trt_cache_dir(model: Path) -> Path:
 def tensorrt_ep_options(model: Path, spec: ModelSpec, gpu_index: int,
                         profile: tuple[int, int, int] | None = None) -> dict[str, str]:
     """TensorRT EP options: explicit profile shapes for input ``video``, caches in :func:`trt_cache_dir`."""
-    from ..artifacts import ONNX_INPUT_NAME
 
     bmin, bopt, bmax = profile or batch_profile_for(model)
     rest = "x".join(str(d) for d in spec.input_shape)
@@ -133,7 +133,6 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
     artifact = ARTIFACT_ONNX
-    priority = 10
 
     @classmethod
     def available(cls, device: str = "auto") -> str | None:
@@ -153,7 +152,6 @@ class OnnxRuntimeBackend(Backend):
         except ImportError:
             raise BackendUnavailableError(f"{path}: {MISSING_HINT}") from None
 
-        from ..artifacts import read_onnx_spec
 
         super().__init__(path, spec or read_onnx_spec(path), device)
         self._gpu_index = cuda_index(device)

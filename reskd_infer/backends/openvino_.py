@@ -30,9 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailableError, ReskdError
-from ..spec import ModelSpec
-from .base import ARTIFACT_ONNX, Backend
+from reskd_infer.backends.base import Backend
+from reskd_infer.errors import BackendUnavailableError, ReskdError
+from reskd_infer.formats import ARTIFACT_ONNX, MANIFEST_NAME
+from reskd_infer.io.artifacts import read_manifest, read_onnx_spec
+from reskd_infer.io.digests import file_sha256
+from reskd_infer.spec import ModelSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")  # auto = fp32
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
@@ -95,7 +98,6 @@ def bf16_supported() -> str | None:
 def bf16_gate(onnx_path: str | Path) -> str | None:
     """None when the export folder's manifest says BF16 was verified for exactly this file,
     otherwise the reason BF16 must not be served."""
-    from ..artifacts import MANIFEST_NAME, file_sha256, read_manifest
 
     path = Path(onnx_path)
     if not (path.parent / MANIFEST_NAME).exists():
@@ -167,7 +169,6 @@ class OpenVinoBackend(Backend):
 
     name = "openvino"
     artifact = ARTIFACT_ONNX
-    priority = 15  # above ONNX Runtime on the CPU; `available` declines CUDA devices
     precisions = PRECISIONS
     optional = True
 
@@ -184,7 +185,6 @@ class OpenVinoBackend(Backend):
                  bf16_gate_check: bool = True):
         """``bf16_gate_check=False`` serves BF16 without the export's verification: for speed
         measurements of random-weight models only (outputs are not checked then)."""
-        from ..artifacts import read_onnx_spec
 
         problem = openvino_missing()
         if problem:

@@ -37,17 +37,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..artifacts import read_sidecar
-from ..errors import BackendUnavailableError, EngineIncompatibleError
-from ..spec import ModelSpec
-from .base import ARTIFACT_TENSORRT, Backend
-from .tensorrt_env import (
+from reskd_infer.backends.base import Backend
+from reskd_infer.backends.tensorrt_env import (
     check_engine_compatibility,
     cuda_index,
     runtime_gpu,
     runtime_tensorrt_version,
     tensorrt_missing,
 )
+from reskd_infer.errors import BackendUnavailableError, EngineIncompatibleError
+from reskd_infer.formats import ARTIFACT_TENSORRT
+from reskd_infer.io.artifacts import read_sidecar
+from reskd_infer.spec import ModelSpec
 
 Allocate = Callable[[tuple[int, ...], torch.dtype], torch.Tensor]
 
@@ -57,7 +58,6 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
     artifact = ARTIFACT_TENSORRT
-    priority = 20
 
     @classmethod
     def available(cls, device: str = "auto") -> str | None:

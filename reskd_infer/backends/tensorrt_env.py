@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import sidecar_path
-from ..errors import EngineIncompatibleError
+import torch
+
+from reskd_infer.errors import EngineIncompatibleError
+from reskd_infer.io.artifacts import sidecar_path
 
 MIN_TENSORRT = (10, 12)  # the strongly typed flag and the named-tensor APIs used here exist from 10.12
 GPU_EXTRA_HINT = ("on a machine with an NVIDIA GPU and driver: pip install 'reskd-infer[gpu]' "
@@ -33,7 +35,6 @@ def cuda_index(device: str | None = "auto") -> int:
 
     ``torch.cuda.set_device(torch.device("cuda"))`` raises (no index): callers use this index instead.
     """
-    import torch
 
     if device and str(device).startswith("cuda"):
         index = torch.device(device).index
@@ -46,7 +47,6 @@ def tensorrt_missing(device: str = "auto") -> str | None:
     """None if TensorRT engines can be built and run here, otherwise everything that is missing."""
     if device == "cpu":
         return "TensorRT needs a CUDA device, but device='cpu' was requested"
-    import torch
 
     problems = []
     try:
@@ -66,7 +66,6 @@ def tensorrt_missing(device: str = "auto") -> str | None:
 
 def runtime_gpu(device: str = "auto") -> dict[str, Any] | None:
     """Name and compute capability of the CUDA device ``device`` names, or None without CUDA."""
-    import torch
 
     if not torch.cuda.is_available():
         return None

@@ -9,21 +9,23 @@ The CPU path is left as it is: it is the reference every export is verified agai
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
-from ..spec import ModelSpec
-from .base import ARTIFACT_CHECKPOINT, Backend
+from reskd_infer.backends.base import Backend
+from reskd_infer.errors import BackendUnavailableError
+from reskd_infer.formats import ARTIFACT_CHECKPOINT
+from reskd_infer.io.checkpoint import load_checkpoint
+from reskd_infer.spec import ModelSpec
 
 
 def resolve_torch_device(device: str) -> torch.device:
     if device in ("auto", "", None):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from ..errors import BackendUnavailableError
 
         raise BackendUnavailableError(f"device {device!r} requested but CUDA is not available here")
     return torch.device(device)
@@ -62,7 +64,6 @@ class TorchBackend(Backend):
             if precision != "fp32":
                 self._autocast_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         elif precision in ("fp16", "bf16"):
-            import warnings
 
             warnings.warn(f"{path}: the PyTorch backend runs FP32 on the CPU; precision={precision!r} not used",
                           RuntimeWarning, stacklevel=3)

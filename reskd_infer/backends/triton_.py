@@ -23,18 +23,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import torch
+from google.protobuf import text_format
 
-from ..errors import BackendUnavailableError, SpecError
-from ..spec import ModelSpec
-from .base import Backend
+from reskd_infer.backends.base import Backend
+from reskd_infer.errors import BackendUnavailableError, SpecError
+from reskd_infer.formats import ARTIFACT_TRITON
+from reskd_infer.spec import ModelSpec
 
-ARTIFACT_TRITON = "triton"
 SPEC_PARAMETER = "reskd_spec"
 DEFAULT_TIMEOUT_S = 10.0
-
-
-def is_triton_url(path: Any) -> bool:
-    return isinstance(path, str) and path.lower().startswith("grpc://")
 
 
 @dataclass(frozen=True)
@@ -66,7 +63,6 @@ def parse_triton_url(url: str) -> TritonTarget:
 # ---- the model's config ---------------------------------------------------------------------------
 def read_repository_config(folder: str | Path) -> Any:
     """The ``ModelConfig`` of a model folder of a Triton repository (``DIR/<model>/config.pbtxt``)."""
-    from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
     path = Path(folder) / "config.pbtxt"
@@ -141,7 +137,10 @@ class TritonBackend(Backend):
 
     name = "triton"
     artifact = ARTIFACT_TRITON
-    priority = 0
+
+    @classmethod
+    def read_spec(cls, path: str | Path) -> ModelSpec:
+        return read_triton_spec(str(path))
 
     @classmethod
     def available(cls, device: str = "auto") -> str | None:

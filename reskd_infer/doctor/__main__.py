@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from reskd_infer.cli.doctor import main
 
 sys.exit(main())

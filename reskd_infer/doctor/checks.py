@@ -22,12 +22,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backends.onnxruntime_ import CUDA_EP, TRT_EP, OnnxRuntimeBackend
-from ..backends.tensorrt_env import tensorrt_missing
-from ..export.verify import FP16_TOLERANCE, FP32_TOLERANCE, Runner, Tolerance, compare
-from ..recognizer import Recognizer
-from ..spec import ModelSpec
-from .report import FAIL, PASS, SKIPPED, Check
+from reskd_infer.backends.onnxruntime_ import CUDA_EP, TRT_EP, OnnxRuntimeBackend
+from reskd_infer.backends.tensorrt_env import tensorrt_missing
+from reskd_infer.doctor.report import FAIL, PASS, SKIPPED, Check
+from reskd_infer.errors import BackendUnavailableError
+from reskd_infer.export import export_model
+from reskd_infer.export.tensorrt import missing_trt_names
+from reskd_infer.export.verify import FP16_TOLERANCE, FP32_TOLERANCE, Runner, Tolerance, compare
+from reskd_infer.io.artifacts import sidecar_path
+from reskd_infer.io.checkpoint import save_checkpoint
+from reskd_infer.models import build_model
+from reskd_infer.runtime.recognizer import Recognizer
+from reskd_infer.spec import ModelSpec
+from reskd_infer.video import load_clips
+from reskd_infer.video.encode import write_mp4
+from reskd_infer.video.preprocess import clips_to_batch
 
 PREPROCESS_ATOL = 1e-3  # normalized units (about 0.06 of a 0..255 grey level): GPU and CPU resize kernels differ
 GPU_FP32_NOTE = "FP16 tolerance: ONNX Runtime's GPU providers may use TF32 for FP32 models"
@@ -53,8 +62,6 @@ class Workbench:
 
     @cached_property
     def checkpoint(self) -> Path:
-        from ..checkpoint import save_checkpoint
-        from ..models import build_model
 
         torch.manual_seed(0)
         return save_checkpoint(build_model(self.spec), self.spec, self.root / "student.ckpt")
@@ -64,7 +71,6 @@ class Workbench:
         """The given video, else a real H.264 clip of a moving random texture written here."""
         if self.video is not None:
             return self.video
-        from ..fashion_clips import write_mp4
 
         rng = np.random.default_rng(0)
         height, width = 2 * ((self.size + 33) // 2), 2 * ((self.size + 49) // 2)  # even: H.264 yuv420p
@@ -84,7 +90,6 @@ class Workbench:
 
     @cached_property
     def onnx(self) -> Path:
-        from ..export import export_model
 
         result = export_model(self.checkpoint, self.root / "export", fp16=False, batch=(1, 8, 8),
                               verify_clips=[self.clip])
@@ -156,7 +161,6 @@ def check_tensorrt(wb: Workbench) -> Check:
         return skipped(name, f"{have}{problem}")
     if trt is None or problem:
         return Check(name, FAIL, str(problem))
-    from ..export.tensorrt import missing_trt_names
 
     missing = missing_trt_names(trt)
     if missing:
@@ -216,8 +220,6 @@ def check_preprocess_cuda(wb: Workbench) -> Check:
     name = "preprocess cuda vs cpu"
     if wb.cuda_problem():
         return skipped(name, wb.cuda_problem())
-    from ..video import load_clips
-    from ..video.preprocess import clips_to_batch
 
     on_gpu = clips_to_batch(load_clips(wb.clip, wb.spec), wb.spec, torch.device(wb.device))
     diff = float((on_gpu.cpu() - wb.reference.preprocess(wb.clip)).abs().max())
@@ -269,7 +271,6 @@ def check_tensorrt_plan(wb: Workbench) -> Check:
     problem = tensorrt_missing(wb.device)
     if problem:
         return skipped(name, problem)
-    from ..export import export_model
 
     result = export_model(wb.checkpoint, wb.root / "tensorrt", trt=True, fp16=True, batch=(1, 8, 8),
                           verify_clips=[wb.clip])
@@ -284,8 +285,6 @@ def check_tensorrt_plan(wb: Workbench) -> Check:
 
 def check_plan_fallback(wb: Workbench) -> Check:
     """A plan whose sidecar names another TensorRT release and GPU must fall back to the ONNX model."""
-    from ..artifacts import sidecar_path
-    from ..errors import BackendUnavailableError
 
     name = "mismatched plan falls back"
     folder = wb.root / "fallback"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write
+from reskd_infer.io.files import atomic_write
 
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 REPORT_SCHEMA = "reskd-infer/doctor/1"

@@ -10,10 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from . import checks as c
-from .report import FAIL, Check, Report
-from .throughput import measure_throughput
+from reskd_infer.backends.tensorrt_env import runtime_gpu, runtime_tensorrt_version
+from reskd_infer.doctor import checks as c
+from reskd_infer.doctor.report import FAIL, Check, Report
+from reskd_infer.doctor.throughput import measure_throughput
+from reskd_infer.version import __version__
 
 CHECKS: tuple[Callable[[c.Workbench], Check], ...] = (
     c.check_driver, c.check_cuda, c.check_tensorrt, c.check_onnxruntime,
@@ -24,8 +27,6 @@ CHECKS: tuple[Callable[[c.Workbench], Check], ...] = (
 
 
 def environment(device: str) -> dict[str, object]:
-    from .. import __version__
-    from ..backends.tensorrt_env import runtime_gpu, runtime_tensorrt_version
 
     try:
         import onnxruntime as ort
@@ -57,7 +58,6 @@ def run_doctor(out_dir: str | Path | None = None, device: str = "cuda", arch: st
     GPU checks report ``skipped`` with the reason where there is no GPU, CUDA build of
     torch, ``onnxruntime-gpu`` or TensorRT; the CPU checks always run.
     """
-    from tqdm import tqdm
 
     report = Report(environment(device))
     with tempfile.TemporaryDirectory(prefix="reskd-doctor-") as tmp:

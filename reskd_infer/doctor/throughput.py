@@ -7,17 +7,17 @@ from pathlib import Path
 
 import torch
 
-from ..bench import BenchCase, run_cases
-from ..recognizer import Recognizer
-from .checks import Workbench, _ort_gpu_problem
-from .report import PASS, SKIPPED, Check
+from reskd_infer.backends.onnxruntime_ import CUDA_EP
+from reskd_infer.bench.harness import BenchCase, run_cases
+from reskd_infer.doctor.checks import Workbench, _ort_gpu_problem
+from reskd_infer.doctor.report import PASS, SKIPPED, Check
+from reskd_infer.runtime.recognizer import Recognizer
 
 BATCHES = (1, 8)
 
 
 def _candidates(wb: Workbench) -> list[tuple[str, str, Path | None, str | None]]:
     """(backend, device, artifact, reason it cannot run here or None)."""
-    from ..backends.onnxruntime_ import CUDA_EP
 
     cuda = wb.cuda_problem()
     plan_reason = None if wb.plan is not None else (cuda or "no TensorRT plan was built (see the tensorrt checks)")

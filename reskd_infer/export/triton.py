@@ -28,10 +28,10 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..artifacts import read_sidecar
-from ..errors import ExportError
-from ..spec import ModelSpec
-from .onnx import INPUT_NAME, OUTPUT_NAME
+from reskd_infer.errors import ExportError
+from reskd_infer.export.onnx import INPUT_NAME, OUTPUT_NAME
+from reskd_infer.io.artifacts import read_sidecar
+from reskd_infer.spec import ModelSpec
 
 PLATFORMS = {".plan": "tensorrt_plan", ".engine": "tensorrt_plan", ".onnx": "onnxruntime_onnx"}
 DEFAULT_FILENAMES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}

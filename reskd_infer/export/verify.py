@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportError
-from ..spec import ModelSpec
+from reskd_infer.errors import ExportError
+from reskd_infer.spec import ModelSpec
+from reskd_infer.video import video_to_batch
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -119,7 +120,6 @@ def random_inputs(spec: ModelSpec, seed: int = 0, batches: Sequence[int] = (2, 3
 
 def clip_inputs(videos: Sequence[str | Path], spec: ModelSpec) -> list[tuple[str, np.ndarray]]:
     """The batches the Recognizer serves for real videos (decode, sample, resize, normalize)."""
-    from ..video import video_to_batch
 
     return [(Path(v).name, video_to_batch(v, spec).numpy()) for v in videos]
 

@@ -2,7 +2,7 @@
 
 ``ds.map_batches(RecognizerPredictor, ...)`` runs the callable class as a pool of Ray
 actors; each actor loads the model once (``__init__``) and predicts the batches it is
-given through the streaming runtime (:func:`reskd_infer.corpus.iter_results`), so its
+given through the streaming runtime (:func:`reskd_infer.runtime.corpus.iter_results`), so its
 results equal ``predict_iter``'s. The same code runs on a laptop (local Ray) and on a
 multi-node cluster (``ray.init("ray://head:10001")`` or a job submitted to the cluster):
 Ray places the actors on the nodes; the model path and the videos must be readable
@@ -15,9 +15,11 @@ import json
 from typing import Any
 
 import numpy as np
+import torch
 
-from ..corpus import iter_results
-from ..outputs import result_record
+from reskd_infer.runtime.corpus import iter_results
+from reskd_infer.runtime.recognizer import Recognizer
+from reskd_infer.runtime.writers import result_record
 
 COLUMNS = ("video", "label", "score", "predictions", "error_type", "error_message")
 
@@ -51,9 +53,7 @@ class RecognizerPredictor:
 
     def __init__(self, model: str, column: str = "video", topk: int = 5, batch_size: int = 8, workers: int = 2,
                  device: str = "auto", backend: str = "auto", torch_threads: int = 1):
-        import torch
 
-        from ..recognizer import Recognizer
 
         torch.set_num_threads(torch_threads)
         self.column, self.topk, self.batch_size, self.workers = column, topk, batch_size, workers

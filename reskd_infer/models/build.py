@@ -7,11 +7,12 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import CheckpointError
-from .base import VideoModel
-from .registry import get_arch_info
+from reskd_infer.errors import CheckpointError
+from reskd_infer.models.base import VideoModel
+from reskd_infer.models.registry import get_arch_info
 
 # torchvision module names -> ours (first match wins; the identity is tried first).
 _RENAMES: list[tuple[str, str]] = [
@@ -46,8 +47,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: weights file not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is unusable

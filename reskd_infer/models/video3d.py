@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchvision.models import video as tv_video
 
-from .base import PooledLinearHead, VideoModel
-from .registry import register_arch
+from reskd_infer.models.base import PooledLinearHead, VideoModel
+from reskd_infer.models.registry import register_arch
 
 
 class VideoResNetModel(VideoModel):

@@ -12,10 +12,10 @@ Public API (also behind ``reskd-train`` / ``reskd-eval``)::
 See docs/training.md.
 """
 
-from .config import TrainConfig, TrainError
-from .evaluation import evaluate
-from .losses import ResKDLoss, dense_logit_kd_loss, feature_mse_loss, resolve_kd_mode
-from .trainer import train
+from reskd_infer.train.config import TrainConfig, TrainError
+from reskd_infer.train.evaluation import evaluate
+from reskd_infer.train.losses import ResKDLoss, dense_logit_kd_loss, feature_mse_loss, resolve_kd_mode
+from reskd_infer.train.trainer import train
 
 __all__ = [
     "ResKDLoss",

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ReskdError
-from .losses import (
+from reskd_infer.errors import ReskdError
+from reskd_infer.train.losses import (
     DEFAULT_KD_WARMUP_EPOCHS,
     DEFAULT_W_KD,
     KD_LOSSES,

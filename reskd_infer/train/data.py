@@ -34,12 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate
+from torchvision.io import ImageReadMode, read_image
+from tqdm import tqdm
 
-from ..errors import DatasetError, ReskdError
-from ..spec import ModelSpec
-from ..video import clips_to_batch, load_clips
-from ..video.preprocess import resize_short_side
-from ..video.sampling import sample_indices
+from reskd_infer.errors import DatasetError, ReskdError
+from reskd_infer.spec import ModelSpec
+from reskd_infer.video import clips_to_batch, load_clips
+from reskd_infer.video.preprocess import resize_short_side
+from reskd_infer.video.sampling import sample_indices
 
 FRAME_TEMPLATE = "img_{:05d}.jpg"  # frame k (1-based) of a frame folder
 MULTI_SCALES = (1.0, 0.875, 0.75, 0.66)  # mmaction2 MultiScaleCrop scales of the short side
@@ -157,7 +159,6 @@ def _read_image(path: Path) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:  # PIL is optional: torchvision's decoder reads JPEG/PNG too
-        from torchvision.io import ImageReadMode, read_image
 
         return read_image(str(path), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
     with Image.open(path) as img:
@@ -405,7 +406,6 @@ def check_clips(train: _ListDataset, log: BadClipLog, val: _ListDataset | None =
     """Decode every sample of ``train`` (and ``val``) in ``workers`` processes with a progress bar, log the
     unreadable ones to ``log``; raise DatasetError beyond the training budget or for any bad validation
     sample (those cannot be replaced without changing the metric). Returns how many training samples are bad."""
-    from tqdm import tqdm
 
     bad: dict[str, int] = {"train": 0, "val": 0}
     parts = [("train", train)] + ([("val", val)] if val is not None else [])

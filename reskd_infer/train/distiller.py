@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import load_checkpoint
-from ..spec import ModelSpec
-from ..video.preprocess import normalize, to_model_resolution
-from .config import TrainConfig, TrainError
-from .losses import ResKDLoss, resolve_kd_mode
+from reskd_infer.io.checkpoint import load_checkpoint
+from reskd_infer.spec import ModelSpec
+from reskd_infer.train.config import TrainConfig, TrainError
+from reskd_infer.train.losses import ResKDLoss, resolve_kd_mode
+from reskd_infer.video.preprocess import normalize, to_model_resolution
 
 IMBALANCE_CHECK_STEP = 300  # the imbalance warning looks at the steps before this one (or the run's end)
 IMBALANCE_RATIO = 20.0

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from .config import TrainError
+from reskd_infer.train.config import TrainError
 
 
 @dataclass

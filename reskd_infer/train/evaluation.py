@@ -18,12 +18,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm import tqdm
 
-from ..errors import DatasetError
-from ..recognizer import Recognizer
-from .data import EvalClipDataset, ListLoader, read_classes
-from .distributed import DistInfo, ShardSampler
-from .metrics import classification_metrics
+from reskd_infer.errors import DatasetError
+from reskd_infer.runtime.recognizer import Recognizer
+from reskd_infer.train.data import EvalClipDataset, ListLoader, read_classes
+from reskd_infer.train.distributed import DistInfo, ShardSampler
+from reskd_infer.train.metrics import classification_metrics
 
 
 def evaluate(artifact: str | Path, val_list: str | Path, data_root: str | Path | None = None,
@@ -55,7 +56,6 @@ def evaluate(artifact: str | Path, val_list: str | Path, data_root: str | Path |
 
 def _score(rec: Recognizer, dataset: EvalClipDataset, batch_size: int, workers: int,
            progress: bool) -> tuple[np.ndarray, list[torch.Tensor]]:
-    from tqdm import tqdm
 
     loader = ListLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     rows: list[np.ndarray] = []

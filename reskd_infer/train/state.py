@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_write
-from ..errors import CheckpointError
+from reskd_infer.errors import CheckpointError
+from reskd_infer.io.files import atomic_write
+from reskd_infer.train.config import TrainError
 
 STATE_FILE = "train_state.pt"
 STATE_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "best_metric", "best_metrics", "total_steps",
@@ -87,7 +88,6 @@ class TrainState:
         """Restore from ``path`` (written by :meth:`save`); the planned step count must agree."""
         payload = read_state(path)
         if int(payload["total_steps"]) != self.total_steps:
-            from .config import TrainError
 
             raise TrainError(f"{path}: the run was planned for {payload['total_steps']} steps, this "
                              f"configuration gives {self.total_steps}: resume with the same --epochs and data")

@@ -17,7 +17,6 @@ on CPUs, a :class:`~torch.utils.data.DistributedSampler`, and rank 0 alone logs 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -36,14 +35,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
 
-from ..checkpoint import atomic_write, save_checkpoint, spec_from_checkpoint
-from ..errors import DatasetError
-from ..models import build_model, get_arch_info, load_pretrained_weights
-from ..spec import EVAL_RESIZE_RATIO, SAMPLING_SEGMENTS, ModelSpec, library_versions
-from ..video import DECODER_NAME
-from .config import BN_MOMENTUM_DEFAULTS, CLIP_MODES, PRESETS, TrainConfig, TrainError, resolve_config
-from .data import (
+from reskd_infer.errors import DatasetError
+from reskd_infer.io.checkpoint import save_checkpoint, spec_from_checkpoint
+from reskd_infer.io.digests import weights_digest
+from reskd_infer.io.files import atomic_write
+from reskd_infer.models import build_model, get_arch_info, load_pretrained_weights
+from reskd_infer.models.efficientnet_lite import load_imagenet_weights
+from reskd_infer.spec import EVAL_RESIZE_RATIO, SAMPLING_SEGMENTS, ModelSpec, library_versions
+from reskd_infer.train.config import (
+    BN_MOMENTUM_DEFAULTS,
+    CLIP_MODES,
+    PRESETS,
+    TrainConfig,
+    TrainError,
+    resolve_config,
+)
+from reskd_infer.train.data import (
     BAD_CLIPS_FILE,
     BadClipLog,
     EvalClipDataset,
@@ -53,7 +62,7 @@ from .data import (
     infer_class_names,
     parse_list,
 )
-from .distiller import (
+from reskd_infer.train.distiller import (
     IMBALANCE_CHECK_STEP,
     Distiller,
     ImbalanceMonitor,
@@ -62,17 +71,18 @@ from .distiller import (
     load_teacher,
     model_input,
 )
-from .distributed import DistInfo, init_distributed
-from .evaluation import evaluate, predict_dataset, primary_metric
-from .metrics import classification_metrics
-from .state import STATE_FILE, TrainState
-from .workdir import checkpoint_bytes, prepare_work_dir, trim_log
+from reskd_infer.train.distributed import DistInfo, init_distributed
+from reskd_infer.train.evaluation import evaluate, predict_dataset, primary_metric
+from reskd_infer.train.metrics import classification_metrics
+from reskd_infer.train.state import STATE_FILE, TrainState
+from reskd_infer.train.workdir import checkpoint_bytes, prepare_work_dir, trim_log
+from reskd_infer.video import DECODER_NAME
 
 METRICS_FILE = "metrics.jsonl"
 
 __all__ = ["BN_MOMENTUM_DEFAULTS", "CLIP_MODES", "METRICS_FILE", "PRESETS", "STATE_FILE", "TrainConfig", "TrainError",
            "WarmupCosine", "build_specs", "clip_gradients", "evaluate", "param_groups", "precise_bn", "seed_everything",
-           "state_digest", "train"]
+           "train"]
 
 
 # ---- schedule, optimizer, seeding --------------------------------------------------------------------
@@ -115,16 +125,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def state_digest(state: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a state dict's names, dtypes, shapes and bytes: equal digests mean bit-identical weights."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 # ---- specs, classes, initialization ----------------------------------------------------------------
@@ -209,7 +209,6 @@ def init_student(model: nn.Module, cfg: TrainConfig, teacher: nn.Module | None) 
     elif cfg.pretrained_imagenet:
         if cfg.arch != "tsn_effnet_lite0":
             raise TrainError(f"--pretrained-imagenet is only available for tsn_effnet_lite0, not {cfg.arch}")
-        from ..models.efficientnet_lite import load_imagenet_weights
 
         load_imagenet_weights(model)  # type: ignore[arg-type]
     set_bn_momentum(model, cfg.effective_bn_momentum())
@@ -405,7 +404,6 @@ def _train(run: Run) -> dict[str, Any]:
 
 def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """One pass over the training data; the epoch's mean loss parts and its per-step records."""
-    from tqdm import tqdm
 
     cfg = run.cfg
     run.train_set.set_epoch(epoch)
@@ -465,11 +463,11 @@ def sync_ranks(run: Run, epoch: int) -> dict[str, Any]:
     # BatchNorm running statistics are per rank: take rank 0's. Then check every rank holds the same
     # weights: a cheap guard against silent divergence (a rank skipping a step, unsynced state).
     model = run.model
-    params = state_digest(dict(model.named_parameters()))
+    params = weights_digest(dict(model.named_parameters()))
     for buf in model.buffers():
         dist.broadcast(buf, src=0)
     digests: list[Any] = [None] * run.d.world
-    dist.all_gather_object(digests, (params, state_digest(model.state_dict())))
+    dist.all_gather_object(digests, (params, weights_digest(model.state_dict())))
     if len(set(digests)) != 1:
         raise TrainError(f"epoch {epoch + 1}: the {run.d.world} ranks' weights differ after synchronization "
                          f"(parameter and state digests per rank: {digests})")

@@ -3,18 +3,20 @@
 A run that cannot write its checkpoints should fail in its first second, not after a day of training:
 the folder must be writable and hold a round of checkpoints (best.ckpt, last.ckpt, train_state.pt and
 the temporary copy each atomic write makes). Files are only ever replaced atomically
-(:func:`reskd_infer.checkpoint.atomic_write`), so a run killed at any moment leaves complete files and,
+(:func:`reskd_infer.io.checkpoint.atomic_write`), so a run killed at any moment leaves complete files and,
 at worst, a hidden ``.NAME.XXXX.tmp`` that the next start removes.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from torch import nn
 
-from ..errors import ReskdError
+from reskd_infer.errors import ReskdError
+from reskd_infer.io.files import atomic_write
 
 
 class WorkDirError(ReskdError):
@@ -51,9 +53,7 @@ def trim_log(path: Path, epochs_done: int) -> None:
     before saving its resume state redoes that epoch, which must not be logged twice."""
     if not path.is_file():
         return
-    import json
 
-    from ..checkpoint import atomic_write
 
     kept = []
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -1,8 +1,15 @@
 """Video input: decoding (PyAV), frame sampling, and the one preprocessing function."""
 
-from .decode import DECODER_NAME, VideoInfo, load_clips, probe, read_clips, read_frames
-from .preprocess import clips_to_batch, crop_frames, frames_to_tensor, normalize, to_model_resolution
-from .sampling import dense_indices, sample_indices, segment_indices
+from reskd_infer.video.clips import load_clips
+from reskd_infer.video.decode import DECODER_NAME, VideoInfo, probe, read_clips, read_frames
+from reskd_infer.video.preprocess import (
+    clips_to_batch,
+    crop_frames,
+    frames_to_tensor,
+    normalize,
+    to_model_resolution,
+)
+from reskd_infer.video.sampling import dense_indices, sample_indices, segment_indices
 
 
 def video_to_batch(video, spec, device=None, rng=None):

@@ -32,14 +32,18 @@ from typing import TypeVar
 import av
 import numpy as np
 
-from ..errors import NoVideoStreamError, ReskdError, UnreadableVideoError, VideoError
-from ..spec import ModelSpec
-from .preprocess import resize_frames
-from .sampling import sample_indices
+from reskd_infer.errors import NoVideoStreamError, ReskdError, UnreadableVideoError, VideoError
+from reskd_infer.spec import ModelSpec
+from reskd_infer.video.preprocess import resize_frames
+from reskd_infer.video.sampling import sample_indices
 
 T = TypeVar("T")
 
 DECODER_NAME = f"pyav-{av.__version__}/ffmpeg-cpu"  # recorded in provenance: decoders differ in colour
+VIDEO_EXTENSIONS = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts",
+    ".flv", ".wmv", ".3gp", ".ogv", ".mxf", ".y4m", ".gif",
+})
 
 FrameConverter = Callable[[av.VideoFrame], np.ndarray]
 
@@ -411,19 +415,3 @@ def frames_from_array(frames: np.ndarray | Sequence[np.ndarray], spec: ModelSpec
     resized = dict(zip(wanted.tolist(), resize_frames(frames[wanted], spec.resize_short, spec.resize_antialias),
                        strict=True))
     return np.stack([np.stack([resized[int(i)] for i in clip]) for clip in indices])
-
-
-def load_clips(video: str | Path | np.ndarray | Sequence[np.ndarray], spec: ModelSpec,
-               rng: np.random.Generator | None = None, timings: dict[str, float] | None = None,
-               device: str | None = None) -> np.ndarray:
-    """A file path or in-memory frames -> the sampled clips (num_clips, T, H, W, 3) uint8, short side
-    resized to ``spec.resize_short``. With a CUDA ``device`` where NVDEC decoding can run (torchcodec,
-    the ``gpu`` extra), files are decoded on the GPU and a CUDA tensor comes back; otherwise the CPU."""
-    if isinstance(video, (str, Path)):
-        if device is not None and str(device).startswith("cuda"):
-            from .gpu_decode import nvdec_unavailable, read_clips_nvdec
-
-            if nvdec_unavailable(device) is None:
-                return read_clips_nvdec(video, spec, device, rng)
-        return decode_guard(video, lambda: read_clips(video, spec, rng, timings))
-    return frames_from_array(video, spec, rng)

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailableError, UnreadableVideoError
-from ..spec import ModelSpec
-from .decode import open_video, scan_packets
-from .preprocess import resize_frames_on_device
-from .sampling import sample_indices
+from reskd_infer.errors import BackendUnavailableError, UnreadableVideoError
+from reskd_infer.spec import ModelSpec
+from reskd_infer.video.decode import open_video, scan_packets
+from reskd_infer.video.preprocess import resize_frames_on_device
+from reskd_infer.video.sampling import sample_indices
 
 GPU_DECODER_NAME = "torchcodec-nvdec"
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..spec import ModelSpec
+from reskd_infer.spec import ModelSpec
 
 
 def resize_short_side(x: torch.Tensor, short: int, antialias: bool = True) -> torch.Tensor:

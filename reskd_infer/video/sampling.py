@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import SAMPLING_DENSE, ModelSpec
+from reskd_infer.spec import SAMPLING_DENSE, ModelSpec
 
 
 def segment_indices(

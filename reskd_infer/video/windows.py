@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UnreadableVideoError
-from ..spec import ModelSpec
-from .decode import FrameIndex, frame_converter, iter_frames, open_video, scan_packets
-from .sampling import sample_indices
+from reskd_infer.errors import UnreadableVideoError
+from reskd_infer.spec import ModelSpec
+from reskd_infer.video.decode import FrameIndex, frame_converter, iter_frames, open_video, scan_packets
+from reskd_infer.video.sampling import sample_indices
 
 
 @dataclass(frozen=True)

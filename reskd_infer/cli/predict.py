@@ -1,0 +1,249 @@
+"""``reskd-predict``: argument parsing only; every step is a call of the Python API
+(:mod:`reskd_infer.runtime.sources`, :mod:`reskd_infer.runtime.corpus`, :mod:`reskd_infer.runtime.writers`).
+
+Exit codes: 0 every video succeeded; 1 some videos failed (their errors are in the output);
+2 bad arguments or unusable inputs (a glob matching nothing, a model that does not load, a
+predictions file that cannot be resumed, shard files that do not merge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from reskd_infer.cli.common import add_precision_argument
+from reskd_infer.errors import ReskdError, one_line, plain_warnings, report_error
+from reskd_infer.runtime.annotate import VideoAnnotator
+from reskd_infer.runtime.corpus import run_corpus
+from reskd_infer.runtime.live import predict_stream
+from reskd_infer.runtime.recognizer import Recognizer
+from reskd_infer.runtime.sources import expand_sources, is_live, parse_shard, shard, shard_from_env
+from reskd_infer.runtime.writers import PredictionWriter, merge_jsonl
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_ARGS = 0, 1, 2
+
+EPILOG = """sources: video files, folders (searched recursively for video extensions), globs ('clips/**/*.mp4',
+quoted), URLs FFmpeg opens (http(s)://, rtsp://...), capture devices (/dev/video0), and --list FILE.
+Live sources (rtsp, rtmp, udp, srt, /dev/video*; any URL with --stream) are predicted per sliding
+window until they end or you press Ctrl-C, one line per window.
+
+examples:
+  reskd-predict student.ckpt clip.mp4
+  reskd-predict export/ videos/ --output preds.jsonl            # re-run the same command to resume
+  reskd-predict export/ --list test.txt --data-root /data/k400 --shard 0/4 --output out-0.jsonl
+  reskd-predict --merge out-*.jsonl --output preds.jsonl
+  reskd-predict export/ rtsp://camera/stream --window 2 --stride 1
+
+exit codes: 0 all videos succeeded, 1 some failed (errors are in the output), 2 bad arguments or inputs."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="reskd-predict", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Classify videos with a reskd-infer model (checkpoint, ONNX, TensorRT plan, export folder or "
+        "grpc:// Triton URL). Frames are sampled, resized and normalized exactly as the model's spec says.")
+    p.add_argument("model", nargs="?", help="a .ckpt, .onnx or .plan file, an export folder written by reskd-export, "
+                   "or grpc://HOST:PORT/MODEL for a Triton server")
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="video files, folders, globs, URLs or devices")
+    p.add_argument("--list", dest="list_file", metavar="FILE",
+                   help="a list of videos: one path per line, or a Kinetics-style list whose first column is the path")
+    p.add_argument("--data-root", metavar="DIR", help="folder that --list paths are relative to (default: the list's folder)")
+    p.add_argument("--topk", type=int, default=5, help="how many classes to report per video (default: 5)")
+    p.add_argument("--output", "-o", metavar="FILE",
+                   help="write one line per video to FILE as each is done (JSON Lines, or CSV for *.csv); "
+                   "running the same command again skips the videos already in FILE; '{rank}' in FILE is "
+                   "replaced by the shard index")
+    p.add_argument("--format", choices=["jsonl", "csv"], help="format of --output (default: from its suffix, else jsonl)")
+    p.add_argument("--no-resume", action="store_true", help="overwrite --output instead of resuming it")
+    p.add_argument("--shard", metavar="I/N", help="predict only shard I of N of the inputs (default: RANK/WORLD_SIZE "
+                   "when launched by torchrun or a scheduler); merge the outputs with --merge")
+    p.add_argument("--merge", nargs="+", metavar="FILE",
+                   help="check and merge the JSON Lines files of several shards into --output (or stdout)")
+    p.add_argument("--save-video", metavar="DIR",
+                   help="write each video with its predicted label drawn on it to DIR as H.264 MP4 (needs OpenCV)")
+    p.add_argument("--windows", action="store_true",
+                   help="files: predict a timeline of --window second windows every --stride seconds per video "
+                   "(written as 'windows' in --output and drawn by --save-video); the video's label is then "
+                   "averaged over its windows")
+    p.add_argument("--stream", action="store_true",
+                   help="read every source as a live stream (implied for rtsp/rtmp/udp/srt URLs, /dev/video*, and '-' "
+                   "for standard input) and print a prediction per sliding window until it ends or Ctrl-C")
+    p.add_argument("--window", type=float, default=2.0, metavar="S",
+                   help="live streams and --windows: window length in seconds (default: 2)")
+    p.add_argument("--stride", type=float, default=1.0, metavar="S",
+                   help="live streams and --windows: seconds between window starts (default: 1)")
+    p.add_argument("--max-windows", type=int, metavar="N", help="live streams: stop after N windows")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="live streams: give up when no data came for S seconds (default: 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of one line per video")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary on stderr")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per inference batch (default: 8)")
+    p.add_argument("--workers", type=int, default=2, help="decoding workers (default: 2)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, or cuda:N")
+    p.add_argument("--backend", default="auto",
+                   help="auto, torch, onnxruntime, openvino, tensorrt or triton (default: auto = the fastest that runs "
+                   "here: TensorRT on a GPU, OpenVINO then ONNX Runtime on the CPU, PyTorch for checkpoints)")
+    add_precision_argument(p)
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail instead of falling back to another artifact when the preferred one cannot run")
+    return p
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.merge:
+        if args.model or args.sources:
+            parser.error("--merge takes only the files to merge (and --output)")
+        return
+    if not args.model:
+        parser.error("give a MODEL and at least one SOURCE (or --merge FILE...)")
+    if not args.sources and not args.list_file:
+        parser.error("give at least one SOURCE or --list FILE")
+    if args.topk < 1:
+        parser.error("--topk must be at least 1")
+    if args.batch_size < 1 or args.workers < 1:
+        parser.error("--batch-size and --workers must be at least 1")
+    if args.window <= 0 or args.stride <= 0 or args.timeout <= 0:
+        parser.error("--window, --stride and --timeout must be positive")
+    if args.no_resume and not args.output:
+        parser.error("--no-resume needs --output")
+
+
+def _fail(exc: Exception, as_json: bool, **context: Any) -> int:
+    """One ``error:`` line; with --json also ``{"error": {"type": ..., "message": ...}, "results": []}``."""
+
+    report_error(exc, as_json, **context, results=[])
+    return EXIT_BAD_ARGS
+
+
+def merge_main(args: argparse.Namespace) -> int:
+
+    try:
+        records = merge_jsonl(args.merge, args.output)
+    except ReskdError as exc:
+        return _fail(exc, args.json)
+    if args.output is None:
+        sys.stdout.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    elif not args.quiet:
+        failed = sum(r.get("error") is not None for r in records)
+        print(f"merged {len(args.merge)} files: {len(records)} videos ({failed} failed) -> {args.output}",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_line(record: dict[str, Any]) -> None:
+    if record["error"] is not None:
+        print(f"{record['video']}\tERROR\t{record['error']['message']}", file=sys.stderr)
+    else:
+        print(f"{record['video']}\t" + "\t".join(f"{p['label']}:{p['score']:.4f}" for p in record["predictions"]),
+              flush=True)
+
+
+def _result_handler(show: Callable[[dict[str, Any]], None] | None,
+                    annotate: Callable[[dict[str, Any]], None] | None) -> Callable[[dict[str, Any]], None] | None:
+    steps = [step for step in (annotate, show) if step is not None]
+    if not steps:
+        return None
+
+    def handle(record: dict[str, Any]) -> None:
+        for step in steps:
+            step(record)
+
+    return handle
+
+
+def _videos_and_shard(args: argparse.Namespace) -> tuple[list[str], tuple[int, int] | None]:
+
+    shard_spec = parse_shard(args.shard) if args.shard else shard_from_env()
+    videos = expand_sources(args.sources, list_file=args.list_file, data_root=args.data_root)
+    if shard_spec is not None and shard_spec[1] > 1:
+        videos = shard(videos, *shard_spec)
+    else:
+        shard_spec = None
+    return videos, shard_spec
+
+
+def corpus_main(args: argparse.Namespace) -> int:
+
+    fmt = args.format or ("csv" if args.output and Path(args.output).suffix.lower() == ".csv" else "jsonl")
+    try:
+        videos, shard_spec = _videos_and_shard(args)
+        if args.output and "{rank}" in args.output:
+            args.output = args.output.replace("{rank}", str(shard_spec[0] if shard_spec else 0))
+        writer = PredictionWriter(args.output, fmt, args.topk, resume=not args.no_resume) if args.output else None
+        annotator = VideoAnnotator(args.save_video) if args.save_video else None
+        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
+                                precision=args.precision)
+    except ReskdError as exc:
+        return _fail(exc, args.json, model=args.model)
+    records: list[dict[str, Any]] = []
+    on_result = _result_handler(records.append if args.json else (None if writer else _print_line), annotator)
+    backend, arch = recognizer.backend_name, recognizer.spec.arch
+    precision = getattr(recognizer.backend, "precision", "fp32")  # what runs (a refused BF16 runs FP32)
+    try:
+        with recognizer:
+            summary = run_corpus(recognizer, videos, writer, on_result, shard_spec, topk=args.topk,
+                                 batch_size=args.batch_size, workers=args.workers, quiet=args.quiet,
+                                 windows=(args.window, args.stride) if args.windows else None)
+    finally:
+        if writer is not None:
+            writer.close()
+    if args.json:
+        doc = {"model": args.model, "backend": backend, "arch": arch, "precision": precision,
+               "output": args.output, "summary": summary.to_dict(), "results": records}
+        print(json.dumps(doc, indent=2))
+    if not args.quiet and (writer is not None or summary.done > 1):
+        print(f"{summary.done} videos predicted ({summary.failed} failed, {summary.skipped} already in "
+              f"{args.output or 'output'}) at {summary.videos_per_s:.2f} videos/s, {summary.clips_per_s:.2f} clips/s",
+              file=sys.stderr)
+    return EXIT_SOME_FAILED if summary.failed else EXIT_OK
+
+
+def _is_live_run(args: argparse.Namespace) -> bool:
+
+    return bool(args.sources) and (args.stream or any(s == "-" or is_live(s) for s in args.sources))
+
+
+def stream_main(args: argparse.Namespace) -> int:
+    """Each source as a live stream: one line (or JSON line) per window as it is ready."""
+
+    try:
+        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
+                                precision=args.precision)
+    except ReskdError as exc:
+        return _fail(exc, args.json, model=args.model)
+    out = open(args.output, "a", encoding="utf-8") if args.output else None
+    failed = 0
+    with recognizer:
+        for source in args.sources:
+            try:
+                for window in predict_stream(recognizer, source, args.window, args.stride, args.topk,
+                                             args.max_windows, args.timeout):
+                    record = window.to_dict()
+                    if args.json or out:
+                        print(json.dumps(record), file=out or sys.stdout, flush=True)
+                    else:
+                        print(f"{source}\t{window.start:.2f}-{window.end:.2f}s\t"
+                              + "\t".join(f"{p.label}:{p.score:.4f}" for p in window.predictions), flush=True)
+            except ReskdError as exc:
+                failed += 1
+                print(f"{source}\tERROR\t{one_line(exc)}", file=sys.stderr)
+            except KeyboardInterrupt:  # the user stopped the stream: a normal end
+                break
+    if out is not None:
+        out.close()
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    plain_warnings()
+    if args.merge:
+        return merge_main(args)
+    return stream_main(args) if _is_live_run(args) else corpus_main(args)

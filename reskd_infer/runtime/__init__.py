@@ -1,0 +1,1 @@
+"""Serving: the Recognizer, result types, batching, sources, live streams, writers and corpus runs."""
