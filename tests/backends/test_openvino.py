@@ -115,7 +115,8 @@ def test_bf16_on_a_cpu_without_bf16_falls_back_to_fp32(lite0, monkeypatch):
     """Simulates a CPU without AVX512-BF16/AMX by replacing the /proc/cpuinfo flags this module reads."""
     _, result, _ = lite0
     monkeypatch.setattr(ov_backend, "_cpu_flags", lambda: {"avx2", "avx512f"})
-    with pytest.warns(RuntimeWarning, match="neither AVX512-BF16 nor AMX"):
+    # The plugin itself may list no BF16 on this CPU (then that is the reason given): FP32 either way.
+    with pytest.warns(RuntimeWarning, match="neither AVX512-BF16 nor AMX|lists no BF16 capability"):
         backend = OpenVinoBackend(result.onnx_path, precision="bf16")
     assert backend.precision == "fp32" and backend.compiled_precision() == "f32"
 

@@ -217,18 +217,6 @@ def test_tensorrt_provider_gets_the_export_profile_and_cache_folders(exported, t
     assert options["trt_profile_max_shapes"] == f"video:32x{shape}"
 
 
-def test_the_runtime_never_imports_the_exporter():
-    import ast
-
-    root = Path(__file__).resolve().parents[2] / "reskd_infer"
-    runtime = [*root.glob("backends/*.py"), *root.glob("video/*.py"), root / "recognizer.py", root / "artifacts.py"]
-    for path in runtime:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                target = "." * node.level + (node.module or "")
-                assert "export" not in target.split("."), f"{path.name} imports {target}"
-
-
 # ---- the command -----------------------------------------------------------------------------------
 def test_export_help_explains_every_flag():
     exe = f"{sys.prefix}/bin/reskd-export"
