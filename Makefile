@@ -55,7 +55,7 @@ demo: install
 	$(PY) -m demo --data $(DATA) --out demo_out
 
 lint: install
-	$(VENV)/bin/ruff check reskd_infer tests benchmarks
+	$(VENV)/bin/ruff check reskd_infer tests benchmarks demo
 
 bench: install
 	$(VENV)/bin/reskd-bench --help
