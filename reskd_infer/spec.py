@@ -21,9 +21,6 @@ from reskd_infer.version import __version__
 SPEC_SCHEMA = "reskd-infer/model-spec"
 SPEC_VERSION = 1
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)
-IMAGENET_STD = (58.395, 57.12, 57.375)
-
 SAMPLING_SEGMENTS = "segments"  # TSN: split the video into num_frames segments, one frame each
 SAMPLING_DENSE = "dense"  # 3D CNNs: num_frames consecutive frames every frame_interval frames
 LAYOUT = "NCTHW"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+# ImageNet's RGB mean and std on 0..255: the default normalization of every architecture (ModelSpec.mean/std).
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
