@@ -35,6 +35,7 @@ import numpy as np
 from reskd_infer.errors import NoVideoStreamError, ReskdError, UnreadableVideoError, VideoError
 from reskd_infer.spec import ModelSpec
 from reskd_infer.video.preprocess import resize_frames
+from reskd_infer.video.remote import is_url, open_url
 from reskd_infer.video.sampling import sample_indices
 
 T = TypeVar("T")
@@ -95,7 +96,7 @@ class FrameIndex:
 
 def _open(path: str | Path) -> av.container.InputContainer:
     if is_url(path):
-        return _open_url(str(path))
+        return open_url(str(path))
     path = Path(path)
     if not path.exists():
         raise UnreadableVideoError(path, "file not found")
@@ -107,22 +108,6 @@ def _open(path: str | Path) -> av.container.InputContainer:
         raise UnreadableVideoError(path, f"not a readable media file ({exc.strerror or type(exc).__name__})") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UnreadableVideoError(path, f"cannot open: {exc}") from None
-
-
-URL_TIMEOUT_S = 10.0  # open and read timeout for URLs: an unreachable server is an error, not a hang
-
-
-def is_url(path: str | Path) -> bool:
-    """True for ``scheme://...`` inputs, which FFmpeg opens itself (http, https, rtsp, ...)."""
-    scheme, sep, _ = path.partition("://") if isinstance(path, str) else ("", "", "")
-    return bool(sep) and scheme[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme)
-
-
-def _open_url(url: str) -> av.container.InputContainer:
-    try:
-        return av.open(url, mode="r", metadata_errors="ignore", timeout=(URL_TIMEOUT_S, URL_TIMEOUT_S))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise UnreadableVideoError(url, f"cannot open URL ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:

@@ -5,6 +5,7 @@ from reskd_infer import ModelSpec
 from reskd_infer.errors import NoVideoStreamError, ReskdError, UnreadableVideoError, VideoError
 from reskd_infer.video import decode as decode_module
 from reskd_infer.video import load_clips, probe, read_clips, read_frames, sample_indices
+from reskd_infer.video.preprocess import resize_frames
 from videogen import (
     CODECS,
     ROTATE_180,
@@ -145,3 +146,14 @@ def test_truncated_stream_with_no_decodable_frame(tmp_path):
     spec = ModelSpec(arch="tsn_r18", class_names=["a"], num_frames=2)
     with pytest.raises(UnreadableVideoError, match="broken.mp4"):
         read_clips(path, spec)
+
+
+@pytest.mark.parametrize(("h", "w", "short", "expected"), [
+    (1080, 1920, 73, (73, 130)),  # 129.78: rounding down would give 129
+    (1920, 1080, 73, (130, 73)),  # portrait: the long side is the height
+    (720, 1280, 56, (56, 100)),  # 99.56
+    (239, 321, 73, (73, 98)),  # 98.05: down and nearest agree
+])
+def test_resize_rounds_the_long_side_to_the_nearest_pixel(h, w, short, expected):
+    frame = np.full((1, h, w, 3), 128, dtype=np.uint8)
+    assert resize_frames(frame, short).shape[1:3] == expected
