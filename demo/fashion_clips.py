@@ -103,6 +103,58 @@ def _pick(labels: np.ndarray, label: int, count: int, rng: np.random.Generator, 
     return rng.permutation(pool)[:count]
 
 
+def _check_request(classes: tuple[str, ...], size: int, frames: int, counts: Sequence[int]) -> None:
+    unknown = [c for c in classes if c not in FASHION_CLASSES]
+    if unknown or not classes:
+        raise DatasetError(f"unknown Fashion-MNIST classes {unknown}; choose from {', '.join(FASHION_CLASSES)}")
+    if len(set(classes)) != len(classes):
+        raise DatasetError(f"duplicate classes in {classes}")
+    if size < 32 or size % 2:
+        raise ValueError(f"canvas size must be an even number >= 32, got {size}")
+    if frames < 1 or min(counts) < 0:
+        raise ValueError("frames must be >= 1 and per-class counts >= 0")
+
+
+def _plan(classes: tuple[str, ...], per_split: dict[str, dict[str, int]], rng: np.random.Generator,
+          data_dir: str | Path) -> list[tuple[str, str, int, int]]:
+    """(list split, source split, label, source image index) per clip; val and test take disjoint slices of
+    one draw from Fashion-MNIST's test split, train clips come from its train split."""
+    jobs: list[tuple[str, str, int, int]] = []
+    for source, counts in per_split.items():
+        if sum(counts.values()) == 0:
+            continue
+        _, labels = fashion_mnist(source, data_dir)
+        picked = {label: _pick(labels, FASHION_CLASSES.index(name), sum(counts.values()), rng, source)
+                  for label, name in enumerate(classes)}
+        start = 0
+        for split, count in counts.items():
+            for label in range(len(classes)):
+                jobs.extend((split, source, label, int(idx)) for idx in picked[label][start:start + count])
+            start += count
+    return jobs
+
+
+def _render_all(jobs: list[tuple[str, str, int, int]], classes: tuple[str, ...], out: Path, seed: int, frames: int,
+                size: int, item_sizes: tuple[int, int], data_dir: str | Path, progress: bool
+                ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    """Render and encode every planned clip; the list lines per split and the manifest entries."""
+    images = {s: fashion_mnist(s, data_dir)[0] for s in {j[1] for j in jobs}}
+    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    manifest: list[dict[str, Any]] = []
+    counters: dict[tuple[str, int], int] = {}
+    for split, source, label, idx in tqdm(jobs, desc="fashion clips", leave=False, disable=not progress):
+        n = counters.get((split, label), 0)
+        counters[(split, label)] = n + 1
+        clip_rng = np.random.default_rng([seed, ("train", "val", "test").index(split), label, n])
+        clip, info = render_clip(images[source][idx], clip_rng, frames, size, item_sizes)
+        rel = f"{split}/{classes[label]}/{n:04d}.mp4"
+        write_mp4(out / rel, clip)
+        lines[split].append(f"{rel} {label}")
+        manifest.append({"path": rel, "split": split, "label": label, "class": classes[label],
+                         "source_split": source, "source_index": idx, **info})
+    return lines, manifest
+
+
 def make_fashion_clips(out_dir: str | Path, data_dir: str | Path = DEFAULT_DATA_DIR,
                        classes: Sequence[str] = DEFAULT_CLASSES, per_class_train: int = 60,
                        per_class_val: int = 20, frames: int = 8, size: int = 112, seed: int = 0,
@@ -117,54 +169,13 @@ def make_fashion_clips(out_dir: str | Path, data_dir: str | Path = DEFAULT_DATA_
     Raises :class:`DatasetError` when Fashion-MNIST is missing (``make data`` fetches it).
     """
     classes = tuple(classes)
-    unknown = [c for c in classes if c not in FASHION_CLASSES]
-    if unknown or not classes:
-        raise DatasetError(f"unknown Fashion-MNIST classes {unknown}; choose from {', '.join(FASHION_CLASSES)}")
-    if len(set(classes)) != len(classes):
-        raise DatasetError(f"duplicate classes in {classes}")
-    if size < 32 or size % 2:
-        raise ValueError(f"canvas size must be an even number >= 32, got {size}")
-    if frames < 1 or min(per_class_train, per_class_val, per_class_test) < 0:
-        raise ValueError("frames must be >= 1 and per-class counts >= 0")
+    _check_request(classes, size, frames, (per_class_train, per_class_val, per_class_test))
     item_sizes = (min(item_sizes[0], size), min(item_sizes[1], size))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    manifest: list[dict[str, Any]] = []
-    lines: dict[str, list[str]] = {"train": [], "val": [], "test": []}
-    jobs: list[tuple[str, str, int, int]] = []  # (list split, source split, label, source index)
-    for source, counts in (("train", {"train": per_class_train}), ("test", {"val": per_class_val,
-                                                                           "test": per_class_test})):
-        if sum(counts.values()) == 0:
-            continue
-        _, labels = fashion_mnist(source, data_dir)
-        picked = {label: _pick(labels, FASHION_CLASSES.index(name), sum(counts.values()), rng, source)
-                  for label, name in enumerate(classes)}
-        start = 0
-        for split, count in counts.items():  # val and test take disjoint slices of one draw
-            for label in range(len(classes)):
-                jobs.extend((split, source, label, int(idx)) for idx in picked[label][start:start + count])
-            start += count
-    images = {s: fashion_mnist(s, data_dir)[0] for s in {j[1] for j in jobs}}
-    bar = None
-    if progress:
-
-        bar = tqdm(total=len(jobs), desc="fashion clips", leave=False)
-    counters: dict[tuple[str, int], int] = {}
-    for split, source, label, idx in jobs:
-        n = counters.get((split, label), 0)
-        counters[(split, label)] = n + 1
-        clip_rng = np.random.default_rng([seed, ("train", "val", "test").index(split), label, n])
-        clip, info = render_clip(images[source][idx], clip_rng, frames, size, item_sizes)
-        rel = f"{split}/{classes[label]}/{n:04d}.mp4"
-        write_mp4(out / rel, clip)
-        lines[split].append(f"{rel} {label}")
-        manifest.append({"path": rel, "split": split, "label": label, "class": classes[label],
-                         "source_split": source, "source_index": idx, **info})
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+    per_split = {"train": {"train": per_class_train}, "test": {"val": per_class_val, "test": per_class_test}}
+    jobs = _plan(classes, per_split, np.random.default_rng(seed), data_dir)
+    lines, manifest = _render_all(jobs, classes, out, seed, frames, size, item_sizes, data_dir, progress)
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     for split in ("train", "val", "test"):
         if split == "test" and not lines["test"]:
