@@ -62,80 +62,95 @@ def load_data(data_dir: str, quick: bool, val_seed: int) -> tuple[dict[str, torc
     return lf.train_parts(data_dir, 8, 4, 180, 5, 0, False, photos), lf.val_sets(data_dir, 8, 4, 8, val_seed)
 
 
+class FmSelection:
+    """The data, the teacher's cached outputs on it, the view sets made so far and the result being written."""
+
+    def __init__(self, selection: dict[str, Any], data_dir: str, quick: bool) -> None:
+        self.t0 = time.time()
+        self.views_per_kind, self.view_seed0 = selection["views"], selection["view_seed0"]
+        self.augment = {k: tuple(v) if isinstance(v, list) else v for k, v in selection["augment"].items()}
+        self.view_kinds = selection["view_kinds"]
+        out_dir = SCRATCH / "quick" if quick else SCRATCH
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl = out_dir / "reskd_realfootage_fm_selection.jsonl"
+        self.final = (out_dir if quick else RESULTS / "realfootage_fm_selection") / "realfootage_fm_selection.json"
+        self.recipe = recipe = {**selection["recipe"], **(selection["quick_recipe"] if quick else {})}
+        parts, self.val = load_data(data_dir, quick, selection["val_seed"])
+        self.crops = torch.cat(list(parts.values()))
+        self.teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
+        self.timings: dict[str, float] = {"decode_s": round(time.time() - self.t0, 1)}
+        t = time.time()
+        self.base_logits, self.base_maps = lf.run(self.teacher, self.crops, lf.TEACHER_SIZE, want_maps=True)
+        self.targets = {k: lf.run(self.teacher, c, lf.TEACHER_SIZE)[0] for k, c in self.val.items()}
+        self.timings["teacher_cache_base_s"] = round(time.time() - t, 1)
+        self.view_sets: dict[str, list[lf.ViewSet]] = {}
+        self.runs: list[dict[str, Any]] = []
+        self.result: dict[str, Any] = {
+            "what": "function-matching variants of the label-free recipe, scored on the VALIDATION files only "
+                    "(the test files were not read)",
+            "train_frames": {k: len(c) for k, c in parts.items()},
+            "val_frames": {k: len(c) for k, c in self.val.items()},
+            "recipe": recipe, "views_per_kind": self.views_per_kind,
+            "view_seeds": [self.view_seed0 + k for k in range(self.views_per_kind)],
+            "augment": {**self.augment, "kinds": self.view_kinds},
+            "sgd_steps_per_arm": recipe["epochs"] * -(-len(self.crops) // recipe["batch_size"]),
+            "rule": "worth a test-file run only if validation agreement > base + 0.03 and validation KL < base's",
+            "quick": quick, "timings": self.timings, "runs": self.runs, "complete": False}
+
+    def log(self, entry: dict[str, Any]) -> None:
+        """One variant's line: printed, appended to the JSON Lines log, and the result rewritten."""
+        entry["t"] = round(time.time() - self.t0)
+        print(json.dumps(entry), flush=True)
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.runs.append(entry)
+        self.save()
+
+    def save(self) -> None:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.final.write_text(json.dumps(self.result, indent=1) + "\n")
+
+    def vscore(self, model: torch.nn.Module) -> dict[str, Any]:
+        """Validation agreement, KL and top-5 over all frames, and per validation set."""
+        s = lf.score_sets(self.val, model, 56, self.targets)
+        return {"val_top1_agreement": s["all_frames"]["top1_agreement"], "val_mean_kl": s["all_frames"]["mean_kl"],
+                "val_top5": s["all_frames"]["teacher_top1_in_top5"],
+                **{f"val_{k}": {"top1_agreement": s[k]["top1_agreement"], "mean_kl": s[k]["mean_kl"]}
+                   for k in self.val}}
+
+    def views(self, kind: str) -> list[lf.ViewSet]:
+        """The view sets of one kind, the teacher's outputs cached on each (made once)."""
+        if kind not in self.view_sets:
+            t = time.time()
+            self.view_sets[kind] = lf.teacher_views(
+                self.teacher, self.crops, [self.view_seed0 + k for k in range(self.views_per_kind)],
+                **self.augment, **self.view_kinds[kind])
+            self.timings[f"teacher_views_{kind}_s"] = round(time.time() - t, 1)
+            print(f"view sets {kind}: {self.timings[f'teacher_views_{kind}_s']} s", file=sys.stderr, flush=True)
+        return self.view_sets[kind]
+
+
 def run_selection(selection: dict[str, Any], plan: list[str], data_dir: str, quick: bool) -> int:
     """Train each variant of ``plan`` (default: every one of ``selection["variants"]``, in order); score on validation."""
-    variants, views_per_kind, view_seed0 = selection["variants"], selection["views"], selection["view_seed0"]
+    variants = selection["variants"]
     unknown = [v for v in plan if v not in variants]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; choose from {list(variants)}")
-    plan = plan or list(variants)
-    augment = {k: tuple(v) if isinstance(v, list) else v for k, v in selection["augment"].items()}
-    view_kinds = selection["view_kinds"]
     torch.set_num_threads(1)
-    t0 = time.time()
-    out_dir = SCRATCH / "quick" if quick else SCRATCH
-    out_dir.mkdir(parents=True, exist_ok=True)
-    jsonl = out_dir / "reskd_realfootage_fm_selection.jsonl"
-    final = (out_dir if quick else RESULTS / "realfootage_fm_selection") / "realfootage_fm_selection.json"
-    recipe = {**selection["recipe"], **(selection["quick_recipe"] if quick else {})}
-
-    parts, val = load_data(data_dir, quick, selection["val_seed"])
-    crops = torch.cat(list(parts.values()))
-    teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
-    timings: dict[str, float] = {"decode_s": round(time.time() - t0, 1)}
-    t = time.time()
-    base_logits, base_maps = lf.run(teacher, crops, lf.TEACHER_SIZE, want_maps=True)
-    targets = {k: lf.run(teacher, c, lf.TEACHER_SIZE)[0] for k, c in val.items()}
-    timings["teacher_cache_base_s"] = round(time.time() - t, 1)
-    view_sets: dict[str, list[lf.ViewSet]] = {}
-    runs: list[dict[str, Any]] = []
-    result: dict[str, Any] = {
-        "what": "function-matching variants of the label-free recipe, scored on the VALIDATION files only "
-                "(the test files were not read)",
-        "train_frames": {k: len(c) for k, c in parts.items()}, "val_frames": {k: len(c) for k, c in val.items()},
-        "recipe": recipe, "views_per_kind": views_per_kind, "view_seeds": [view_seed0 + k for k in range(views_per_kind)],
-        "augment": {**augment, "kinds": view_kinds}, "sgd_steps_per_arm": recipe["epochs"] * -(-len(crops) // recipe["batch_size"]),
-        "rule": "worth a test-file run only if validation agreement > base + 0.03 and validation KL < base's",
-        "quick": quick, "timings": timings, "runs": runs, "complete": False}
-
-    def log(entry: dict[str, Any]) -> None:
-        entry["t"] = round(time.time() - t0)
-        print(json.dumps(entry), flush=True)
-        with jsonl.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
-        runs.append(entry)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        final.write_text(json.dumps(result, indent=1) + "\n")
-
-    def vscore(model: torch.nn.Module) -> dict[str, Any]:
-        s = lf.score_sets(val, model, 56, targets)
-        return {"val_top1_agreement": s["all_frames"]["top1_agreement"], "val_mean_kl": s["all_frames"]["mean_kl"],
-                "val_top5": s["all_frames"]["teacher_top1_in_top5"],
-                **{f"val_{k}": {"top1_agreement": s[k]["top1_agreement"], "mean_kl": s[k]["mean_kl"]} for k in val}}
-
-    def views(kind: str) -> list[lf.ViewSet]:
-        if kind not in view_sets:
-            t = time.time()
-            view_sets[kind] = lf.teacher_views(teacher, crops, [view_seed0 + k for k in range(views_per_kind)],
-                                               **augment, **view_kinds[kind])
-            timings[f"teacher_views_{kind}_s"] = round(time.time() - t, 1)
-            print(f"view sets {kind}: {timings[f'teacher_views_{kind}_s']} s", file=sys.stderr, flush=True)
-        return view_sets[kind]
-
-    log({"variant": "untouched", **vscore(teacher)})
-    for name in plan:
-        kw = {**recipe, **variants[name]}
+    fm = FmSelection(selection, data_dir, quick)
+    fm.log({"variant": "untouched", **fm.vscore(fm.teacher)})
+    for name in plan or list(variants):
+        kw = {**fm.recipe, **variants[name]}
         kind = kw.pop("views", None)
-        epoch_views = views(kind) if kind else None
+        epoch_views = fm.views(kind) if kind else None
         t = time.time()
-        model, info = lf.distill(56, crops, base_maps, base_logits, progress=False, epoch_views=epoch_views, **kw)
-        log({"variant": name, "views": kind, **kw, "train_s": round(time.time() - t, 1), **vscore(model),
-             "logit_scale": info["logit_scale"], "temperature": info["temperature"],
-             "view_set_per_epoch": info.get("view_set_per_epoch"), "per_epoch": info["per_epoch"]})
+        model, info = lf.distill(56, fm.crops, fm.base_maps, fm.base_logits, progress=False, epoch_views=epoch_views,
+                                 **kw)
+        fm.log({"variant": name, "views": kind, **kw, "train_s": round(time.time() - t, 1), **fm.vscore(model),
+                "logit_scale": info["logit_scale"], "temperature": info["temperature"],
+                "view_set_per_epoch": info.get("view_set_per_epoch"), "per_epoch": info["per_epoch"]})
         del model
-    timings["total_s"] = round(time.time() - t0, 1)
-    result["complete"] = True
-    final.write_text(json.dumps(result, indent=1) + "\n")
+    fm.timings["total_s"] = round(time.time() - fm.t0, 1)
+    fm.result["complete"] = True
+    fm.save()
     return 0
-
-

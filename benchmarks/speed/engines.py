@@ -403,72 +403,98 @@ def _by_config(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, dict[str, An
     return out
 
 
+def _engine_lines(report: dict[str, Any]) -> list[str]:
+    """The engine table, the ratios between engines and the matmul ceilings."""
+    lines: list[str] = []
+    lines += ["## Engine table", "", _rounds_line(report, "engines"), "",
+              "| model | batch | engine | median ms | x ONNX Runtime | GFLOP/s | of FP32 matmul ceiling | "
+              "max abs vs ORT | FP32 tol. | setup s |", "|" + "---|" * 10]
+    for r in report["engines"]:
+        lines.append(f"| {r['arch']} @{r['input_size']}, {r['frames']} fr | {r['batch']} | {r['engine']} | "
+                     f"{r['median_ms']:.1f} | {r['speedup_vs_onnxruntime']:.2f} | {r['achieved_gflop_s']:.0f} | "
+                     f"{r['fraction_of_fp32_ceiling']:.0%} | {r['max_abs_vs_onnxruntime']:.2g} | "
+                     f"{_tolerance_cell(r)} | {r['setup_s']} |")
+    lines += ["", "| model | batch | OpenVINO FP32 / ORT | OpenVINO BF16 / OpenVINO FP32 | torch.compile / eager |",
+              "|" + "---|" * 5]
+    for key, arms in _by_config(report["engines"]).items():
+        ms = {a: r["median_ms"] for a, r in arms.items()}
+
+        def ratio(a: str, b: str, ms: dict[str, float] = ms) -> str:
+            return f"{ms[a] / ms[b]:.2f}x" if a in ms and b in ms else "-"
+
+        lines.append(f"| {key[0]} @{key[1]} | {key[2]} | {ratio('onnxruntime', 'openvino_fp32')} | "
+                     f"{ratio('openvino_fp32', 'openvino_bf16')} | {ratio('eager', 'torch_compile')} |")
+    ceilings = dict.fromkeys(f"{r['ceiling_fp32_gflop_s']:.0f} / {r['ceiling_bf16_gflop_s']:.0f}"
+                             for r in report["engines"])  # one entry per configuration, in order; nan: not run
+    lines += ["", "Measured matmul ceilings per configuration (2048x2048, same threads, interleaved), FP32 / BF16 "
+              "GFLOP/s: " + "; ".join(ceilings) + ".", ""]
+    return lines
+
+
+def _thread_lines(report: dict[str, Any]) -> list[str]:
+    """OpenVINO pinning and ONNX Runtime spinning, unloaded and while busy processes load the cores."""
+    lines: list[str] = []
+    loads = report["loads"]
+    lines += ["## Threads on a shared host", "", _rounds_line(report, "threads"), "",
+              "| model | batch | arm | " + " | ".join(f"median ms, {n} busy" for n in loads) + " | " +
+              " | ".join(f"slowdown, {n} busy" for n in loads[1:]) + " |",
+              "|" + "---|" * (3 + 2 * len(loads) - 1)]
+    for r in report["threads"]:
+        lines.append(f"| {r['arch']} @{r['input_size']} | {r['batch']} | {r['arm']} | " +
+                     " | ".join(f"{r[f'median_ms_load{n}']:.1f}" for n in loads) + " | " +
+                     " | ".join(f"{r[f'slowdown_load{n}']:.2f}x" for n in loads[1:]) + " |")
+    lines.append("")
+    return lines
+
+
+def _stream_lines(report: dict[str, Any]) -> list[str]:
+    """Videos/s and stage times through predict_iter, per engine."""
+    lines: list[str] = []
+    first = report["stream"][0]
+    lines += ["## Streaming end to end per engine (`Recognizer.predict_iter`)", "",
+              f"{first['rounds']} interleaved rounds (engines in turn, each over the same {first['videos']} videos: "
+              f"{', '.join(report.get('stream_footage', []))}), {first['decode_workers']} decode worker threads "
+              f"(1 torch thread each), batch {first['batch_size']}, {first['threads']} engine threads; medians. "
+              f"Load average before / after: {report.get('load_average', {}).get('stream', 'n/a')}.", "",
+              "| model | engine | videos/s | x ONNX Runtime | demux ms | decode ms | preprocess ms | infer ms | "
+              "wait ms |", "|" + "---|" * 9]
+    for r in report["stream"]:
+        st = r["stages_ms_per_video"]
+        lines.append(f"| {r['arch']} @{r['input_size']}, {r['frames']} fr | {r['engine']} | {r['videos_per_s']:.2f} | "
+                     f"{r['speedup_vs_onnxruntime']:.2f} | {st['demux']:.1f} | {st['decode']:.1f} | "
+                     f"{st['preprocess']:.1f} | {st['infer']:.1f} | {st['wait']:.1f} |")
+    lines.append("")
+    return lines
+
+
+def _bf16_lines(report: dict[str, Any]) -> list[str]:
+    """OpenVINO BF16 against FP32 on real clips."""
+    lines: list[str] = []
+    lines += ["## BF16 against FP32 on real clips (OpenVINO)", "",
+              "| model | input | clips | top-1 agreement | decisive flips | max abs / max logit | min cosine |",
+              "|" + "---|" * 7]
+    for r in report["bf16_agreement"]:
+        lines.append(f"| {r['arch']} | {r['input_size']} px (crop {r['crop_size']}) | {r['clips']} | "
+                     f"{r['top1_agreement']:.1%} | {r['decisive_disagreements']} | "
+                     f"{r['max_abs_relative_to_max_logit']:.2%} | {r['min_cosine']:.5f} |")
+    lines.append("")
+    return lines
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    # Reports written before the SDK's machine_info (the committed engines.json) name two fields differently.
+    cpus, isa = m.get("cpus", m.get("logical_cpus")), m.get("isa", m.get("bf16_flags", []))
     lines = [f"# CPU engines: eager, ONNX Runtime, OpenVINO FP32/BF16, torch.compile ({m['threads']} threads)", "",
-             f"{m['cpu']}, {m['cpus']} logical CPUs shared with other developers' jobs; ISA: "
-             f"{', '.join(m['isa']) or 'none of ' + ', '.join(ISA_FLAGS)}; "
+             f"{m['cpu']}, {cpus} logical CPUs shared with other developers' jobs; ISA: "
+             f"{', '.join(isa) or 'none of ' + ', '.join(ISA_FLAGS)}; "
              f"{', '.join(f'{k} {v}' for k, v in m['versions'].items())}. "
              "Every engine in its own process, interleaved call by call; medians. Random weights, 10 classes, "
              "except the BF16 agreement (ImageNet weights).", ""]
-    if report.get("engines"):
-        lines += ["## Engine table", "", _rounds_line(report, "engines"), "",
-                  "| model | batch | engine | median ms | x ONNX Runtime | GFLOP/s | of FP32 matmul ceiling | "
-                  "max abs vs ORT | FP32 tol. | setup s |", "|" + "---|" * 10]
-        for r in report["engines"]:
-            lines.append(f"| {r['arch']} @{r['input_size']}, {r['frames']} fr | {r['batch']} | {r['engine']} | "
-                         f"{r['median_ms']:.1f} | {r['speedup_vs_onnxruntime']:.2f} | {r['achieved_gflop_s']:.0f} | "
-                         f"{r['fraction_of_fp32_ceiling']:.0%} | {r['max_abs_vs_onnxruntime']:.2g} | "
-                         f"{_tolerance_cell(r)} | {r['setup_s']} |")
-        lines += ["", "| model | batch | OpenVINO FP32 / ORT | OpenVINO BF16 / OpenVINO FP32 | torch.compile / eager |",
-                  "|" + "---|" * 5]
-        for key, arms in _by_config(report["engines"]).items():
-            ms = {a: r["median_ms"] for a, r in arms.items()}
-
-            def ratio(a: str, b: str, ms: dict[str, float] = ms) -> str:
-                return f"{ms[a] / ms[b]:.2f}x" if a in ms and b in ms else "-"
-
-            lines.append(f"| {key[0]} @{key[1]} | {key[2]} | {ratio('onnxruntime', 'openvino_fp32')} | "
-                         f"{ratio('openvino_fp32', 'openvino_bf16')} | {ratio('eager', 'torch_compile')} |")
-        ceilings = dict.fromkeys(f"{r['ceiling_fp32_gflop_s']:.0f} / {r['ceiling_bf16_gflop_s']:.0f}"
-                                 for r in report["engines"])  # one entry per configuration, in order; nan: not run
-        lines += ["", "Measured matmul ceilings per configuration (2048x2048, same threads, interleaved), FP32 / BF16 "
-                  "GFLOP/s: " + "; ".join(ceilings) + ".", ""]
-    if report.get("threads"):
-        loads = report["loads"]
-        lines += ["## Threads on a shared host", "", _rounds_line(report, "threads"), "",
-                  "| model | batch | arm | " + " | ".join(f"median ms, {n} busy" for n in loads) + " | " +
-                  " | ".join(f"slowdown, {n} busy" for n in loads[1:]) + " |",
-                  "|" + "---|" * (3 + 2 * len(loads) - 1)]
-        for r in report["threads"]:
-            lines.append(f"| {r['arch']} @{r['input_size']} | {r['batch']} | {r['arm']} | " +
-                         " | ".join(f"{r[f'median_ms_load{n}']:.1f}" for n in loads) + " | " +
-                         " | ".join(f"{r[f'slowdown_load{n}']:.2f}x" for n in loads[1:]) + " |")
-        lines.append("")
-    if report.get("stream"):
-        first = report["stream"][0]
-        lines += ["## Streaming end to end per engine (`Recognizer.predict_iter`)", "",
-                  f"{first['rounds']} interleaved rounds (engines in turn, each over the same {first['videos']} videos: "
-                  f"{', '.join(report.get('stream_footage', []))}), {first['decode_workers']} decode worker threads "
-                  f"(1 torch thread each), batch {first['batch_size']}, {first['threads']} engine threads; medians. "
-                  f"Load average before / after: {report.get('load_average', {}).get('stream', 'n/a')}.", "",
-                  "| model | engine | videos/s | x ONNX Runtime | demux ms | decode ms | preprocess ms | infer ms | "
-                  "wait ms |", "|" + "---|" * 9]
-        for r in report["stream"]:
-            st = r["stages_ms_per_video"]
-            lines.append(f"| {r['arch']} @{r['input_size']}, {r['frames']} fr | {r['engine']} | {r['videos_per_s']:.2f} | "
-                         f"{r['speedup_vs_onnxruntime']:.2f} | {st['demux']:.1f} | {st['decode']:.1f} | "
-                         f"{st['preprocess']:.1f} | {st['infer']:.1f} | {st['wait']:.1f} |")
-        lines.append("")
-    if report.get("bf16_agreement"):
-        lines += ["## BF16 against FP32 on real clips (OpenVINO)", "",
-                  "| model | input | clips | top-1 agreement | decisive flips | max abs / max logit | min cosine |",
-                  "|" + "---|" * 7]
-        for r in report["bf16_agreement"]:
-            lines.append(f"| {r['arch']} | {r['input_size']} px (crop {r['crop_size']}) | {r['clips']} | "
-                         f"{r['top1_agreement']:.1%} | {r['decisive_disagreements']} | "
-                         f"{r['max_abs_relative_to_max_logit']:.2%} | {r['min_cosine']:.5f} |")
-        lines.append("")
+    for section, render in (("engines", _engine_lines), ("threads", _thread_lines), ("stream", _stream_lines),
+                            ("bf16_agreement", _bf16_lines)):
+        if report.get(section):
+            lines += render(report)
     return "\n".join(lines)
 
 
