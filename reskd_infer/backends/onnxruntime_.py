@@ -42,7 +42,7 @@ TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", 
 GPU_EPS = (TRT_EP, CUDA_EP)
 # Idle intra-op threads sleep instead of spinning (ONNX Runtime's default is to spin): on a shared
 # host with other processes loading the cores, spinning threads steal the time the busy ones need;
-# measured faster in 5 of 6 loaded cases (benchmarks/results/engines.md, docs/engines.md).
+# measured faster in 5 of 6 loaded cases (benchmarks/results/engines/engines.md, docs/engines.md).
 DEFAULT_ALLOW_SPINNING = False
 DEFAULT_BATCH_PROFILE = (1, 8, 32)  # reskd-export's default --batch
 MISSING_HINT = ("the 'onnxruntime' package is not installed: pip install 'reskd-infer[cpu]' "

@@ -1,7 +1,7 @@
 """The OpenVINO backend: the exported ``model.onnx`` compiled by OpenVINO's CPU plugin.
 
 Why it exists: on x86 CPUs OpenVINO runs the same ONNX file faster than ONNX Runtime's
-CPU provider (measured in ``benchmarks/results/engines.md``), most of all on depthwise
+CPU provider (measured in ``benchmarks/results/engines/engines.md``), most of all on depthwise
 convolutions (EfficientNet-Lite). The Recognizer prefers it for ``.onnx`` artifacts on
 the CPU when the ``openvino`` package is installed (``pip install 'reskd-infer[openvino]'``).
 

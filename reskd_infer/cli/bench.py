@@ -11,14 +11,8 @@ from pathlib import Path
 
 import torch
 
-from reskd_infer.bench.harness import (
-    benchmark,
-    build_arch_artifacts,
-    format_pipeline,
-    format_table,
-    pipeline_report,
-    video_list,
-)
+from reskd_infer.bench.measure import benchmark, build_arch_artifacts, pipeline_report, video_list
+from reskd_infer.bench.tables import format_pipeline, format_table
 from reskd_infer.cli.common import add_precision_argument
 from reskd_infer.errors import EXIT_USAGE, ReskdError, plain_warnings, report_error
 from reskd_infer.formats import ARTIFACT_CHECKPOINT, ARTIFACT_ONNX, ARTIFACT_TENSORRT, kind_for_backend

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from reskd_infer.backends.onnxruntime_ import CUDA_EP
-from reskd_infer.bench.harness import BenchCase, run_cases
+from reskd_infer.bench.measure import BenchCase, run_cases
 from reskd_infer.doctor.checks import Workbench, _ort_gpu_problem
 from reskd_infer.doctor.report import PASS, SKIPPED, Check
 from reskd_infer.runtime.recognizer import Recognizer

@@ -193,7 +193,7 @@ def test_bench_takes_openvino(capsys):
 
 
 def test_shared_host_thread_defaults(lite0):
-    """Defaults chosen by benchmarks/engines.py's shared-host measurement: no pinning, no spinning."""
+    """Defaults chosen by benchmarks/speed/engines.py's shared-host measurement: no pinning, no spinning."""
     from reskd_infer.backends.onnxruntime_ import OnnxRuntimeBackend
 
     spec, result, _ = lite0

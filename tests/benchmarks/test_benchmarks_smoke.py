@@ -12,14 +12,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(script: str, out: Path) -> dict:
+def _run(module: str, out: Path) -> dict:
+    """``python -m benchmarks.<module> --quick --json`` from the repository root, as the README says to run it."""
     if not (ROOT / "data" / "fashion-mnist").is_dir() or not (ROOT / "data" / "footage" / "bbb_film.mp4").is_file():
         pytest.fail(f"shipped data missing under {ROOT / 'data'}: run `make data` (make test does it)")
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json",
-                           "--results-dir", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--quick", "--json",
+                           "--results-dir", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = json.loads(proc.stdout)
-    stem = script.removesuffix(".py")
+    stem = module.rsplit(".", 1)[-1]
     written = json.loads((out / f"{stem}.json").read_text())
     assert written == printed
     assert (out / f"{stem}.md").read_text().startswith("# ")
@@ -27,7 +28,7 @@ def _run(script: str, out: Path) -> dict:
 
 
 def test_trend_quick(tmp_path):
-    r = _run("reskd_trend.py", tmp_path)
+    r = _run("accuracy.trend", tmp_path)
     assert r["complete"] is True and r["defaults"] is True and r["split"] == "test" and r["commit"]
     assert set(r["teacher"]) >= {"input_size", "top1", "val_top1"} and r["teacher"]["input_size"] == 112
     assert 0.0 <= r["teacher"]["top1"] <= 1.0
@@ -42,11 +43,11 @@ def test_trend_quick(tmp_path):
         assert st["throughput_clips_per_s"] > 0
     kd_runs = [run for run in r["runs"] if run["name"].startswith("kd_")]
     assert kd_runs and all(run["first_steps"]["kd"] > 0 for run in kd_runs)  # the per-step log was read
-    assert (tmp_path / "reskd_trend.png").stat().st_size > 1000
+    assert (tmp_path / "trend.png").stat().st_size > 1000
 
 
 def test_realfootage_quick(tmp_path):
-    r = _run("reskd_realfootage.py", tmp_path)
+    r = _run("accuracy.realfootage", tmp_path)
     assert r["heldout_videos"] == ["bikes.mp4", "carphone_pristine.mp4"] and r["heldout_clips"] > 0
     models = [row["model"] for row in r["rows"]]
     assert {"untouched", "distilled", "bn_recal", "calibrated_only", "distilled_uncalibrated",
@@ -68,13 +69,13 @@ def test_realfootage_quick(tmp_path):
     # Split by file: no test or validation file among the training sources.
     assert not set(r["heldout_videos"]) & (set(s["train_videos"]) | set(s["val_videos"]) | {"bbb_film.mp4"})
     assert not set(s["train_photos"]) & set(s["val_photos"]) and not set(s["train_videos"]) & set(s["val_videos"])
-    assert (tmp_path / "reskd_realfootage.png").stat().st_size > 1000
+    assert (tmp_path / "realfootage.png").stat().st_size > 1000
 
 
 def test_engines_quick(tmp_path):
     """The engine benchmark's smoke run: the engine table (eager, ONNX Runtime, OpenVINO FP32 in their own
     processes) and the streaming section (predict_iter with each engine) on a tiny model."""
-    r = _run("engines.py", tmp_path)
+    r = _run("speed.engines", tmp_path)
     assert r["quick"] is True and r["complete"] is True
     engines = {row["engine"]: row for row in r["engines"]}
     assert set(engines) == {"eager", "onnxruntime", "openvino_fp32"}
@@ -92,7 +93,7 @@ def test_engines_quick(tmp_path):
 def test_realfootage_ceiling_quick(tmp_path):
     """The transductive diagnostic: it trains on frames of the test files, so it must never train on a
     scored frame (odd frames for training, even frames scored) and must say it is a diagnostic."""
-    r = _run("reskd_realfootage_ceiling.py", tmp_path)
+    r = _run("accuracy.realfootage_ceiling", tmp_path)
     assert r["quick"] is True and r["diagnostic"].startswith("transductive")
     assert r["test_videos"] == ["bikes.mp4", "carphone_pristine.mp4"]
     for name, idx in r["frame_indices"].items():

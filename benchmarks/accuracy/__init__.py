@@ -1,0 +1,1 @@
+"""Accuracy benchmarks: ResKD against plain training, label-free distillation on real footage."""

