@@ -18,10 +18,10 @@ from typing import Any
 from reskd_infer.cli.common import add_precision_argument
 from reskd_infer.errors import ReskdError, one_line, plain_warnings, report_error
 from reskd_infer.runtime.annotate import VideoAnnotator
-from reskd_infer.runtime.corpus import run_corpus
+from reskd_infer.runtime.corpus import run_corpus, select_videos
 from reskd_infer.runtime.live import predict_stream
 from reskd_infer.runtime.recognizer import Recognizer
-from reskd_infer.runtime.sources import expand_sources, is_live, parse_shard, shard, shard_from_env
+from reskd_infer.runtime.sources import is_live, parse_shard, shard_from_env
 from reskd_infer.runtime.writers import PredictionWriter, merge_jsonl
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_ARGS = 0, 1, 2
@@ -156,14 +156,11 @@ def _result_handler(show: Callable[[dict[str, Any]], None] | None,
 
 
 def _videos_and_shard(args: argparse.Namespace) -> tuple[list[str], tuple[int, int] | None]:
-
+    """The videos of this run and its shard (None when the run is not split: a shard of 1 is the whole)."""
     shard_spec = parse_shard(args.shard) if args.shard else shard_from_env()
-    videos = expand_sources(args.sources, list_file=args.list_file, data_root=args.data_root)
-    if shard_spec is not None and shard_spec[1] > 1:
-        videos = shard(videos, *shard_spec)
-    else:
+    if shard_spec is not None and shard_spec[1] == 1:
         shard_spec = None
-    return videos, shard_spec
+    return select_videos(args.sources, args.list_file, args.data_root, shard_spec), shard_spec
 
 
 def corpus_main(args: argparse.Namespace) -> int:
