@@ -246,7 +246,6 @@ class Recognizer:
         window the spec samples its clips as it would in a video holding only that window. The video
         is decoded once, forward, and only the frames of windows still open are kept.
         """
-
         batch_size = batch_size or self.max_batch
         done: list[tuple[WindowPrediction, np.ndarray]] = []
         pending: list[tuple[Window, torch.Tensor]] = []
