@@ -3,8 +3,8 @@
 from reskd_infer.errors import ReskdError
 from reskd_infer.io.checkpoint import load_checkpoint, save_checkpoint
 from reskd_infer.models import build_model, list_archs
-from reskd_infer.runtime.batching import VideoResult
-from reskd_infer.runtime.recognizer import Prediction, Recognizer
+from reskd_infer.runtime.recognizer import Recognizer
+from reskd_infer.runtime.results import Prediction, VideoResult
 from reskd_infer.spec import ModelSpec
 from reskd_infer.version import __version__
 

@@ -107,7 +107,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(result: object, as_json: bool, error: Exception | None = None) -> None:
     if as_json:
-
         doc = result.to_dict()  # type: ignore[attr-defined]
         if error:
             doc["error"] = error_dict(error)

@@ -13,15 +13,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from reskd_infer.cli.common import add_precision_argument
 from reskd_infer.errors import ReskdError, one_line, plain_warnings, report_error
 from reskd_infer.runtime.annotate import VideoAnnotator
-from reskd_infer.runtime.corpus import run_corpus
+from reskd_infer.runtime.corpus import run_corpus, select_videos
 from reskd_infer.runtime.live import predict_stream
 from reskd_infer.runtime.recognizer import Recognizer
-from reskd_infer.runtime.sources import expand_sources, is_live, parse_shard, shard, shard_from_env
+from reskd_infer.runtime.results import RunSummary
+from reskd_infer.runtime.sources import is_live, parse_shard, shard_from_env
 from reskd_infer.runtime.writers import PredictionWriter, merge_jsonl
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_BAD_ARGS = 0, 1, 2
@@ -114,13 +115,11 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 def _fail(exc: Exception, as_json: bool, **context: Any) -> int:
     """One ``error:`` line; with --json also ``{"error": {"type": ..., "message": ...}, "results": []}``."""
-
     report_error(exc, as_json, **context, results=[])
     return EXIT_BAD_ARGS
 
 
 def merge_main(args: argparse.Namespace) -> int:
-
     try:
         records = merge_jsonl(args.merge, args.output)
     except ReskdError as exc:
@@ -134,12 +133,15 @@ def merge_main(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _top_text(predictions: list[dict[str, Any]]) -> str:
+    return "\t".join(f"{p['label']}:{p['score']:.4f}" for p in predictions)
+
+
 def _print_line(record: dict[str, Any]) -> None:
     if record["error"] is not None:
         print(f"{record['video']}\tERROR\t{record['error']['message']}", file=sys.stderr)
     else:
-        print(f"{record['video']}\t" + "\t".join(f"{p['label']}:{p['score']:.4f}" for p in record["predictions"]),
-              flush=True)
+        print(f"{record['video']}\t" + _top_text(record["predictions"]), flush=True)
 
 
 def _result_handler(show: Callable[[dict[str, Any]], None] | None,
@@ -155,34 +157,48 @@ def _result_handler(show: Callable[[dict[str, Any]], None] | None,
     return handle
 
 
-def _videos_and_shard(args: argparse.Namespace) -> tuple[list[str], tuple[int, int] | None]:
+def _open_recognizer(args: argparse.Namespace) -> Recognizer:
+    return Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
+                      precision=args.precision)
 
+
+def _videos_and_shard(args: argparse.Namespace) -> tuple[list[str], tuple[int, int] | None]:
+    """The videos of this run and its shard (None when the run is not split: a shard of 1 is the whole)."""
     shard_spec = parse_shard(args.shard) if args.shard else shard_from_env()
-    videos = expand_sources(args.sources, list_file=args.list_file, data_root=args.data_root)
-    if shard_spec is not None and shard_spec[1] > 1:
-        videos = shard(videos, *shard_spec)
-    else:
+    if shard_spec is not None and shard_spec[1] == 1:
         shard_spec = None
-    return videos, shard_spec
+    return select_videos(args.sources, args.list_file, args.data_root, shard_spec), shard_spec
+
+
+def _open_writer(args: argparse.Namespace, shard_spec: tuple[int, int] | None) -> PredictionWriter | None:
+    """The --output file (``{rank}`` replaced by the shard index), resumed unless --no-resume."""
+    if not args.output:
+        return None
+    if "{rank}" in args.output:
+        args.output = args.output.replace("{rank}", str(shard_spec[0] if shard_spec else 0))
+    fmt = args.format or ("csv" if Path(args.output).suffix.lower() == ".csv" else "jsonl")
+    return PredictionWriter(args.output, fmt, args.topk, resume=not args.no_resume)
+
+
+def _print_summary(args: argparse.Namespace, summary: RunSummary) -> None:
+    print(f"{summary.done} videos predicted ({summary.failed} failed, {summary.skipped} already in "
+          f"{args.output or 'output'}) at {summary.videos_per_s:.2f} videos/s, {summary.clips_per_s:.2f} clips/s",
+          file=sys.stderr)
 
 
 def corpus_main(args: argparse.Namespace) -> int:
-
-    fmt = args.format or ("csv" if args.output and Path(args.output).suffix.lower() == ".csv" else "jsonl")
+    """Files, folders, globs and lists: one record per video, written, printed or gathered into --json."""
     try:
         videos, shard_spec = _videos_and_shard(args)
-        if args.output and "{rank}" in args.output:
-            args.output = args.output.replace("{rank}", str(shard_spec[0] if shard_spec else 0))
-        writer = PredictionWriter(args.output, fmt, args.topk, resume=not args.no_resume) if args.output else None
+        writer = _open_writer(args, shard_spec)
         annotator = VideoAnnotator(args.save_video) if args.save_video else None
-        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
-                                precision=args.precision)
+        recognizer = _open_recognizer(args)
     except ReskdError as exc:
         return _fail(exc, args.json, model=args.model)
     records: list[dict[str, Any]] = []
     on_result = _result_handler(records.append if args.json else (None if writer else _print_line), annotator)
-    backend, arch = recognizer.backend_name, recognizer.spec.arch
-    precision = getattr(recognizer.backend, "precision", "fp32")  # what runs (a refused BF16 runs FP32)
+    doc = {"model": args.model, "backend": recognizer.backend_name, "arch": recognizer.spec.arch,
+           "precision": getattr(recognizer.backend, "precision", "fp32")}  # what runs (a refused BF16 runs FP32)
     try:
         with recognizer:
             summary = run_corpus(recognizer, videos, writer, on_result, shard_spec, topk=args.topk,
@@ -192,27 +208,31 @@ def corpus_main(args: argparse.Namespace) -> int:
         if writer is not None:
             writer.close()
     if args.json:
-        doc = {"model": args.model, "backend": backend, "arch": arch, "precision": precision,
-               "output": args.output, "summary": summary.to_dict(), "results": records}
-        print(json.dumps(doc, indent=2))
+        print(json.dumps({**doc, "output": args.output, "summary": summary.to_dict(), "results": records}, indent=2))
     if not args.quiet and (writer is not None or summary.done > 1):
-        print(f"{summary.done} videos predicted ({summary.failed} failed, {summary.skipped} already in "
-              f"{args.output or 'output'}) at {summary.videos_per_s:.2f} videos/s, {summary.clips_per_s:.2f} clips/s",
-              file=sys.stderr)
+        _print_summary(args, summary)
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 
 def _is_live_run(args: argparse.Namespace) -> bool:
-
     return bool(args.sources) and (args.stream or any(s == "-" or is_live(s) for s in args.sources))
+
+
+def _stream_one(recognizer: Recognizer, source: str, args: argparse.Namespace, out: TextIO | None) -> None:
+    """One live source's windows as they come: JSON lines (--json, --output) or one text line each."""
+    for window in predict_stream(recognizer, source, args.window, args.stride, args.topk, args.max_windows,
+                                 args.timeout):
+        record = window.to_dict()
+        if args.json or out:
+            print(json.dumps(record), file=out or sys.stdout, flush=True)
+        else:
+            print(f"{source}\t{window.start:.2f}-{window.end:.2f}s\t" + _top_text(record["predictions"]), flush=True)
 
 
 def stream_main(args: argparse.Namespace) -> int:
     """Each source as a live stream: one line (or JSON line) per window as it is ready."""
-
     try:
-        recognizer = Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
-                                precision=args.precision)
+        recognizer = _open_recognizer(args)
     except ReskdError as exc:
         return _fail(exc, args.json, model=args.model)
     out = open(args.output, "a", encoding="utf-8") if args.output else None
@@ -220,14 +240,7 @@ def stream_main(args: argparse.Namespace) -> int:
     with recognizer:
         for source in args.sources:
             try:
-                for window in predict_stream(recognizer, source, args.window, args.stride, args.topk,
-                                             args.max_windows, args.timeout):
-                    record = window.to_dict()
-                    if args.json or out:
-                        print(json.dumps(record), file=out or sys.stdout, flush=True)
-                    else:
-                        print(f"{source}\t{window.start:.2f}-{window.end:.2f}s\t"
-                              + "\t".join(f"{p.label}:{p.score:.4f}" for p in window.predictions), flush=True)
+                _stream_one(recognizer, source, args, out)
             except ReskdError as exc:
                 failed += 1
                 print(f"{source}\tERROR\t{one_line(exc)}", file=sys.stderr)
@@ -239,7 +252,6 @@ def stream_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)

@@ -62,7 +62,6 @@ class Workbench:
 
     @cached_property
     def checkpoint(self) -> Path:
-
         torch.manual_seed(0)
         return save_checkpoint(build_model(self.spec), self.spec, self.root / "student.ckpt")
 
@@ -90,7 +89,6 @@ class Workbench:
 
     @cached_property
     def onnx(self) -> Path:
-
         result = export_model(self.checkpoint, self.root / "export", fp16=False, batch=(1, 8, 8),
                               verify_clips=[self.clip])
         return Path(result.onnx_path)
@@ -285,7 +283,6 @@ def check_tensorrt_plan(wb: Workbench) -> Check:
 
 def check_plan_fallback(wb: Workbench) -> Check:
     """A plan whose sidecar names another TensorRT release and GPU must fall back to the ONNX model."""
-
     name = "mismatched plan falls back"
     folder = wb.root / "fallback"
     folder.mkdir(exist_ok=True)

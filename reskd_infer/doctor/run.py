@@ -27,7 +27,6 @@ CHECKS: tuple[Callable[[c.Workbench], Check], ...] = (
 
 
 def environment(device: str) -> dict[str, object]:
-
     try:
         import onnxruntime as ort
 
@@ -58,7 +57,6 @@ def run_doctor(out_dir: str | Path | None = None, device: str = "cuda", arch: st
     GPU checks report ``skipped`` with the reason where there is no GPU, CUDA build of
     torch, ``onnxruntime-gpu`` or TensorRT; the CPU checks always run.
     """
-
     report = Report(environment(device))
     with tempfile.TemporaryDirectory(prefix="reskd-doctor-") as tmp:
         wb = c.Workbench(Path(tmp), device=device, arch=arch, size=size, frames=frames,

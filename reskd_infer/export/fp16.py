@@ -78,7 +78,6 @@ def convert_fp16(onnx_path: str | Path, out_path: str | Path, spec: ModelSpec, c
     Raises:
         ExportError: no converter is installed, the conversion failed, or the checker rejected the graph.
     """
-
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     converter = converter or available_converter()
     if converter is None:
@@ -117,7 +116,6 @@ def _convert_occ(source: object, path: Path, max_rounds: int = 6) -> object:
     the converter leaves some nodes typed inconsistently; every node the checker names
     is then kept in FP32 (``node_block_list``) and the conversion redone.
     """
-
     from onnxconverter_common import float16
 
     block_ops = sorted(set(FP32_OPS) | set(float16.DEFAULT_OP_BLOCK_LIST))
@@ -190,7 +188,6 @@ def _linear_node_sort(float16_module: Any) -> Iterator[None]:
 
 def fp16_fraction(proto: object) -> float:
     """Share of the graph's floating-point initializer elements stored as FP16 (weights moved to FP16)."""
-
     total = half = 0
     for init in proto.graph.initializer:  # type: ignore[attr-defined]
         if init.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):

@@ -39,7 +39,6 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | Path, opset: int 
     Raises:
         ExportError: the exporter or the checker failed (the message names the file).
     """
-
     path = Path(path)
     if opset < MIN_OPSET:
         raise ExportError(f"{path}: opset {opset} is below the minimum supported ({MIN_OPSET})")
@@ -78,7 +77,6 @@ def set_spec(proto: object, spec: ModelSpec) -> None:
 
 def check_onnx(proto: object, path: str | Path, spec: ModelSpec) -> None:
     """onnx.checker (full: strict shape inference included) plus the I/O contract reskd-infer relies on."""
-
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:  # noqa: BLE001 - ValidationError, InferenceError...

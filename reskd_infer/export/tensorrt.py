@@ -157,8 +157,22 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
     del parser  # the network no longer needs the parser's weights once the plan is serialized
     if serialized is None:
         raise ExportError(f"{onnx_path}: TensorRT failed to build an engine (see the TensorRT log above)")
+    sidecar = _engine_sidecar(trt, spec, onnx_path, shapes, precision=precision, tf32=tf32,
+                              workspace_gb=workspace_gb, cache_path=cache_path, cache_status=cache_status,
+                              fallback=fallback, device=device)
+    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(bytes(serialized)))
+    write_sidecar(plan_path, sidecar)
+    if cache_path is not None:
+        save_timing_cache(config, cache_path)
+    return sidecar
+
+
+def _engine_sidecar(trt: Any, spec: ModelSpec, onnx_path: Path, shapes: list[tuple[int, ...]], *, precision: str,
+                    tf32: bool, workspace_gb: float, cache_path: Path | None, cache_status: str,
+                    fallback: Sequence[str], device: str) -> dict[str, Any]:
+    """The plan's sidecar: the spec, how and where the engine was built, and what to serve when it cannot run."""
     gpu = runtime_gpu(device) or {}
-    sidecar = {
+    return {
         "schema": SIDECAR_SCHEMA,
         "spec": spec.to_dict(),
         "tensorrt": {
@@ -179,11 +193,6 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, spec: ModelSpec, 
         },
         "fallback": list(fallback),
     }
-    atomic_write(plan_path, lambda tmp: Path(tmp).write_bytes(bytes(serialized)))
-    write_sidecar(plan_path, sidecar)
-    if cache_path is not None:
-        save_timing_cache(config, cache_path)
-    return sidecar
 
 
 def _parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
@@ -219,7 +228,6 @@ def attach_timing_cache(config: Any, cache_path: Path | None) -> str:
     release (ignore_mismatch=False keeps foreign timings out); a fresh cache is used then
     and the file is overwritten after the build.
     """
-
     data = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     if data and config.set_timing_cache(config.create_timing_cache(data), False):
         return "loaded"
@@ -235,7 +243,6 @@ def attach_timing_cache(config: Any, cache_path: Path | None) -> str:
 
 def save_timing_cache(config: Any, cache_path: Path) -> bool:
     """Write the builder's timing cache to ``cache_path``; a failure warns and returns False (the plan is fine)."""
-
     try:
         cache = config.get_timing_cache()
         if cache is None:
@@ -251,8 +258,6 @@ def save_timing_cache(config: Any, cache_path: Path) -> bool:
 
 def _progress_monitor(trt: Any) -> Any:
     """A TensorRT IProgressMonitor drawing one tqdm bar per builder phase (engine builds take minutes)."""
-
-
     class TqdmProgressMonitor(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)

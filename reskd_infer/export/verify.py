@@ -120,7 +120,6 @@ def random_inputs(spec: ModelSpec, seed: int = 0, batches: Sequence[int] = (2, 3
 
 def clip_inputs(videos: Sequence[str | Path], spec: ModelSpec) -> list[tuple[str, np.ndarray]]:
     """The batches the Recognizer serves for real videos (decode, sample, resize, normalize)."""
-
     return [(Path(v).name, video_to_batch(v, spec).numpy()) for v in videos]
 
 

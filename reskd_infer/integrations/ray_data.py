@@ -2,8 +2,8 @@
 
 ``ds.map_batches(RecognizerPredictor, ...)`` runs the callable class as a pool of Ray
 actors; each actor loads the model once (``__init__``) and predicts the batches it is
-given through the streaming runtime (:func:`reskd_infer.runtime.corpus.iter_results`), so its
-results equal ``predict_iter``'s. The same code runs on a laptop (local Ray) and on a
+given through the streaming runtime (``Recognizer.predict_iter``), each result as its
+``to_dict`` record. The same code runs on a laptop (local Ray) and on a
 multi-node cluster (``ray.init("ray://head:10001")`` or a job submitted to the cluster):
 Ray places the actors on the nodes; the model path and the videos must be readable
 from every node (shared storage, or URLs). Needs the ``[ray]`` extra.
@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from reskd_infer.runtime.corpus import iter_results
 from reskd_infer.runtime.recognizer import Recognizer
-from reskd_infer.runtime.writers import result_record
 
 COLUMNS = ("video", "label", "score", "predictions", "error_type", "error_message")
 
@@ -53,17 +51,15 @@ class RecognizerPredictor:
 
     def __init__(self, model: str, column: str = "video", topk: int = 5, batch_size: int = 8, workers: int = 2,
                  device: str = "auto", backend: str = "auto", torch_threads: int = 1):
-
-
         torch.set_num_threads(torch_threads)
         self.column, self.topk, self.batch_size, self.workers = column, topk, batch_size, workers
         self.recognizer = Recognizer(model, device=device, backend=backend)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         videos = [str(v) for v in batch[self.column]]
-        results = iter_results(self.recognizer, videos, topk=self.topk, batch_size=self.batch_size,
-                               workers=self.workers)
-        return records_to_batch([result_record(r) for r in results])
+        results = self.recognizer.predict_iter(videos, batch_size=self.batch_size, workers=self.workers,
+                                               topk=self.topk)
+        return records_to_batch([r.to_dict() for r in results])
 
 
 def predict_dataset(dataset: Any, model: str, actors: int = 1, num_cpus: float = 1, num_gpus: float = 0,

@@ -31,47 +31,11 @@ import numpy as np
 import torch
 
 from reskd_infer.errors import ReskdError, UnreadableVideoError, VideoError
+from reskd_infer.runtime.results import STAGES, VideoResult
 from reskd_infer.spec import ModelSpec
 from reskd_infer.video import clips_to_batch, load_clips
 
-STAGES = ("demux", "decode", "preprocess", "infer", "wait")  # the keys of VideoResult.timings
 WORKER_KINDS = ("thread", "process")
-
-
-@dataclass
-class VideoResult:
-    """The outcome for one input video of :meth:`Recognizer.predict_iter`.
-
-    Attributes:
-        video: the input item exactly as given (a path, or frames).
-        predictions: the top-k :class:`~reskd_infer.Prediction` list, best first; empty on error.
-        error: None, or the :class:`~reskd_infer.errors.ReskdError` that stopped this video
-            (its message names the file and the problem).
-        timings: milliseconds per stage: ``demux`` (open, packet pre-scan), ``decode`` (decode,
-            RGB conversion, uint8 resize), ``preprocess`` (crop, normalize), ``infer`` (this video's
-            share of its batches' engine time), ``wait`` (time the engine thread waited for this
-            video's clips). Stages that did not run are 0.
-    """
-
-    video: Any
-    predictions: list = field(default_factory=list)
-    error: ReskdError | None = None
-    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-ready: the video (a path as a string, frames as their shape), predictions or error, timings."""
-        video = str(self.video) if isinstance(self.video, (str, Path)) else f"<frames {np.shape(self.video)}>"
-        out: dict[str, object] = {"video": video}
-        if self.error is None:
-            out["predictions"] = [p.to_dict() for p in self.predictions]
-        else:
-            out["error"] = str(self.error)
-        out["timings_ms"] = {k: round(v, 3) for k, v in self.timings.items()}
-        return out
 
 
 def _video_name(video: Any) -> str | None:

@@ -14,32 +14,17 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import av
 import numpy as np
 
 from reskd_infer.errors import UnreadableVideoError
+from reskd_infer.runtime.results import StreamWindow
 from reskd_infer.runtime.sources import is_capture_device
 from reskd_infer.video.decode import FrameConverter, frame_converter
 
 DEFAULT_TIMEOUT_S = 10.0  # open and read timeout: a dead stream ends with an error instead of a hang
-
-
-@dataclass(frozen=True)
-class StreamWindow:
-    """One window of a live source: stream seconds [start, end) and its predictions."""
-
-    video: str
-    start: float
-    end: float
-    predictions: list
-    num_frames: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"video": self.video, "start": round(self.start, 3), "end": round(self.end, 3),
-                "predictions": [p.to_dict() for p in self.predictions], "frames": self.num_frames}
 
 
 def open_live(source: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> av.container.InputContainer:

