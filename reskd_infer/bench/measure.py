@@ -26,8 +26,8 @@ from reskd_infer.io.checkpoint import save_checkpoint
 from reskd_infer.models import build_model
 from reskd_infer.runtime.batching import make_executor, prepare_video
 from reskd_infer.runtime.recognizer import Recognizer
+from reskd_infer.runtime.sources import expand_sources, read_source_list
 from reskd_infer.spec import ModelSpec
-from reskd_infer.video.decode import VIDEO_EXTENSIONS
 
 
 @dataclass
@@ -124,19 +124,17 @@ def benchmark(artifacts: Sequence[tuple[str, Path, str]], batches: Sequence[int]
 
 
 def video_list(source: str | Path, repeat: int = 1) -> list[Path]:
-    """Videos from a folder (every video file, sorted) or a list file (one path per line, relative to
-    the list's folder; repeats allowed), the whole list ``repeat`` times."""
+    """Videos from a folder (every video file below it, sorted) or a list file (the first column of each line,
+    relative to the list's folder; repeats kept, so a short list can be cycled), the whole list ``repeat``
+    times. Folders and lists are read as reskd-predict reads them (:mod:`reskd_infer.runtime.sources`)."""
     source = Path(source)
-    if source.is_dir():
-        videos = sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
-    elif source.is_file():
-        lines = [ln.strip() for ln in source.read_text(encoding="utf-8").splitlines()]
-        videos = [(source.parent / ln) for ln in lines if ln and not ln.startswith("#")]
+    if source.is_file():
+        videos = read_source_list(source)
+    elif source.is_dir():
+        videos = expand_sources(source)
     else:
         raise DatasetError(f"{source}: no such folder or list file")
-    if not videos:
-        raise DatasetError(f"{source}: no videos found")
-    return videos * max(1, repeat)
+    return [Path(v) for v in videos] * max(1, repeat)
 
 
 def peak_rss_mb() -> float:

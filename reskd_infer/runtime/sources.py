@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from reskd_infer.errors import SourceError
-from reskd_infer.video.decode import VIDEO_EXTENSIONS, is_url
+from reskd_infer.video.decode import VIDEO_EXTENSIONS
+from reskd_infer.video.remote import is_url
 
 # Protocols that carry a live feed: read continuously and predicted per window.
 LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp"})

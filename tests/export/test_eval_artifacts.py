@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from trainkit import make_video_set
 
 from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
 from reskd_infer.cli.train import eval_main
@@ -15,6 +14,7 @@ from reskd_infer.train.data import EvalClipDataset, parse_list
 from reskd_infer.train.evaluation import _score, evaluate
 from reskd_infer.video import clips_to_batch, frames_to_tensor, load_clips
 from reskd_infer.video.preprocess import crop_boxes, view_crops
+from trainkit import make_video_set
 
 
 @pytest.fixture(scope="module")
