@@ -12,6 +12,7 @@ from reskd_infer import ModelSpec, Prediction, Recognizer, build_model, save_che
 from reskd_infer.cli.predict import main as predict_main
 from reskd_infer.errors import BackendUnavailableError, ReskdError, VideoError
 from reskd_infer.video import sample_indices, video_to_batch
+from videogen import textured_frames, write_video
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +46,28 @@ def _reference_tensor(path, spec, uint8_resize=True):
     return torch.stack(clips)
 
 
-@pytest.mark.parametrize("name", ["h264.mp4", "vp9_odd.webm", "mjpeg.avi"])
-def test_runtime_tensor_equals_the_evaluation_tensor(clip_dir, checkpoint, name):
+@pytest.fixture(scope="module")
+def half_up_clip(tmp_path_factory):
+    """120x162 to the spec's short side 73: the long side scales to 98.55, so rounding it down (98) instead of
+    to the nearest pixel (99) moves the centre crop; the shared clips all scale to fractions below .5."""
+    path = tmp_path_factory.mktemp("half_up") / "h264_98.55.mp4"
+    write_video(path, textured_frames(12, 120, 162, seed=5))
+    return path
+
+
+@pytest.mark.parametrize("name", ["h264.mp4", "vp9_odd.webm", "mjpeg.avi", "half_up"])
+def test_runtime_tensor_equals_the_evaluation_tensor(clip_dir, half_up_clip, checkpoint, name):
+    video = half_up_clip if name == "half_up" else clip_dir / name
     with Recognizer(checkpoint) as rec:
-        served = rec.preprocess(clip_dir / name)
-        evaluated = video_to_batch(clip_dir / name, rec.spec)  # what training evaluation calls
+        assert rec.spec.resize_short == 73
+        served = rec.preprocess(video)
+        evaluated = video_to_batch(video, rec.spec)  # what training evaluation calls
         assert served.shape == (2, 3, 4, 32, 32)
         assert torch.equal(served, evaluated)
-        assert torch.allclose(served, _reference_tensor(clip_dir / name, rec.spec), atol=1e-4)
+        assert torch.allclose(served, _reference_tensor(video, rec.spec), atol=1e-4)
         # The uint8 resize stays within one grey level of a float resize.
         one_level = 1.0 / min(rec.spec.std) + 1e-4
-        assert torch.allclose(served, _reference_tensor(clip_dir / name, rec.spec, uint8_resize=False), atol=one_level)
+        assert torch.allclose(served, _reference_tensor(video, rec.spec, uint8_resize=False), atol=one_level)
 
 
 def test_predict_returns_sorted_probabilities(clip_dir, checkpoint):
