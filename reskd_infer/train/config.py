@@ -45,6 +45,7 @@ class TrainConfig:
     arch: str = "tsn_r18"
     train_list: str = ""
     val_list: str | None = None
+    unlabelled: str | None = None  # a list of videos / frame folders without labels: adapt to the teacher (no task loss)
     data_root: str | None = None
     classes: str | None = None
     input_size: int = 0
@@ -86,6 +87,9 @@ class TrainConfig:
     multi_label: bool = False
     multi_label_loss: str = "soft_ce"
     flip: bool = True
+    freeze_bn: bool | None = None  # BatchNorm kept in eval mode while training; None: on with --unlabelled
+    freeze_head: bool = False  # the classifier keeps its weights; only the backbone trains
+    logit_calibration: bool = True  # --unlabelled: first scale the student's logits to the teacher's (one scalar)
     bn_momentum: float = 0.0  # 0: the backbone's default (see BN_MOMENTUM_DEFAULTS)
     precise_bn: int = 0  # re-estimate BatchNorm statistics over this many training batches after training
     log_every: int = 1  # per-step records in metrics.jsonl every N steps (0: none)
@@ -102,6 +106,11 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+    @property
+    def train_source(self) -> str:
+        """The list the run trains on: --unlabelled's, else --train-list's."""
+        return self.unlabelled or self.train_list
 
     @property
     def wants_distillation(self) -> bool:
@@ -132,8 +141,17 @@ _CHOICES = {"kd_mode": KD_MODES, "kd_loss": KD_LOSSES, "clip_mode": CLIP_MODES,
 
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """Apply ``preset`` and check the options that need no file: a new, consistent config (or TrainError)."""
-    if not cfg.train_list:
-        raise TrainError("a training list is required (--train-list)")
+    if bool(cfg.train_list) == bool(cfg.unlabelled):
+        raise TrainError("a training list is required: --train-list (labelled) or --unlabelled (no labels), not both")
+    if cfg.unlabelled and (not cfg.teacher or cfg.no_kd):
+        raise TrainError("--unlabelled learns from the teacher's outputs: give --teacher (and no --no-kd)")
+    return resolve_options(cfg, unlabelled=bool(cfg.unlabelled))
+
+
+def resolve_options(cfg: TrainConfig, unlabelled: bool) -> TrainConfig:
+    """:func:`resolve_config` without the data sources (unlabelled training on cached teacher outputs has none)."""
+    if cfg.freeze_bn is None:
+        cfg = dataclasses.replace(cfg, freeze_bn=unlabelled)
     if cfg.preset:
         if cfg.preset not in PRESETS:
             raise TrainError(f"--preset must be one of {', '.join(PRESETS)}, got {cfg.preset!r}")

@@ -24,8 +24,8 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterable
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from reskd_infer.errors import DatasetError
 from reskd_infer.io.checkpoint import save_checkpoint, spec_from_checkpoint
-from reskd_infer.io.digests import weights_digest
+from reskd_infer.io.digests import file_sha256, weights_digest
 from reskd_infer.io.files import atomic_write
 from reskd_infer.models import build_model, get_arch_info, load_pretrained_weights
 from reskd_infer.models.efficientnet_lite import load_imagenet_weights
@@ -51,6 +51,7 @@ from reskd_infer.train.config import (
     TrainConfig,
     TrainError,
     resolve_config,
+    resolve_options,
 )
 from reskd_infer.train.data import (
     BAD_CLIPS_FILE,
@@ -66,6 +67,7 @@ from reskd_infer.train.distiller import (
     IMBALANCE_CHECK_STEP,
     Distiller,
     ImbalanceMonitor,
+    TeacherOutputs,
     build_distiller,
     clip_gradients,
     load_teacher,
@@ -75,6 +77,13 @@ from reskd_infer.train.distributed import DistInfo, init_distributed
 from reskd_infer.train.evaluation import evaluate, predict_dataset, primary_metric
 from reskd_infer.train.metrics import classification_metrics
 from reskd_infer.train.state import STATE_FILE, TrainState
+from reskd_infer.train.unlabelled import (
+    CachedBatches,
+    CachedViews,
+    as_clips,
+    calibrate_logit_scale,
+    freeze_batchnorm,
+)
 from reskd_infer.train.workdir import checkpoint_bytes, prepare_work_dir, trim_log
 from reskd_infer.video import DECODER_NAME
 
@@ -82,7 +91,7 @@ METRICS_FILE = "metrics.jsonl"
 
 __all__ = ["BN_MOMENTUM_DEFAULTS", "CLIP_MODES", "METRICS_FILE", "PRESETS", "STATE_FILE", "TrainConfig", "TrainError",
            "WarmupCosine", "build_specs", "clip_gradients", "evaluate", "param_groups", "precise_bn", "seed_everything",
-           "train"]
+           "train", "train_cached"]
 
 
 # ---- schedule, optimizer, seeding --------------------------------------------------------------------
@@ -165,7 +174,9 @@ def build_specs(cfg: TrainConfig, class_names: list[str]) -> tuple[ModelSpec, Mo
 
 def class_names_for(cfg: TrainConfig) -> list[str]:
     """classes.txt's names (checked against the teacher's order), the teacher's, or 0..K-1 from the labels."""
-    lists = [parse_list(cfg.train_list, cfg.data_root, check_files=False)]
+    if cfg.unlabelled and not cfg.classes:
+        return list(spec_from_checkpoint(str(cfg.teacher)).class_names)  # no labels: the teacher's classes
+    lists = [] if cfg.unlabelled else [parse_list(cfg.train_list, cfg.data_root, check_files=False)]
     if cfg.val_list:
         lists.append(parse_list(cfg.val_list, cfg.data_root, check_files=False))
     if cfg.classes:
@@ -255,15 +266,19 @@ def precise_bn(model: nn.Module, batches: Iterable[torch.Tensor], num_batches: i
 
 
 class FeaturesAndLogits(nn.Module):
-    """``x -> (feature map, logits)`` in one forward, so DDP sees (and syncs) every parameter it uses."""
+    """``x -> (feature map, logits)`` in one forward, so DDP sees (and syncs) every parameter it uses.
 
-    def __init__(self, model: nn.Module):
+    ``head`` False: the logits are not computed (None), for an objective that never reads them (unlabelled
+    training without logit KD); the classifier's dropout then draws no random numbers either."""
+
+    def __init__(self, model: nn.Module, head: bool = True):
         super().__init__()
         self.model = model
+        self.head = head
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.model.forward_features(x)
-        return features, self.model.forward_head(features)
+        return features, self.model.forward_head(features) if self.head else None
 
 
 # ---- the run -----------------------------------------------------------------------------------------
@@ -275,15 +290,16 @@ class Run:
     d: DistInfo
     device: torch.device
     spec: ModelSpec
-    train_set: TrainClipDataset
+    train_set: TrainClipDataset | CachedBatches
     val_set: EvalClipDataset | None
-    loader: DataLoader
+    loader: DataLoader | CachedBatches
     sampler: DistributedSampler | None
     model: nn.Module  # the bare student
     net: nn.Module  # what the step calls: FeaturesAndLogits, DDP-wrapped under torchrun
     distiller: Distiller
     state: TrainState
     work: Path
+    logit_scale: float | None = None  # unlabelled runs: the student's calibrated logit scale
 
     @property
     def use_amp(self) -> bool:
@@ -295,11 +311,15 @@ class Run:
     def banner(self) -> str:
         val = f", {len(self.val_set)} val clips" if self.val_set is not None else ""
         world = f" x {self.d.world} processes" if self.d.enabled else ""
+        kind = "unlabelled " if not self.distiller.labelled else ""
         return (f"reskd-train: {self.cfg.arch} @ {self.spec.input_size}px (crop {self.spec.crop_size}) on "
-                f"{self.device}{world}; {len(self.train_set)} train clips{val}, {self.spec.num_classes} classes, "
-                f"{self.spec.num_frames} frames{' (keyframe sampling)' if self.spec.keyframe_sampling else ''}; "
+                f"{self.device}{world}; {self.train_size()} {kind}train clips{val}, {self.spec.num_classes} "
+                f"classes, {self.spec.num_frames} frames{' (keyframe sampling)' if self.spec.keyframe_sampling else ''}; "
                 f"{self.distiller.banner()}; {self.cfg.epochs} epochs from epoch "
                 f"{self.state.epoch}")
+
+    def train_size(self) -> int:
+        return self.train_set.size if isinstance(self.train_set, CachedBatches) else len(self.train_set)
 
 
 def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
@@ -307,22 +327,9 @@ def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
     seed_everything(cfg.seed, cfg.deterministic)
     work = Path(cfg.work_dir)
     spec, teacher_spec = build_specs(cfg, class_names_for(cfg))
-    bad_clips = BadClipLog(work / BAD_CLIPS_FILE, len(parse_list(cfg.train_list, cfg.data_root, check_files=False)),
-                           cfg.max_bad_clips)
-    if d.is_main:
-        prepare_work_dir(work)
-        if not cfg.resume:
-            bad_clips.path.unlink(missing_ok=True)
-    train_set = TrainClipDataset(cfg.train_list, cfg.data_root, spec, seed=cfg.seed, flip=cfg.flip,
-                                 bad_clips=bad_clips)
-    val_set = EvalClipDataset(cfg.val_list, cfg.data_root, spec) if cfg.val_list else None
-    if cfg.check_clips and d.is_main:
-        check_clips(train_set, bad_clips, val_set, workers=cfg.workers, progress=cfg.progress)
+    train_set, val_set = datasets(cfg, d, spec, work)
     teacher = load_teacher(cfg.teacher, device)[0] if cfg.teacher else None
-    model = build_model(spec)
-    init_student(model, cfg, teacher)
-    if d.is_main:
-        prepare_work_dir(work, checkpoint_bytes(model))  # fail now, not when the first epoch ends
+    model = build_student(cfg, spec, teacher, d, work)
     model.to(device).train()
     net: nn.Module = FeaturesAndLogits(model)
     if d.enabled:
@@ -338,15 +345,119 @@ def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
                         persistent_workers=False)
     steps_per_epoch = max(1, len(loader))
     distiller = build_distiller(cfg, model, teacher, teacher_spec, steps_per_epoch)
+    state = build_state(cfg, model, device, gen, steps_per_epoch)
+    run = Run(cfg, d, device, spec, train_set, val_set, loader, sampler, model, net, distiller, state, work)
+    if cfg.unlabelled:
+        run.logit_scale = unlabelled_logit_scale(run)
+    if cfg.resume:
+        state.load(work / STATE_FILE)
+    return run
+
+
+def datasets(cfg: TrainConfig, d: DistInfo, spec: ModelSpec, work: Path) -> tuple[TrainClipDataset,
+                                                                                  EvalClipDataset | None]:
+    """The training set (its unreadable clips logged to bad_clips.txt and replaced) and the validation set."""
+    labelled = not cfg.unlabelled
+    bad_clips = BadClipLog(work / BAD_CLIPS_FILE,
+                           len(parse_list(cfg.train_source, cfg.data_root, check_files=False, labelled=labelled)),
+                           cfg.max_bad_clips)
+    if d.is_main:
+        prepare_work_dir(work)
+        if not cfg.resume:
+            bad_clips.path.unlink(missing_ok=True)
+    train_set = TrainClipDataset(cfg.train_source, cfg.data_root, spec, seed=cfg.seed, flip=cfg.flip,
+                                 bad_clips=bad_clips, labelled=labelled)
+    val_set = EvalClipDataset(cfg.val_list, cfg.data_root, spec) if cfg.val_list else None
+    if cfg.check_clips and d.is_main:
+        check_clips(train_set, bad_clips, val_set, workers=cfg.workers, progress=cfg.progress)
+    return train_set, val_set
+
+
+def build_student(cfg: TrainConfig, spec: ModelSpec, teacher: nn.Module | None, d: DistInfo, work: Path) -> nn.Module:
+    """The student, initialised as ``cfg`` says (its classifier frozen with ``freeze_head``)."""
+    model = build_model(spec)
+    init_student(model, cfg, teacher)
+    if d.is_main:
+        prepare_work_dir(work, checkpoint_bytes(model))  # fail now, not when the first epoch ends
+    if cfg.freeze_head:
+        model.classifier().requires_grad_(False)  # left out of the optimizer (param_groups skips it)
+    return model
+
+
+def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, gen: torch.Generator,
+                steps_per_epoch: int) -> TrainState:
+    """SGD over ``param_groups``, the warm-up/cosine schedule over every epoch's steps, the AMP scaler."""
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, WarmupCosine(total_steps, int(round(cfg.warmup_epochs * steps_per_epoch))))
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-    state = TrainState(model, optimizer, scheduler, scaler, gen, total_steps)
+    return TrainState(model, optimizer, scheduler, scaler, gen, total_steps)
+
+
+def unlabelled_logit_scale(run: Run) -> float:
+    """A fresh unlabelled run calibrates the student's logit scale over one pass of its training clips (epoch
+    0's crops, in list order); a resumed one reads the scale its first part applied from last.ckpt."""
+    cfg = run.cfg
+    if not cfg.logit_calibration:
+        return 1.0
+    if cfg.resume:
+        return float(spec_from_checkpoint(str(run.work / "last.ckpt")).provenance.get("logit_scale", 1.0))
+    loader = ListLoader(run.train_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    batches = ((run.student_input(c.to(run.device)), run.distiller.teacher_outputs(c.to(run.device)).logits)
+               for c, _ in tqdm(loader, desc="calibrating the logit scale", leave=False,
+                                disable=not (run.d.is_main and cfg.progress)))
+    scale = calibrate_logit_scale(run.model, batches)
+    run.model.train()
+    return scale
+
+
+def train_cached(cfg: TrainConfig, spec: ModelSpec, teacher_spec: ModelSpec, views: Sequence[CachedViews],
+                 calibration: CachedViews | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Unlabelled training on cached teacher outputs: the trainer's loop on the frames of ``views`` (epoch
+    ``e`` on ``views[e % len(views)]``), one process, no validation list; returns the trained student (eval
+    mode) and :func:`train`'s result plus ``logit_scale`` and ``epochs`` (every epoch's record).
+
+    ``spec`` is the student's (its ``crop_size`` the frames'), ``teacher_spec`` the teacher's that cached
+    ``views``. ``calibration``: the frames and teacher logits the logit scale is fitted on (default
+    ``views[0]``), when ``cfg.logit_calibration``.
+    """
+    cfg = resolve_options(cfg, unlabelled=True)
+    d = DistInfo(rank=0, world=1, local_rank=0)  # one process: the cached frames live in this one
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    with restored_global_flags():
+        return _train_cached(cfg, d, device, spec, teacher_spec, views, calibration)
+
+
+def _train_cached(cfg: TrainConfig, d: DistInfo, device: torch.device, spec: ModelSpec, teacher_spec: ModelSpec,
+                  views: Sequence[CachedViews], calibration: CachedViews | None) -> tuple[nn.Module, dict[str, Any]]:
+    seed_everything(cfg.seed, cfg.deterministic)
+    work = Path(cfg.work_dir)
+    if d.is_main:
+        prepare_work_dir(work)
+    model = build_student(cfg, spec, None, d, work)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = CachedBatches(views, cfg.batch_size, gen)
+    scale = 1.0
+    if cfg.logit_calibration:
+        calib = calibration or views[0]
+        scale = calibrate_logit_scale(model, ((model_input(as_clips(calib.crops[i:i + 32].float()), spec),
+                                               calib.logits[i:i + 32]) for i in range(0, len(calib.crops), 32)))
+    model.to(device).train()
+    width = views[0].features.shape[1] if views[0].features is not None else model.feature_dim
+    distiller = build_distiller(cfg, model, None, teacher_spec, len(loader), teacher_width=width)
+    if not distiller.active:
+        raise TrainError("nothing to distil: give the feature term the teacher's maps or logit KD a weight")
+    if distiller.loss_fn.kd_weight != 0 and any(v.features is None for v in views):
+        raise ValueError("the feature term needs the teacher's maps (give them, or a feature weight of 0)")
+    state = build_state(cfg, model, device, gen, len(loader))
+    net = FeaturesAndLogits(model, head=distiller.loss_fn.logit_weight > 0)
+    run = Run(cfg, d, device, spec, loader, None, loader, None, model, net, distiller, state, work, logit_scale=scale)
     if cfg.resume:
         state.load(work / STATE_FILE)
-    return Run(cfg, d, device, spec, train_set, val_set, loader, sampler, model, net, distiller, state, work)
+    result = _train(run)
+    return model.eval(), {**result, "logit_scale": scale}
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -358,17 +469,25 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """
     cfg = resolve_config(cfg)
     d, device = init_distributed(cfg.device)
-    # --deterministic switches global torch flags: put them back afterwards (train() may run inside a larger program).
+    try:
+        with restored_global_flags():
+            return _train(setup_run(cfg, d, device))
+    finally:
+        if d.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextmanager
+def restored_global_flags() -> Iterator[None]:
+    """--deterministic switches global torch flags: put them back afterwards (a run may sit inside a larger program)."""
     saved_flags = (torch.are_deterministic_algorithms_enabled(),
                    torch.is_deterministic_algorithms_warn_only_enabled(),
                    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     try:
-        return _train(setup_run(cfg, d, device))
+        yield
     finally:
         torch.use_deterministic_algorithms(saved_flags[0], warn_only=saved_flags[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_flags[2], saved_flags[3]
-        if d.initialized_here and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _train(run: Run) -> dict[str, Any]:
@@ -382,8 +501,11 @@ def _train(run: Run) -> dict[str, Any]:
         config_text = json.dumps(cfg.to_dict(), indent=2, default=str) + "\n"
         atomic_write(run.work / "config.json", lambda tmp: Path(tmp).write_text(config_text))
         print(run.banner(), file=sys.stderr, flush=True)
-    monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps), active=run.distiller.active)
+    # The imbalance warning weighs distillation against the task loss: an unlabelled run has none.
+    monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps),
+                               active=run.distiller.active and run.distiller.labelled)
     end_epoch = min(cfg.epochs, cfg.stop_after_epoch) if cfg.stop_after_epoch else cfg.epochs
+    records: list[dict[str, Any]] = []
     for epoch in range(run.state.epoch, end_epoch):
         stats, steps = train_one_epoch(run, epoch)
         monitor.observe(steps, d.is_main)
@@ -397,9 +519,10 @@ def _train(run: Run) -> dict[str, Any]:
         if d.is_main:
             save_epoch(run, record, steps, metrics, improved, monitor)
         d.barrier()
+        records.append({**record, "steps": steps})
     return {"best": str(run.work / "best.ckpt"), "last": str(run.work / "last.ckpt"),
             "metrics": run.state.best_metrics, "work_dir": str(run.work), "spec": run.spec.to_dict(),
-            "epochs_done": end_epoch}
+            "epochs_done": end_epoch, "epochs": records}
 
 
 def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -410,6 +533,8 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
     if run.sampler is not None:
         run.sampler.set_epoch(epoch)
     run.net.train()
+    if cfg.freeze_bn:
+        freeze_batchnorm(run.model)
     totals = {"loss": 0.0, "task": 0.0, "kd": 0.0}
     steps: list[dict[str, Any]] = []
     seen = 0
@@ -417,7 +542,7 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
     bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (run.d.is_main and cfg.progress),
                leave=False, dynamic_ncols=True)
     for crops, target in bar:
-        record = train_step(run, crops.to(run.device, non_blocking=True), target.to(run.device, non_blocking=True))
+        record = train_step(run, crops.to(run.device, non_blocking=True), to_device(target, run.device))
         record = {"step": epoch * len(run.loader) + len(steps) + 1, "epoch": epoch + 1, **record}
         steps.append(record)
         n = int(crops.shape[0])
@@ -427,7 +552,7 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
         bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
     bar.close()
     if seen == 0:
-        raise DatasetError(f"{cfg.train_list}: no training batch (fewer samples than --batch-size per process?)")
+        raise DatasetError(f"{cfg.train_source}: no training batch (fewer samples than --batch-size per process?)")
     out: dict[str, Any] = {k: v / seen for k, v in totals.items()}
     out.update(lr=steps[-1]["lr"], clip=round(statistics.fmean(r["clip"] for r in steps), 4),
                time_s=round(time.time() - start, 3), samples=seen)
@@ -450,9 +575,17 @@ def train_step(run: Run, crops: torch.Tensor, target: torch.Tensor) -> dict[str,
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
-    return {"loss": float(loss.detach()), "task": parts["task"], "kd": parts["kd"],
-            "kd_ratio": round(parts["kd"] / max(parts["task"], 1e-8), 4), "clip": round(clip, 4),
+    ratio = round(parts["kd"] / max(parts["task"], 1e-8), 4) if run.distiller.labelled else None  # no task: no ratio
+    return {"loss": float(loss.detach()), "task": parts["task"], "kd": parts["kd"], "kd_ratio": ratio,
+            "clip": round(clip, 4),
             "clip_head": round(clip_head, 4), "lr": lr, **{k: v for k, v in parts.items() if k.startswith("kd_")}}
+
+
+def to_device(target: torch.Tensor | TeacherOutputs, device: torch.device) -> torch.Tensor | TeacherOutputs:
+    """A batch's labels, or its cached teacher outputs, on ``device``."""
+    if isinstance(target, TeacherOutputs):
+        return TeacherOutputs(*(None if t is None else t.to(device, non_blocking=True) for t in target))
+    return target.to(device, non_blocking=True)
 
 
 def sync_ranks(run: Run, epoch: int) -> dict[str, Any]:
@@ -510,9 +643,9 @@ def provenance(run: Run, metrics: dict[str, Any], epoch: int) -> dict[str, Any]:
     cfg = run.cfg
     prov: dict[str, Any] = {
         "trained_by": "reskd-train",
-        "mode": "reskd" if run.distiller.active else ("plain" if cfg.no_kd else "supervised"),
-        "dataset": cfg.dataset or Path(cfg.train_list).name,
-        "train_list": str(cfg.train_list),
+        "mode": mode_name(run),
+        "dataset": cfg.dataset or Path(cfg.train_source).name,
+        "train_list": str(cfg.train_source),
         "val_list": str(cfg.val_list) if cfg.val_list else None,
         "epochs": cfg.epochs,
         "epoch": epoch,
@@ -529,5 +662,25 @@ def provenance(run: Run, metrics: dict[str, Any], epoch: int) -> dict[str, Any]:
         "precise_bn": cfg.precise_bn,
         **run.distiller.provenance(cfg),
     }
+    if not run.distiller.labelled:
+        prov.update(unlabelled_provenance(run))
     prov.update(cfg.extra_provenance)
     return prov
+
+
+def mode_name(run: Run) -> str:
+    """How the run learnt: "unlabelled" (the teacher's outputs only), "reskd", "plain" or "supervised"."""
+    if run.distiller.active:
+        return "reskd" if run.distiller.labelled else "unlabelled"
+    return "plain" if run.cfg.no_kd else "supervised"
+
+
+def unlabelled_provenance(run: Run) -> dict[str, Any]:
+    """What an unlabelled run adds: the digests of its teacher file and list, the student's logit scale, the
+    BatchNorm and classifier treatment."""
+    cfg = run.cfg
+    return {"unlabelled_list": cfg.unlabelled or None,
+            "unlabelled_list_sha256": file_sha256(cfg.unlabelled) if cfg.unlabelled else None,
+            "teacher_sha256": file_sha256(cfg.teacher) if cfg.teacher else None,
+            "logit_scale": run.logit_scale, "logit_calibration": cfg.logit_calibration,
+            "freeze_bn": cfg.freeze_bn, "freeze_head": cfg.freeze_head}
