@@ -30,6 +30,9 @@ _HELP: dict[str, str] = {
             "r2plus1d_18, swin3d_t)",
     "train_list": "training list file: 'relative/path.mp4 label [label...]' or 'frame_dir num_frames label...' per line",
     "val_list": "validation list file (same format); evaluated every --eval-every epochs",
+    "unlabelled": "train without labels on this list (one video path, or 'frame_dir [num_frames]', per line): the "
+                  "student learns the --teacher's outputs (its feature term and logit KD, no task loss), its "
+                  "logit scale first calibrated to the teacher's, BatchNorm frozen (docs/training.md)",
     "data_root": "folder the list files' paths are relative to (default: the list file's folder)",
     "classes": "classes.txt, one class name per line (line k = label k); default: the teacher's classes, "
                "else '0'..'K-1'",
@@ -86,6 +89,11 @@ _HELP: dict[str, str] = {
     "multi_label_loss": "multi-label task loss: soft_ce (cross-entropy on the normalised multi-hot target, "
                         "the authors') or bce",
     "flip": "random horizontal flip in training; --no-flip for direction-sensitive labels",
+    "freeze_bn": "keep BatchNorm in eval mode while training (its running statistics fixed; default: on with "
+                 "--unlabelled, off otherwise)",
+    "freeze_head": "keep the classifier's weights; only the backbone trains",
+    "logit_calibration": "with --unlabelled: first divide the student's classifier by the one scale that brings "
+                         "its logits closest to the teacher's (--no-logit-calibration: off)",
     "bn_momentum": "BatchNorm momentum of the trained model (0: the backbone's default, 0.1; Lite0's own TF "
                    "value 0.01 is replaced by 0.1)",
     "precise_bn": "after the last epoch, re-estimate BatchNorm statistics over this many training batches at "
@@ -105,7 +113,8 @@ _CHOICES: dict[str, Sequence[str]] = {"kd_mode": KD_MODES, "kd_loss": KD_LOSSES,
                                       "preset": ("", *PRESETS), "multi_label_loss": MULTI_LABEL_LOSSES}
 
 
-_OPTIONAL_TYPES: dict[str, type] = {"w_kd": float, "kd_warmup_epochs": float}  # fields whose default None means "chosen for you"
+_TRISTATE = {"freeze_bn"}  # booleans whose default None means "chosen for you": --flag / --no-flag
+_OPTIONAL_TYPES: dict[str, type] = {"w_kd": float, "kd_warmup_epochs": float, "freeze_bn": bool}  # fields whose default None means "chosen for you"
 
 
 def _flag(name: str) -> str:
@@ -128,6 +137,10 @@ def build_train_parser() -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         help_text = _HELP[f.name]
         # SUPPRESS: an absent flag leaves no attribute, so the YAML value (or the dataclass default) wins.
+        if f.name in _TRISTATE:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=help_text)
+            continue
         if isinstance(default, bool):
             if default:
                 parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
@@ -204,8 +217,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         values.update(_read_yaml(config_path))
     values.update(args)
     cfg = TrainConfig(**values)
-    if not cfg.train_list:
-        parser.error("--train-list is required (on the command line or in --config)")
+    if not cfg.train_list and not cfg.unlabelled:
+        parser.error("--train-list (or --unlabelled with --teacher) is required (on the command line or in --config)")
 
     if cfg.arch not in list_archs():
         raise UsageError(f"--arch {cfg.arch}: unknown architecture; choose one of {', '.join(list_archs())}")
@@ -213,7 +226,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    """reskd-train [--config YAML] --arch A --train-list L ... (see --help)."""
+    """reskd-train [--config YAML] --arch A --train-list L ... (or --teacher T --unlabelled L; see --help)."""
 
     plain_warnings()
     try:
