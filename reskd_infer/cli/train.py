@@ -1,14 +1,14 @@
 """``reskd-train`` and ``reskd-eval``: argument parsing only; both call the Python API.
 
-Every ``reskd-train`` flag is a :class:`~reskd_infer.train.TrainConfig` field (``--train-list`` is
-``train_list``). ``--config run.yaml`` reads the same keys (dashes or underscores); flags given
-on the command line override the file.
+Every ``reskd-train`` flag is a :class:`~reskd_infer.train.TrainConfig` option (``--train-list`` is
+``train_list``, in the ``data`` group). ``--config run.yaml`` reads the same keys (dashes or
+underscores), flat or under their group (``optim: {lr: 0.01}``); flags given on the command line
+override the file.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ import yaml
 
 from reskd_infer.errors import EXIT_USAGE, ReskdError, UsageError, plain_warnings, report_error
 from reskd_infer.models import list_archs
-from reskd_infer.train.config import CLIP_MODES, PRESETS, TrainConfig
+from reskd_infer.train.config import CLIP_MODES, FIELD_GROUP, GROUPS, PRESETS, TrainConfig
 from reskd_infer.train.evaluation import evaluate
 from reskd_infer.train.losses import KD_LOSSES, KD_MODES, MULTI_LABEL_LOSSES
 from reskd_infer.train.trainer import train
@@ -131,36 +131,34 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="YAML",
                         help="YAML file with the same keys as the flags (train_list or train-list...); flags override it")
     defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _SKIP:
-            continue
-        default = getattr(defaults, f.name)
-        help_text = _HELP[f.name]
-        # SUPPRESS: an absent flag leaves no attribute, so the YAML value (or the dataclass default) wins.
-        if f.name in _TRISTATE:
-            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help_text)
-            continue
-        if isinstance(default, bool):
-            if default:
-                parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                                    default=argparse.SUPPRESS, help=f"{help_text} (default: on)")
-            else:
-                parser.add_argument(_flag(f.name), dest=f.name, action="store_true", default=argparse.SUPPRESS,
-                                    help=help_text)
-            continue
-        kind = type(default) if default is not None else _OPTIONAL_TYPES.get(f.name, str)
-        choices = _CHOICES.get(f.name)
-        parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS, choices=choices,
-                            metavar=f.name.upper(),
-                            help=help_text if "default" in help_text or default in (None, "") else
-                            f"{help_text} (default: {default})")
+    for name in TrainConfig.field_names():
+        if name not in _SKIP:
+            _add_option(parser, name, getattr(defaults, name))
     return parser
 
 
+def _add_option(parser: argparse.ArgumentParser, name: str, default: Any) -> None:
+    """One TrainConfig option as a flag: booleans store_true (or --x/--no-x when on by default), others typed."""
+    help_text = _HELP[name]
+    # SUPPRESS: an absent flag leaves no attribute, so the YAML value (or the dataclass default) wins.
+    if name in _TRISTATE:
+        parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                            default=argparse.SUPPRESS, help=help_text)
+    elif isinstance(default, bool) and default:
+        parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                            default=argparse.SUPPRESS, help=f"{help_text} (default: on)")
+    elif isinstance(default, bool):
+        parser.add_argument(_flag(name), dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+    else:
+        kind = type(default) if default is not None else _OPTIONAL_TYPES.get(name, str)
+        parser.add_argument(_flag(name), dest=name, type=kind, default=argparse.SUPPRESS, choices=_CHOICES.get(name),
+                            metavar=name.upper(),
+                            help=help_text if "default" in help_text or default in (None, "") else
+                            f"{help_text} (default: {default})")
+
+
 def _read_yaml(path: str) -> dict[str, Any]:
-
-
+    """The options of a YAML file, flat (``lr: 0.01``) or by group (``optim: {lr: 0.01}``), typed as the flags."""
     p = Path(path)
     if not p.is_file():
         raise ReskdError(f"{p}: config file not found")
@@ -173,7 +171,7 @@ def _read_yaml(path: str) -> dict[str, Any]:
     known = set(TrainConfig.field_names())
     defaults = TrainConfig()
     out: dict[str, Any] = {}
-    for key, value in data.items():
+    for key, value in _flat_items(p, data):
         name = str(key).replace("-", "_")
         if name not in known:
             raise ReskdError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known - _SKIP))})")
@@ -182,6 +180,24 @@ def _read_yaml(path: str) -> dict[str, Any]:
             default = _OPTIONAL_TYPES[name]()  # coerce to the flag's type (w_kd: 0.0 -> float)
         out[name] = _coerce(p, name, value, default)
     return out
+
+
+def _flat_items(path: Path, data: dict[Any, Any]) -> list[tuple[Any, Any]]:
+    """A config mapping's (option, value) pairs, each group's mapping (``optim: {lr: ...}``) opened in place."""
+    items: list[tuple[Any, Any]] = []
+    for key, value in data.items():
+        group = str(key)
+        if group not in GROUPS:
+            items.append((key, value))
+            continue
+        if not isinstance(value, dict):
+            raise ReskdError(f"{path}: group {group!r} must be a mapping of option: value")
+        for option in value:
+            if FIELD_GROUP.get(str(option).replace("-", "_")) != group:
+                raise ReskdError(f"{path}: {group!r} has no option {option!r} (its options: "
+                                 f"{', '.join(n for n, g in FIELD_GROUP.items() if g == group and n not in _SKIP)})")
+        items += list(value.items())
+    return items
 
 
 def _coerce(path: Path, name: str, value: Any, default: Any) -> Any:

@@ -109,14 +109,15 @@ class Distiller:
         if not self.active:
             return {}
         assert self.teacher_spec is not None
-        return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": str(cfg.teacher) if cfg.teacher else None,
+        checkpoint = str(cfg.distill.teacher) if cfg.distill.teacher else None  # None: outputs cached beforehand
+        return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": checkpoint,
                             "input_size": self.teacher_spec.input_size},
                 "teacher_arch": self.teacher_spec.arch, "teacher_input_size": self.teacher_spec.input_size,
                 "w_kd": self.loss_fn.kd_weight, "kd_warmup_steps": self.warmup.steps,
-                "kd_warmup_from": self.warmup.start, "kd_mode": self.kd_mode, "temperature": cfg.temperature,
-                "kd_loss": cfg.kd_loss,
-                "w_logit": cfg.w_logit, "clip_mode": cfg.clip_mode, "clip_grad": cfg.clip_grad,
-                "preset": cfg.preset or None}
+                "kd_warmup_from": self.warmup.start, "kd_mode": self.kd_mode, "temperature": cfg.distill.temperature,
+                "kd_loss": cfg.distill.kd_loss,
+                "w_logit": cfg.distill.w_logit, "clip_mode": cfg.optim.clip_mode, "clip_grad": cfg.optim.clip_grad,
+                "preset": cfg.distill.preset or None}
 
     def banner(self) -> str:
         if not self.active:
@@ -151,17 +152,17 @@ def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | N
     width = teacher.feature_dim if teacher is not None else teacher_width
     if width is not None and teacher_spec is not None and (cfg.wants_distillation or teacher is None):
         try:
-            kd_mode = resolve_kd_mode(cfg.kd_mode, student.feature_dim, width)
+            kd_mode = resolve_kd_mode(cfg.distill.kd_mode, student.feature_dim, width)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
     mode = kd_mode or "feature"
-    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(mode), temperature=cfg.temperature, mode=mode,
-                        multi_label=cfg.multi_label, kd_loss=cfg.kd_loss, logit_weight=cfg.w_logit,
-                        multi_label_loss=cfg.multi_label_loss)
+    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(mode), temperature=cfg.distill.temperature, mode=mode,
+                        multi_label=cfg.data.multi_label, kd_loss=cfg.distill.kd_loss, logit_weight=cfg.distill.w_logit,
+                        multi_label_loss=cfg.data.multi_label_loss)
     if kd_mode is None:
         return Distiller(loss_fn)
-    warmup = KDWarmup(int(round(cfg.kd_warmup(mode) * steps_per_epoch)), cfg.kd_warmup_from)
-    labelled = not cfg.unlabelled and teacher is not None
+    warmup = KDWarmup(int(round(cfg.kd_warmup(mode) * steps_per_epoch)), cfg.distill.kd_warmup_from)
+    labelled = not cfg.data.unlabelled and teacher is not None
     return Distiller(loss_fn, teacher, teacher_spec, kd_mode, warmup, labelled)
 
 

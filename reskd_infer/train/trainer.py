@@ -139,53 +139,54 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 # ---- specs, classes, initialization ----------------------------------------------------------------
 def build_specs(cfg: TrainConfig, class_names: list[str]) -> tuple[ModelSpec, ModelSpec | None]:
     """The student's (or teacher-in-training's) spec and, with a teacher, the teacher's spec."""
-    teacher_spec = spec_from_checkpoint(cfg.teacher) if cfg.teacher else None
-    info = get_arch_info(cfg.arch)
-    input_size = cfg.input_size or info.default_input_size
+    teacher_spec = spec_from_checkpoint(cfg.distill.teacher) if cfg.distill.teacher else None
+    info = get_arch_info(cfg.model.arch)
+    input_size = cfg.data.input_size or info.default_input_size
     extra: dict[str, Any] = {}
     if teacher_spec is not None:
         # The student sees the teacher's frames: same count and sampling, same crop.
-        if cfg.num_frames and cfg.num_frames != teacher_spec.num_frames:
-            raise TrainError(f"--num-frames {cfg.num_frames} differs from the teacher's {teacher_spec.num_frames} "
-                             f"({cfg.teacher}): the student must see the teacher's frames")
+        if cfg.data.num_frames and cfg.data.num_frames != teacher_spec.num_frames:
+            raise TrainError(f"--num-frames {cfg.data.num_frames} differs from the teacher's {teacher_spec.num_frames} "
+                             f"({cfg.distill.teacher}): the student must see the teacher's frames")
         extra.update(num_frames=teacher_spec.num_frames, sampling=teacher_spec.sampling,
                      frame_interval=teacher_spec.frame_interval)
-        crop = cfg.crop_size or teacher_spec.input_size
-        if teacher_spec.multi_label != cfg.multi_label:
-            raise TrainError(f"teacher {cfg.teacher} is {'multi' if teacher_spec.multi_label else 'single'}-label "
-                             f"but --multi-label is {cfg.multi_label}")
+        crop = cfg.data.crop_size or teacher_spec.input_size
+        if teacher_spec.multi_label != cfg.data.multi_label:
+            kind = "multi" if teacher_spec.multi_label else "single"
+            raise TrainError(f"teacher {cfg.distill.teacher} is {kind}-label "
+                             f"but --multi-label is {cfg.data.multi_label}")
     else:
-        extra.update(num_frames=cfg.num_frames, frame_interval=cfg.frame_interval)
-        crop = cfg.crop_size or input_size
-    if cfg.keyframe_sampling and extra.get("sampling", info.default_sampling) != SAMPLING_SEGMENTS:
-        raise TrainError(f"--keyframe-sampling needs segment (TSN-style) sampling; {cfg.arch} samples "
+        extra.update(num_frames=cfg.data.num_frames, frame_interval=cfg.data.frame_interval)
+        crop = cfg.data.crop_size or input_size
+    if cfg.data.keyframe_sampling and extra.get("sampling", info.default_sampling) != SAMPLING_SEGMENTS:
+        raise TrainError(f"--keyframe-sampling needs segment (TSN-style) sampling; {cfg.model.arch} samples "
                          f"{extra.get('sampling', info.default_sampling)} clips")
     if crop < input_size:
         raise TrainError(f"crop size {crop} is smaller than the input size {input_size}: the student is meant "
                          "to see a down-sampled crop")
-    spec = ModelSpec(arch=cfg.arch, class_names=tuple(class_names), input_size=input_size, crop_size=crop,
-                     resize_short=round(crop * EVAL_RESIZE_RATIO), multi_label=cfg.multi_label,
-                     keyframe_sampling=cfg.keyframe_sampling, **extra)
+    spec = ModelSpec(arch=cfg.model.arch, class_names=tuple(class_names), input_size=input_size, crop_size=crop,
+                     resize_short=round(crop * EVAL_RESIZE_RATIO), multi_label=cfg.data.multi_label,
+                     keyframe_sampling=cfg.data.keyframe_sampling, **extra)
     if teacher_spec is not None and teacher_spec.num_classes != spec.num_classes:
-        raise TrainError(f"teacher {cfg.teacher} has {teacher_spec.num_classes} classes, the data has "
+        raise TrainError(f"teacher {cfg.distill.teacher} has {teacher_spec.num_classes} classes, the data has "
                          f"{spec.num_classes}: give --classes with the teacher's classes")
     return spec, teacher_spec
 
 
 def class_names_for(cfg: TrainConfig) -> list[str]:
     """classes.txt's names (checked against the teacher's order), the teacher's, or 0..K-1 from the labels."""
-    if cfg.unlabelled and not cfg.classes:
-        return list(spec_from_checkpoint(str(cfg.teacher)).class_names)  # no labels: the teacher's classes
-    lists = [] if cfg.unlabelled else [parse_list(cfg.train_list, cfg.data_root, check_files=False)]
-    if cfg.val_list:
-        lists.append(parse_list(cfg.val_list, cfg.data_root, check_files=False))
-    if cfg.classes:
-        names = infer_class_names(lists, cfg.classes)
-        if cfg.teacher:
-            check_class_order(names, cfg.classes, cfg.teacher)
+    if cfg.data.unlabelled and not cfg.data.classes:
+        return list(spec_from_checkpoint(str(cfg.distill.teacher)).class_names)  # no labels: the teacher's classes
+    lists = [] if cfg.data.unlabelled else [parse_list(cfg.data.train_list, cfg.data.data_root, check_files=False)]
+    if cfg.data.val_list:
+        lists.append(parse_list(cfg.data.val_list, cfg.data.data_root, check_files=False))
+    if cfg.data.classes:
+        names = infer_class_names(lists, cfg.data.classes)
+        if cfg.distill.teacher:
+            check_class_order(names, cfg.data.classes, cfg.distill.teacher)
         return names
-    if cfg.teacher:
-        return list(spec_from_checkpoint(cfg.teacher).class_names)
+    if cfg.distill.teacher:
+        return list(spec_from_checkpoint(cfg.distill.teacher).class_names)
     return infer_class_names(lists)
 
 
@@ -203,23 +204,24 @@ def check_class_order(names: list[str], classes_file: str, teacher: str) -> None
 
 
 def init_student(model: nn.Module, cfg: TrainConfig, teacher: nn.Module | None) -> None:
-    chosen = [n for n, on in (("--weights", bool(cfg.weights)), ("--init-from-teacher", cfg.init_from_teacher),
-                              ("--pretrained-imagenet", cfg.pretrained_imagenet)) if on]
+    m = cfg.model
+    chosen = [n for n, on in (("--weights", bool(m.weights)), ("--init-from-teacher", m.init_from_teacher),
+                              ("--pretrained-imagenet", m.pretrained_imagenet)) if on]
     if len(chosen) > 1:
         raise TrainError(f"choose one initialization, got {' and '.join(chosen)}")
-    if cfg.weights:
-        load_pretrained_weights(model, cfg.weights)
-    elif cfg.init_from_teacher:
+    if cfg.model.weights:
+        load_pretrained_weights(model, cfg.model.weights)
+    elif cfg.model.init_from_teacher:
         if teacher is None:
             raise TrainError("--init-from-teacher needs --teacher")
-        teacher_arch = spec_from_checkpoint(str(cfg.teacher)).arch
-        if teacher_arch != cfg.arch:
+        teacher_arch = spec_from_checkpoint(str(cfg.distill.teacher)).arch
+        if teacher_arch != cfg.model.arch:
             raise TrainError(f"--init-from-teacher needs the same architecture (teacher {teacher_arch}, "
-                             f"student {cfg.arch})")
+                             f"student {cfg.model.arch})")
         model.load_state_dict(teacher.state_dict(), strict=True)
-    elif cfg.pretrained_imagenet:
-        if cfg.arch != "tsn_effnet_lite0":
-            raise TrainError(f"--pretrained-imagenet is only available for tsn_effnet_lite0, not {cfg.arch}")
+    elif cfg.model.pretrained_imagenet:
+        if cfg.model.arch != "tsn_effnet_lite0":
+            raise TrainError(f"--pretrained-imagenet is only available for tsn_effnet_lite0, not {cfg.model.arch}")
 
         load_imagenet_weights(model)  # type: ignore[arg-type]
     set_bn_momentum(model, cfg.effective_bn_momentum())
@@ -303,7 +305,7 @@ class Run:
 
     @property
     def use_amp(self) -> bool:
-        return self.cfg.amp and self.device.type == "cuda"
+        return self.cfg.optim.amp and self.device.type == "cuda"
 
     def student_input(self, crops: torch.Tensor) -> torch.Tensor:
         return model_input(crops, self.spec)
@@ -312,10 +314,10 @@ class Run:
         val = f", {len(self.val_set)} val clips" if self.val_set is not None else ""
         world = f" x {self.d.world} processes" if self.d.enabled else ""
         kind = "unlabelled " if not self.distiller.labelled else ""
-        return (f"reskd-train: {self.cfg.arch} @ {self.spec.input_size}px (crop {self.spec.crop_size}) on "
+        return (f"reskd-train: {self.cfg.model.arch} @ {self.spec.input_size}px (crop {self.spec.crop_size}) on "
                 f"{self.device}{world}; {self.train_size()} {kind}train clips{val}, {self.spec.num_classes} "
-                f"classes, {self.spec.num_frames} frames{' (keyframe sampling)' if self.spec.keyframe_sampling else ''}; "
-                f"{self.distiller.banner()}; {self.cfg.epochs} epochs from epoch "
+                f"classes, {self.spec.num_frames} frames{' (keyframe sampling)' * self.spec.keyframe_sampling}; "
+                f"{self.distiller.banner()}; {self.cfg.optim.epochs} epochs from epoch "
                 f"{self.state.epoch}")
 
     def train_size(self) -> int:
@@ -324,32 +326,32 @@ class Run:
 
 def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
     """Data, specs, models, the distiller, the optimizer and the (possibly resumed) state."""
-    seed_everything(cfg.seed, cfg.deterministic)
-    work = Path(cfg.work_dir)
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    work = Path(cfg.run.work_dir)
     spec, teacher_spec = build_specs(cfg, class_names_for(cfg))
     train_set, val_set = datasets(cfg, d, spec, work)
-    teacher = load_teacher(cfg.teacher, device)[0] if cfg.teacher else None
+    teacher = load_teacher(cfg.distill.teacher, device)[0] if cfg.distill.teacher else None
     model = build_student(cfg, spec, teacher, d, work)
     model.to(device).train()
     net: nn.Module = FeaturesAndLogits(model)
     if d.enabled:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = DistributedSampler(train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed,
+    sampler = DistributedSampler(train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.run.seed,
                                  drop_last=True) if d.enabled else None
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = ListLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=cfg.workers,
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    loader = ListLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=cfg.data.workers,
                         # Drop a ragged last batch (BatchNorm dislikes tiny batches) unless it is the only one.
-                        drop_last=len(train_set) // d.world > cfg.batch_size,
+                        drop_last=len(train_set) // d.world > cfg.optim.batch_size,
                         pin_memory=device.type == "cuda", generator=gen if sampler is None else None,
                         persistent_workers=False)
     steps_per_epoch = max(1, len(loader))
     distiller = build_distiller(cfg, model, teacher, teacher_spec, steps_per_epoch)
     state = build_state(cfg, model, device, gen, steps_per_epoch)
     run = Run(cfg, d, device, spec, train_set, val_set, loader, sampler, model, net, distiller, state, work)
-    if cfg.unlabelled:
+    if cfg.data.unlabelled:
         run.logit_scale = unlabelled_logit_scale(run)
-    if cfg.resume:
+    if cfg.run.resume:
         state.load(work / STATE_FILE)
     return run
 
@@ -357,19 +359,19 @@ def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
 def datasets(cfg: TrainConfig, d: DistInfo, spec: ModelSpec, work: Path) -> tuple[TrainClipDataset,
                                                                                   EvalClipDataset | None]:
     """The training set (its unreadable clips logged to bad_clips.txt and replaced) and the validation set."""
-    labelled = not cfg.unlabelled
+    labelled = not cfg.data.unlabelled
     bad_clips = BadClipLog(work / BAD_CLIPS_FILE,
-                           len(parse_list(cfg.train_source, cfg.data_root, check_files=False, labelled=labelled)),
-                           cfg.max_bad_clips)
+                           len(parse_list(cfg.train_source, cfg.data.data_root, check_files=False, labelled=labelled)),
+                           cfg.data.max_bad_clips)
     if d.is_main:
         prepare_work_dir(work)
-        if not cfg.resume:
+        if not cfg.run.resume:
             bad_clips.path.unlink(missing_ok=True)
-    train_set = TrainClipDataset(cfg.train_source, cfg.data_root, spec, seed=cfg.seed, flip=cfg.flip,
+    train_set = TrainClipDataset(cfg.train_source, cfg.data.data_root, spec, seed=cfg.run.seed, flip=cfg.data.flip,
                                  bad_clips=bad_clips, labelled=labelled)
-    val_set = EvalClipDataset(cfg.val_list, cfg.data_root, spec) if cfg.val_list else None
-    if cfg.check_clips and d.is_main:
-        check_clips(train_set, bad_clips, val_set, workers=cfg.workers, progress=cfg.progress)
+    val_set = EvalClipDataset(cfg.data.val_list, cfg.data.data_root, spec) if cfg.data.val_list else None
+    if cfg.data.check_clips and d.is_main:
+        check_clips(train_set, bad_clips, val_set, workers=cfg.data.workers, progress=cfg.log.progress)
     return train_set, val_set
 
 
@@ -379,7 +381,7 @@ def build_student(cfg: TrainConfig, spec: ModelSpec, teacher: nn.Module | None, 
     init_student(model, cfg, teacher)
     if d.is_main:
         prepare_work_dir(work, checkpoint_bytes(model))  # fail now, not when the first epoch ends
-    if cfg.freeze_head:
+    if cfg.model.freeze_head:
         model.classifier().requires_grad_(False)  # left out of the optimizer (param_groups skips it)
     return model
 
@@ -387,11 +389,12 @@ def build_student(cfg: TrainConfig, spec: ModelSpec, teacher: nn.Module | None, 
 def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, gen: torch.Generator,
                 steps_per_epoch: int) -> TrainState:
     """SGD over ``param_groups``, the warm-up/cosine schedule over every epoch's steps, the AMP scaler."""
-    total_steps = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    o = cfg.optim
+    optimizer = torch.optim.SGD(param_groups(model, o.weight_decay), lr=o.lr, momentum=o.momentum)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(total_steps, int(round(cfg.warmup_epochs * steps_per_epoch))))
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+        optimizer, WarmupCosine(total_steps, int(round(o.warmup_epochs * steps_per_epoch))))
+    scaler = torch.amp.GradScaler("cuda", enabled=o.amp and device.type == "cuda")
     return TrainState(model, optimizer, scheduler, scaler, gen, total_steps)
 
 
@@ -399,15 +402,15 @@ def unlabelled_logit_scale(run: Run) -> float:
     """A fresh unlabelled run calibrates the student's logit scale over one pass of its training clips (epoch
     0's crops, in list order); a resumed one reads the scale its first part applied from last.ckpt."""
     cfg = run.cfg
-    if not cfg.logit_calibration:
+    if not cfg.distill.logit_calibration:
         return 1.0
-    if cfg.resume:
+    if cfg.run.resume:
         return float(spec_from_checkpoint(str(run.work / "last.ckpt")).provenance.get("logit_scale", 1.0))
-    loader = ListLoader(run.train_set, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = ListLoader(run.train_set, batch_size=cfg.optim.batch_size, shuffle=False, num_workers=cfg.data.workers,
+                        generator=torch.Generator().manual_seed(cfg.run.seed))
     batches = ((run.student_input(c.to(run.device)), run.distiller.teacher_outputs(c.to(run.device)).logits)
                for c, _ in tqdm(loader, desc="calibrating the logit scale", leave=False,
-                                disable=not (run.d.is_main and cfg.progress)))
+                                disable=not (run.d.is_main and cfg.log.progress)))
     scale = calibrate_logit_scale(run.model, batches)
     run.model.train()
     return scale
@@ -421,26 +424,27 @@ def train_cached(cfg: TrainConfig, spec: ModelSpec, teacher_spec: ModelSpec, vie
 
     ``spec`` is the student's (its ``crop_size`` the frames'), ``teacher_spec`` the teacher's that cached
     ``views``. ``calibration``: the frames and teacher logits the logit scale is fitted on (default
-    ``views[0]``), when ``cfg.logit_calibration``.
+    ``views[0]``), when ``cfg.distill.logit_calibration``.
     """
     cfg = resolve_options(cfg, unlabelled=True)
     d = DistInfo(rank=0, world=1, local_rank=0)  # one process: the cached frames live in this one
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.run.device == "auto" else cfg.run.device)
     with restored_global_flags():
         return _train_cached(cfg, d, device, spec, teacher_spec, views, calibration)
 
 
 def _train_cached(cfg: TrainConfig, d: DistInfo, device: torch.device, spec: ModelSpec, teacher_spec: ModelSpec,
                   views: Sequence[CachedViews], calibration: CachedViews | None) -> tuple[nn.Module, dict[str, Any]]:
-    seed_everything(cfg.seed, cfg.deterministic)
-    work = Path(cfg.work_dir)
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    work = Path(cfg.run.work_dir)
     if d.is_main:
         prepare_work_dir(work)
     model = build_student(cfg, spec, None, d, work)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = CachedBatches(views, cfg.batch_size, gen)
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    loader = CachedBatches(views, cfg.optim.batch_size, gen)
     scale = 1.0
-    if cfg.logit_calibration:
+    if cfg.distill.logit_calibration:
         calib = calibration or views[0]
         scale = calibrate_logit_scale(model, ((model_input(as_clips(calib.crops[i:i + 32].float()), spec),
                                                calib.logits[i:i + 32]) for i in range(0, len(calib.crops), 32)))
@@ -454,7 +458,7 @@ def _train_cached(cfg: TrainConfig, d: DistInfo, device: torch.device, spec: Mod
     state = build_state(cfg, model, device, gen, len(loader))
     net = FeaturesAndLogits(model, head=distiller.loss_fn.logit_weight > 0)
     run = Run(cfg, d, device, spec, loader, None, loader, None, model, net, distiller, state, work, logit_scale=scale)
-    if cfg.resume:
+    if cfg.run.resume:
         state.load(work / STATE_FILE)
     result = _train(run)
     return model.eval(), {**result, "logit_scale": scale}
@@ -468,7 +472,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     calls this; only rank 0 writes files, every rank returns the same paths.
     """
     cfg = resolve_config(cfg)
-    d, device = init_distributed(cfg.device)
+    d, device = init_distributed(cfg.run.device)
     try:
         with restored_global_flags():
             return _train(setup_run(cfg, d, device))
@@ -494,7 +498,7 @@ def _train(run: Run) -> dict[str, Any]:
     cfg, d = run.cfg, run.d
     if d.is_main:
         run.work.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume:
+        if not cfg.run.resume:
             (run.work / METRICS_FILE).unlink(missing_ok=True)
         else:  # a run killed after logging an epoch but before saving its state redoes that epoch
             trim_log(run.work / METRICS_FILE, run.state.epoch)
@@ -504,13 +508,13 @@ def _train(run: Run) -> dict[str, Any]:
     # The imbalance warning weighs distillation against the task loss: an unlabelled run has none.
     monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps),
                                active=run.distiller.active and run.distiller.labelled)
-    end_epoch = min(cfg.epochs, cfg.stop_after_epoch) if cfg.stop_after_epoch else cfg.epochs
+    end_epoch = min(cfg.optim.epochs, cfg.run.stop_after_epoch) if cfg.run.stop_after_epoch else cfg.optim.epochs
     records: list[dict[str, Any]] = []
     for epoch in range(run.state.epoch, end_epoch):
         stats, steps = train_one_epoch(run, epoch)
         monitor.observe(steps, d.is_main)
-        if cfg.precise_bn > 0 and epoch + 1 == cfg.epochs:
-            precise_bn(run.model, (run.student_input(c.to(run.device)) for c, _ in run.loader), cfg.precise_bn)
+        if cfg.model.precise_bn > 0 and epoch + 1 == cfg.optim.epochs:
+            precise_bn(run.model, (run.student_input(c.to(run.device)) for c, _ in run.loader), cfg.model.precise_bn)
         record: dict[str, Any] = {"epoch": epoch + 1, **stats, **sync_ranks(run, epoch)}
         metrics = evaluate_epoch(run, epoch)
         record.update({f"val_{k}": v for k, v in metrics.items()})
@@ -533,13 +537,14 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
     if run.sampler is not None:
         run.sampler.set_epoch(epoch)
     run.net.train()
-    if cfg.freeze_bn:
+    if cfg.model.freeze_bn:
         freeze_batchnorm(run.model)
     totals = {"loss": 0.0, "task": 0.0, "kd": 0.0}
     steps: list[dict[str, Any]] = []
     seen = 0
     start = time.time()
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (run.d.is_main and cfg.progress),
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+               disable=not (run.d.is_main and cfg.log.progress),
                leave=False, dynamic_ncols=True)
     for crops, target in bar:
         record = train_step(run, crops.to(run.device, non_blocking=True), to_device(target, run.device))
@@ -556,7 +561,7 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
     out: dict[str, Any] = {k: v / seen for k, v in totals.items()}
     out.update(lr=steps[-1]["lr"], clip=round(statistics.fmean(r["clip"] for r in steps), 4),
                time_s=round(time.time() - start, 3), samples=seen)
-    every = cfg.log_every
+    every = cfg.log.log_every
     return out, [r for r in steps if every and r["step"] % every == 0]
 
 
@@ -570,7 +575,7 @@ def train_step(run: Run, crops: torch.Tensor, target: torch.Tensor) -> dict[str,
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     state.scaler.unscale_(state.optimizer)
-    clip, clip_head = clip_gradients(run.model, run.cfg.clip_grad, run.cfg.clip_mode)
+    clip, clip_head = clip_gradients(run.model, run.cfg.optim.clip_grad, run.cfg.optim.clip_mode)
     lr = state.optimizer.param_groups[0]["lr"]  # the rate this step used (logged)
     state.scaler.step(state.optimizer)
     state.scaler.update()
@@ -610,10 +615,10 @@ def sync_ranks(run: Run, epoch: int) -> dict[str, Any]:
 def evaluate_epoch(run: Run, epoch: int) -> dict[str, Any]:
     """Validation metrics every --eval-every epochs and after the last; {} otherwise."""
     cfg = run.cfg
-    if run.val_set is None or not ((epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs):
+    if run.val_set is None or not ((epoch + 1) % max(1, cfg.run.eval_every) == 0 or epoch + 1 == cfg.optim.epochs):
         return {}
-    probs, targets = predict_dataset(run.model, run.val_set, run.device, cfg.eval_batch_size or cfg.batch_size,
-                                     cfg.workers, run.d)
+    batch = cfg.run.eval_batch_size or cfg.optim.batch_size
+    probs, targets = predict_dataset(run.model, run.val_set, run.device, batch, cfg.data.workers, run.d)
     return classification_metrics(probs, targets, run.spec.multi_label)
 
 
@@ -633,7 +638,7 @@ def save_epoch(run: Run, record: dict[str, Any], steps: list[dict[str, Any]], me
             fh.write(json.dumps(line) + "\n")
     # One line per epoch on stderr, with or without --progress (stdout stays for the command's JSON result).
     shown = {k: v for k, v in record.items() if k in ("loss", "task", "kd", "clip", "lr") or k.startswith("val_")}
-    print(f"epoch {epoch}/{run.cfg.epochs} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()),
+    print(f"epoch {epoch}/{run.cfg.optim.epochs} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()),
           file=sys.stderr, flush=True)
     run.state.save(run.work / STATE_FILE)
 
@@ -644,27 +649,27 @@ def provenance(run: Run, metrics: dict[str, Any], epoch: int) -> dict[str, Any]:
     prov: dict[str, Any] = {
         "trained_by": "reskd-train",
         "mode": mode_name(run),
-        "dataset": cfg.dataset or Path(cfg.train_source).name,
+        "dataset": cfg.log.dataset or Path(cfg.train_source).name,
         "train_list": str(cfg.train_source),
-        "val_list": str(cfg.val_list) if cfg.val_list else None,
-        "epochs": cfg.epochs,
+        "val_list": str(cfg.data.val_list) if cfg.data.val_list else None,
+        "epochs": cfg.optim.epochs,
         "epoch": epoch,
-        "seed": cfg.seed,
-        "lr": cfg.lr,
-        "batch_size": cfg.batch_size,
+        "seed": cfg.run.seed,
+        "lr": cfg.optim.lr,
+        "batch_size": cfg.optim.batch_size,
         "metrics": metrics,
         "versions": library_versions("torch", "torchvision", "av"),
         "decoder": DECODER_NAME,
-        "init": ("imagenet" if cfg.pretrained_imagenet else str(cfg.weights) if cfg.weights
-                 else "teacher" if cfg.init_from_teacher else "random"),
+        "init": ("imagenet" if cfg.model.pretrained_imagenet else str(cfg.model.weights) if cfg.model.weights
+                 else "teacher" if cfg.model.init_from_teacher else "random"),
         "bn_momentum": cfg.effective_bn_momentum() or None,
-        "flip": cfg.flip,
-        "precise_bn": cfg.precise_bn,
+        "flip": cfg.data.flip,
+        "precise_bn": cfg.model.precise_bn,
         **run.distiller.provenance(cfg),
     }
     if not run.distiller.labelled:
         prov.update(unlabelled_provenance(run))
-    prov.update(cfg.extra_provenance)
+    prov.update(cfg.log.extra_provenance)
     return prov
 
 
@@ -672,15 +677,15 @@ def mode_name(run: Run) -> str:
     """How the run learnt: "unlabelled" (the teacher's outputs only), "reskd", "plain" or "supervised"."""
     if run.distiller.active:
         return "reskd" if run.distiller.labelled else "unlabelled"
-    return "plain" if run.cfg.no_kd else "supervised"
+    return "plain" if run.cfg.distill.no_kd else "supervised"
 
 
 def unlabelled_provenance(run: Run) -> dict[str, Any]:
     """What an unlabelled run adds: the digests of its teacher file and list, the student's logit scale, the
     BatchNorm and classifier treatment."""
     cfg = run.cfg
-    return {"unlabelled_list": cfg.unlabelled or None,
-            "unlabelled_list_sha256": file_sha256(cfg.unlabelled) if cfg.unlabelled else None,
-            "teacher_sha256": file_sha256(cfg.teacher) if cfg.teacher else None,
-            "logit_scale": run.logit_scale, "logit_calibration": cfg.logit_calibration,
-            "freeze_bn": cfg.freeze_bn, "freeze_head": cfg.freeze_head}
+    return {"unlabelled_list": cfg.data.unlabelled or None,
+            "unlabelled_list_sha256": file_sha256(cfg.data.unlabelled) if cfg.data.unlabelled else None,
+            "teacher_sha256": file_sha256(cfg.distill.teacher) if cfg.distill.teacher else None,
+            "logit_scale": run.logit_scale, "logit_calibration": cfg.distill.logit_calibration,
+            "freeze_bn": cfg.model.freeze_bn, "freeze_head": cfg.model.freeze_head}
