@@ -88,6 +88,7 @@ from reskd_infer.train.workdir import checkpoint_bytes, prepare_work_dir, trim_l
 from reskd_infer.video import DECODER_NAME
 
 METRICS_FILE = "metrics.jsonl"
+CALIBRATION_BATCH = 32  # frames per forward pass of the logit-scale calibration on cached frames
 
 __all__ = ["BN_MOMENTUM_DEFAULTS", "CLIP_MODES", "METRICS_FILE", "PRESETS", "STATE_FILE", "TrainConfig", "TrainError",
            "WarmupCosine", "build_specs", "clip_gradients", "evaluate", "param_groups", "precise_bn", "seed_everything",
@@ -405,7 +406,7 @@ def unlabelled_logit_scale(run: Run) -> float:
     if not cfg.distill.logit_calibration:
         return 1.0
     if cfg.run.resume:
-        return float(spec_from_checkpoint(str(run.work / "last.ckpt")).provenance.get("logit_scale", 1.0))
+        return recorded_logit_scale(run.work)
     loader = ListLoader(run.train_set, batch_size=cfg.optim.batch_size, shuffle=False, num_workers=cfg.data.workers,
                         generator=torch.Generator().manual_seed(cfg.run.seed))
     batches = ((run.student_input(c.to(run.device)), run.distiller.teacher_outputs(c.to(run.device)).logits)
@@ -414,6 +415,24 @@ def unlabelled_logit_scale(run: Run) -> float:
     scale = calibrate_logit_scale(run.model, batches)
     run.model.train()
     return scale
+
+
+def cached_logit_scale(cfg: TrainConfig, model: nn.Module, spec: ModelSpec, calibration: CachedViews,
+                       work: Path) -> float:
+    """:func:`unlabelled_logit_scale` on cached frames: fitted on ``calibration``'s frames and teacher logits
+    (batches of :data:`CALIBRATION_BATCH`), or read back when resuming."""
+    if not cfg.distill.logit_calibration:
+        return 1.0
+    if cfg.run.resume:
+        return recorded_logit_scale(work)
+    crops, n = calibration.crops, CALIBRATION_BATCH
+    return calibrate_logit_scale(model, ((model_input(as_clips(crops[i:i + n].float()), spec),
+                                          calibration.logits[i:i + n]) for i in range(0, len(crops), n)))
+
+
+def recorded_logit_scale(work: Path) -> float:
+    """The logit scale a run's first part applied (its last checkpoint's provenance)."""
+    return float(spec_from_checkpoint(str(work / "last.ckpt")).provenance.get("logit_scale", 1.0))
 
 
 def train_cached(cfg: TrainConfig, spec: ModelSpec, teacher_spec: ModelSpec, views: Sequence[CachedViews],
@@ -443,11 +462,7 @@ def _train_cached(cfg: TrainConfig, d: DistInfo, device: torch.device, spec: Mod
     model = build_student(cfg, spec, None, d, work)
     gen = torch.Generator().manual_seed(cfg.run.seed)
     loader = CachedBatches(views, cfg.optim.batch_size, gen)
-    scale = 1.0
-    if cfg.distill.logit_calibration:
-        calib = calibration or views[0]
-        scale = calibrate_logit_scale(model, ((model_input(as_clips(calib.crops[i:i + 32].float()), spec),
-                                               calib.logits[i:i + 32]) for i in range(0, len(calib.crops), 32)))
+    scale = cached_logit_scale(cfg, model, spec, calibration or views[0], work)
     model.to(device).train()
     width = views[0].features.shape[1] if views[0].features is not None else model.feature_dim
     distiller = build_distiller(cfg, model, None, teacher_spec, len(loader), teacher_width=width)
