@@ -131,13 +131,15 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="YAML",
                         help="YAML file with the same keys as the flags (train_list or train-list...); flags override it")
     defaults = TrainConfig()
+    # One --help section per TrainConfig group (the YAML may nest the same keys under these names).
+    sections = {group: parser.add_argument_group(f"{group} (TrainConfig.{group})") for group in GROUPS}
     for name in TrainConfig.field_names():
         if name not in _SKIP:
-            _add_option(parser, name, getattr(defaults, name))
+            _add_option(sections[FIELD_GROUP[name]], name, getattr(defaults, name))
     return parser
 
 
-def _add_option(parser: argparse.ArgumentParser, name: str, default: Any) -> None:
+def _add_option(parser: argparse._ActionsContainer, name: str, default: Any) -> None:
     """One TrainConfig option as a flag: booleans store_true (or --x/--no-x when on by default), others typed."""
     help_text = _HELP[name]
     # SUPPRESS: an absent flag leaves no attribute, so the YAML value (or the dataclass default) wins.
