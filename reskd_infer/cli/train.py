@@ -1,14 +1,14 @@
 """``reskd-train`` and ``reskd-eval``: argument parsing only; both call the Python API.
 
-Every ``reskd-train`` flag is a :class:`~reskd_infer.train.TrainConfig` field (``--train-list`` is
-``train_list``). ``--config run.yaml`` reads the same keys (dashes or underscores); flags given
-on the command line override the file.
+Every ``reskd-train`` flag is a :class:`~reskd_infer.train.TrainConfig` option (``--train-list`` is
+``train_list``, in the ``data`` group). ``--config run.yaml`` reads the same keys (dashes or
+underscores), flat or under their group (``optim: {lr: 0.01}``); flags given on the command line
+override the file.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ import yaml
 
 from reskd_infer.errors import EXIT_USAGE, ReskdError, UsageError, plain_warnings, report_error
 from reskd_infer.models import list_archs
-from reskd_infer.train.config import CLIP_MODES, PRESETS, TrainConfig
+from reskd_infer.train.config import CLIP_MODES, FIELD_GROUP, GROUPS, PRESETS, TrainConfig
 from reskd_infer.train.evaluation import evaluate
 from reskd_infer.train.losses import KD_LOSSES, KD_MODES, MULTI_LABEL_LOSSES
 from reskd_infer.train.trainer import train
@@ -30,6 +30,9 @@ _HELP: dict[str, str] = {
             "r2plus1d_18, swin3d_t)",
     "train_list": "training list file: 'relative/path.mp4 label [label...]' or 'frame_dir num_frames label...' per line",
     "val_list": "validation list file (same format); evaluated every --eval-every epochs",
+    "unlabelled": "train without labels on this list (one video path, or 'frame_dir [num_frames]', per line): the "
+                  "student learns the --teacher's outputs (its feature term and logit KD, no task loss), its "
+                  "logit scale first calibrated to the teacher's, BatchNorm frozen (docs/training.md)",
     "data_root": "folder the list files' paths are relative to (default: the list file's folder)",
     "classes": "classes.txt, one class name per line (line k = label k); default: the teacher's classes, "
                "else '0'..'K-1'",
@@ -86,6 +89,11 @@ _HELP: dict[str, str] = {
     "multi_label_loss": "multi-label task loss: soft_ce (cross-entropy on the normalised multi-hot target, "
                         "the authors') or bce",
     "flip": "random horizontal flip in training; --no-flip for direction-sensitive labels",
+    "freeze_bn": "keep BatchNorm in eval mode while training (its running statistics fixed; default: on with "
+                 "--unlabelled, off otherwise)",
+    "freeze_head": "keep the classifier's weights; only the backbone trains",
+    "logit_calibration": "with --unlabelled: first divide the student's classifier by the one scale that brings "
+                         "its logits closest to the teacher's (--no-logit-calibration: off)",
     "bn_momentum": "BatchNorm momentum of the trained model (0: the backbone's default, 0.1; Lite0's own TF "
                    "value 0.01 is replaced by 0.1)",
     "precise_bn": "after the last epoch, re-estimate BatchNorm statistics over this many training batches at "
@@ -105,7 +113,8 @@ _CHOICES: dict[str, Sequence[str]] = {"kd_mode": KD_MODES, "kd_loss": KD_LOSSES,
                                       "preset": ("", *PRESETS), "multi_label_loss": MULTI_LABEL_LOSSES}
 
 
-_OPTIONAL_TYPES: dict[str, type] = {"w_kd": float, "kd_warmup_epochs": float}  # fields whose default None means "chosen for you"
+_TRISTATE = {"freeze_bn"}  # booleans whose default None means "chosen for you": --flag / --no-flag
+_OPTIONAL_TYPES: dict[str, type] = {"w_kd": float, "kd_warmup_epochs": float, "freeze_bn": bool}  # fields whose default None means "chosen for you"
 
 
 def _flag(name: str) -> str:
@@ -122,32 +131,36 @@ def build_train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="YAML",
                         help="YAML file with the same keys as the flags (train_list or train-list...); flags override it")
     defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _SKIP:
-            continue
-        default = getattr(defaults, f.name)
-        help_text = _HELP[f.name]
-        # SUPPRESS: an absent flag leaves no attribute, so the YAML value (or the dataclass default) wins.
-        if isinstance(default, bool):
-            if default:
-                parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                                    default=argparse.SUPPRESS, help=f"{help_text} (default: on)")
-            else:
-                parser.add_argument(_flag(f.name), dest=f.name, action="store_true", default=argparse.SUPPRESS,
-                                    help=help_text)
-            continue
-        kind = type(default) if default is not None else _OPTIONAL_TYPES.get(f.name, str)
-        choices = _CHOICES.get(f.name)
-        parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS, choices=choices,
-                            metavar=f.name.upper(),
-                            help=help_text if "default" in help_text or default in (None, "") else
-                            f"{help_text} (default: {default})")
+    # One --help section per TrainConfig group (the YAML may nest the same keys under these names).
+    sections = {group: parser.add_argument_group(f"{group} (TrainConfig.{group})") for group in GROUPS}
+    for name in TrainConfig.field_names():
+        if name not in _SKIP:
+            _add_option(sections[FIELD_GROUP[name]], name, getattr(defaults, name))
     return parser
 
 
+def _add_option(parser: argparse._ActionsContainer, name: str, default: Any) -> None:
+    """One TrainConfig option as a flag: booleans store_true (or --x/--no-x when on by default), others typed."""
+    help_text = _HELP[name]
+    # SUPPRESS: an absent flag leaves no attribute, so the YAML value (or the dataclass default) wins.
+    if name in _TRISTATE:
+        parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                            default=argparse.SUPPRESS, help=help_text)
+    elif isinstance(default, bool) and default:
+        parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                            default=argparse.SUPPRESS, help=f"{help_text} (default: on)")
+    elif isinstance(default, bool):
+        parser.add_argument(_flag(name), dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+    else:
+        kind = type(default) if default is not None else _OPTIONAL_TYPES.get(name, str)
+        parser.add_argument(_flag(name), dest=name, type=kind, default=argparse.SUPPRESS, choices=_CHOICES.get(name),
+                            metavar=name.upper(),
+                            help=help_text if "default" in help_text or default in (None, "") else
+                            f"{help_text} (default: {default})")
+
+
 def _read_yaml(path: str) -> dict[str, Any]:
-
-
+    """The options of a YAML file, flat (``lr: 0.01``) or by group (``optim: {lr: 0.01}``), typed as the flags."""
     p = Path(path)
     if not p.is_file():
         raise ReskdError(f"{p}: config file not found")
@@ -160,7 +173,7 @@ def _read_yaml(path: str) -> dict[str, Any]:
     known = set(TrainConfig.field_names())
     defaults = TrainConfig()
     out: dict[str, Any] = {}
-    for key, value in data.items():
+    for key, value in _flat_items(p, data):
         name = str(key).replace("-", "_")
         if name not in known:
             raise ReskdError(f"{p}: unknown option {key!r} (known: {', '.join(sorted(known - _SKIP))})")
@@ -169,6 +182,24 @@ def _read_yaml(path: str) -> dict[str, Any]:
             default = _OPTIONAL_TYPES[name]()  # coerce to the flag's type (w_kd: 0.0 -> float)
         out[name] = _coerce(p, name, value, default)
     return out
+
+
+def _flat_items(path: Path, data: dict[Any, Any]) -> list[tuple[Any, Any]]:
+    """A config mapping's (option, value) pairs, each group's mapping (``optim: {lr: ...}``) opened in place."""
+    items: list[tuple[Any, Any]] = []
+    for key, value in data.items():
+        group = str(key)
+        if group not in GROUPS:
+            items.append((key, value))
+            continue
+        if not isinstance(value, dict):
+            raise ReskdError(f"{path}: group {group!r} must be a mapping of option: value")
+        for option in value:
+            if FIELD_GROUP.get(str(option).replace("-", "_")) != group:
+                raise ReskdError(f"{path}: {group!r} has no option {option!r} (its options: "
+                                 f"{', '.join(n for n, g in FIELD_GROUP.items() if g == group and n not in _SKIP)})")
+        items += list(value.items())
+    return items
 
 
 def _coerce(path: Path, name: str, value: Any, default: Any) -> Any:
@@ -204,8 +235,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         values.update(_read_yaml(config_path))
     values.update(args)
     cfg = TrainConfig(**values)
-    if not cfg.train_list:
-        parser.error("--train-list is required (on the command line or in --config)")
+    if not cfg.train_list and not cfg.unlabelled:
+        parser.error("--train-list (or --unlabelled with --teacher) is required (on the command line or in --config)")
 
     if cfg.arch not in list_archs():
         raise UsageError(f"--arch {cfg.arch}: unknown architecture; choose one of {', '.join(list_archs())}")
@@ -213,7 +244,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    """reskd-train [--config YAML] --arch A --train-list L ... (see --help)."""
+    """reskd-train [--config YAML] --arch A --train-list L ... (or --teacher T --unlabelled L; see --help)."""
 
     plain_warnings()
     try:

@@ -215,7 +215,7 @@ def _lite0_frame_model(num_classes: int, num_frames: int, dropout: float = 0.2) 
 
 
 @register_arch("tsn_effnet_lite0", family="2d", default_input_size=224, default_num_frames=8,
-               mean=LITE0_MEAN, std=LITE0_STD)
+               mean=LITE0_MEAN, std=LITE0_STD, pretrained_crop=224)
 def tsn_effnet_lite0(num_classes: int, num_frames: int = 8) -> FrameModel:
     """TSN with an EfficientNet-Lite0 trunk (ImageNet weights installable offline; 1280-d features)."""
     return _lite0_frame_model(num_classes, num_frames)

@@ -26,6 +26,9 @@ class ArchInfo:
     min_frames: int = 1
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # The centre crop its pretrained weights were made for (as timm's ``_cfg``), the short side resized to
+    # crop * 256 / 224 first, the spec's default ratio; 0: no pretrained weights.
+    pretrained_crop: int = 0
     description: str = ""
 
 

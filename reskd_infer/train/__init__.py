@@ -9,6 +9,13 @@ Public API (also behind ``reskd-train`` / ``reskd-eval``)::
     result["best"], result["last"], result["metrics"]       # paths and the best evaluation
     evaluate(result["best"], "val.txt", data_root="data")   # {"top1": .., "top5": .., "num_samples": ..}
 
+    # adapt a student to footage without labels: the teacher's outputs are the targets
+    train(TrainConfig(arch="tsn_r18", input_size=56, teacher="runs/teacher/best.ckpt",
+                      unlabelled="my_footage.txt", init_from_teacher=True, work_dir="runs/adapted"))
+
+``TrainConfig`` holds its options in groups (``cfg.data``, ``cfg.model``, ``cfg.optim``, ``cfg.distill``,
+``cfg.run``, ``cfg.log``); flat options (``lr=0.01``, ``cfg.lr``) build and read it too.
+
 See docs/training.md.
 """
 

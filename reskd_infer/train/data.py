@@ -90,8 +90,10 @@ def parse_list(
     data_root: str | Path | None = None,
     num_classes: int | None = None,
     check_files: bool = True,
+    labelled: bool = True,
 ) -> list[Sample]:
-    """Parse and validate an annotation list.
+    """Parse and validate an annotation list (``labelled`` False: an unlabelled list, one video path or
+    ``frame_dir [num_frames]`` per line; a frame folder's count defaults to its ``img_*.jpg`` files).
 
     Raises :class:`DatasetError` naming ``list_file`` and the line number for a
     malformed line, a missing video or frame folder (checked now, not mid-epoch),
@@ -108,6 +110,9 @@ def parse_list(
             continue
         where = f"{list_file}:{lineno}"
         tokens = line.split()
+        if not labelled:
+            samples.append(_unlabelled_sample(tokens, root, where, check_files))
+            continue
         if len(tokens) < 2:
             raise DatasetError(f"{where}: expected 'path label [label...]', got {line!r}")
         path = root / tokens[0]
@@ -133,6 +138,23 @@ def parse_list(
     if not samples:
         raise DatasetError(f"{list_file}: no samples (the list is empty)")
     return samples
+
+
+def _unlabelled_sample(tokens: list[str], root: Path, where: str, check_files: bool) -> Sample:
+    """One line of an unlabelled list: ``video`` or ``frame_dir [num_frames]``."""
+    path = root / tokens[0]
+    if len(tokens) > (2 if path.is_dir() else 1):
+        raise DatasetError(f"{where}: an unlabelled list holds 'video' or 'frame_dir [num_frames]' per line, "
+                           f"got {' '.join(tokens)!r}")
+    if not path.is_dir():
+        if check_files and not path.is_file():
+            raise DatasetError(f"{where}: file not found: {path}")
+        return Sample(path=path, labels=(), source=where)
+    num_frames = (_parse_int(tokens[1], "frame count", where) if len(tokens) > 1
+                  else len(list(path.glob(FRAME_TEMPLATE.replace("{:05d}", "*")))))
+    if num_frames < 1:
+        raise DatasetError(f"{where}: frame folder {path} has no frames")
+    return Sample(path=path, labels=(), num_frames=num_frames, source=where)
 
 
 def infer_class_names(lists: Sequence[Sequence[Sample]], classes_file: str | Path | None = None) -> list[str]:
@@ -168,10 +190,11 @@ def _read_image(path: Path) -> np.ndarray:
 class _ListDataset(Dataset):
     """Shared parsing and sample loading of the train and eval datasets."""
 
-    def __init__(self, list_file: str | Path, data_root: str | Path | None, spec: ModelSpec):
+    def __init__(self, list_file: str | Path, data_root: str | Path | None, spec: ModelSpec, labelled: bool = True):
         self.list_file = Path(list_file)
         self.spec = spec
-        self.samples = parse_list(list_file, data_root, num_classes=spec.num_classes)
+        self.labelled = labelled
+        self.samples = parse_list(list_file, data_root, num_classes=spec.num_classes, labelled=labelled)
         if not spec.multi_label:
             multi = [s.source for s in self.samples if len(s.labels) > 1]
             if multi:
@@ -182,7 +205,9 @@ class _ListDataset(Dataset):
         return len(self.samples)
 
     def target(self, index: int) -> torch.Tensor:
-        """Class index (single-label) or multi-hot float vector (multi-label)."""
+        """Class index (single-label) or multi-hot float vector (multi-label); -1 for an unlabelled sample."""
+        if not self.labelled:
+            return torch.tensor(-1, dtype=torch.long)  # a placeholder: the teacher's outputs are the targets
         labels = self.samples[index].labels
         if self.spec.multi_label:
             hot = torch.zeros(self.spec.num_classes)
@@ -259,8 +284,9 @@ class TrainClipDataset(_ListDataset):
     """
 
     def __init__(self, list_file: str | Path, data_root: str | Path | None, spec: ModelSpec, seed: int = 0,
-                 flip: bool = True, scales: Sequence[float] = MULTI_SCALES, bad_clips: BadClipLog | None = None):
-        super().__init__(list_file, data_root, spec.replace(num_clips=1))
+                 flip: bool = True, scales: Sequence[float] = MULTI_SCALES, bad_clips: BadClipLog | None = None,
+                 labelled: bool = True):
+        super().__init__(list_file, data_root, spec.replace(num_clips=1), labelled)
         self.bad_clips = bad_clips  # None: an unreadable sample raises; else it is logged and replaced
         self.seed = seed
         self.epoch = 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -54,46 +54,70 @@ class KDWarmup:
         return self.start + (1.0 - self.start) * step / self.steps
 
 
+class TeacherOutputs(NamedTuple):
+    """The teacher's outputs on a batch, computed beforehand (unlabelled training on cached targets): its
+    last feature map (None: logit KD only) and its logits."""
+
+    features: torch.Tensor | None
+    logits: torch.Tensor
+
+
 @dataclass
 class Distiller:
-    """The objective of a run: the task loss, plus distillation from ``teacher`` when there is one."""
+    """The objective of a run: the task loss, plus distillation from ``teacher`` when there is one.
+
+    ``labelled`` False (unlabelled data): no task loss, the teacher's outputs are the only targets; they
+    come from ``teacher`` on each batch, or ready-made as the batch's :class:`TeacherOutputs`.
+    """
 
     loss_fn: ResKDLoss
     teacher: nn.Module | None = None
     teacher_spec: ModelSpec | None = None
     kd_mode: str | None = None  # "feature" or "logit" when distilling, else None
     warmup: KDWarmup = KDWarmup()
+    labelled: bool = True
 
     @property
     def active(self) -> bool:
-        return self.teacher is not None and self.kd_mode is not None
+        return self.teacher_spec is not None and self.kd_mode is not None
 
     def __call__(self, student: nn.Module, features: torch.Tensor, logits: torch.Tensor, crops: torch.Tensor,
-                 target: torch.Tensor, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+                 target: torch.Tensor | TeacherOutputs, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of training step ``step`` (0-based, for the weight's ramp) and its parts; the teacher sees
         ``crops`` at its own resolution, no gradient."""
         if not self.active:
             return self.loss_fn(logits, target)
+        teacher = target if isinstance(target, TeacherOutputs) else self.teacher_outputs(crops)
+        classifiers = (student.classifier(), self.teacher.classifier() if self.teacher is not None else None)
+        if self.labelled:
+            return self.loss_fn(logits, target, features, teacher.features, *classifiers, teacher.logits,
+                                kd_scale=self.warmup.scale(step))
+        kd, parts = self.loss_fn.distillation(logits, features, teacher.features, *classifiers, teacher.logits,
+                                              kd_scale=self.warmup.scale(step))
+        return kd, {"task": 0.0, "kd": float(kd.detach()), **parts}
+
+    @torch.no_grad()
+    def teacher_outputs(self, crops: torch.Tensor) -> TeacherOutputs:
+        """The frozen teacher on ``crops`` at its own resolution (logits only when a logit term needs them)."""
         assert self.teacher is not None and self.teacher_spec is not None
-        with torch.no_grad():
-            teacher_features = self.teacher.forward_features(model_input(crops, self.teacher_spec))
-            teacher_logits = self.teacher.forward_head(teacher_features) if self.loss_fn.logit_weight > 0 else None
-        return self.loss_fn(logits, target, features, teacher_features, student.classifier(),
-                            self.teacher.classifier(), teacher_logits, kd_scale=self.warmup.scale(step))
+        features = self.teacher.forward_features(model_input(crops, self.teacher_spec))
+        needs_logits = self.loss_fn.logit_weight > 0 or not self.labelled  # unlabelled runs calibrate on them
+        return TeacherOutputs(features, self.teacher.forward_head(features) if needs_logits else None)
 
     def provenance(self, cfg: TrainConfig) -> dict[str, Any]:
         """What the checkpoint's spec records about the teacher and the objective."""
         if not self.active:
             return {}
         assert self.teacher_spec is not None
-        return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": str(cfg.teacher),
+        checkpoint = str(cfg.distill.teacher) if cfg.distill.teacher else None  # None: outputs cached beforehand
+        return {"teacher": {"arch": self.teacher_spec.arch, "checkpoint": checkpoint,
                             "input_size": self.teacher_spec.input_size},
                 "teacher_arch": self.teacher_spec.arch, "teacher_input_size": self.teacher_spec.input_size,
                 "w_kd": self.loss_fn.kd_weight, "kd_warmup_steps": self.warmup.steps,
-                "kd_warmup_from": self.warmup.start, "kd_mode": self.kd_mode, "temperature": cfg.temperature,
-                "kd_loss": cfg.kd_loss,
-                "w_logit": cfg.w_logit, "clip_mode": cfg.clip_mode, "clip_grad": cfg.clip_grad,
-                "preset": cfg.preset or None}
+                "kd_warmup_from": self.warmup.start, "kd_mode": self.kd_mode, "temperature": cfg.distill.temperature,
+                "kd_loss": cfg.distill.kd_loss,
+                "w_logit": cfg.distill.w_logit, "clip_mode": cfg.optim.clip_mode, "clip_grad": cfg.optim.clip_grad,
+                "preset": cfg.distill.preset or None}
 
     def banner(self) -> str:
         if not self.active:
@@ -102,7 +126,8 @@ class Distiller:
         fn = self.loss_fn
         ramp = (f" (from {fn.kd_weight * self.warmup.start:g} over {self.warmup.steps} steps)"
                 if self.warmup.steps else "")
-        return (f"teacher {self.teacher_spec.arch} @ {self.teacher_spec.input_size}px, loss: task + "
+        task = "task + " if self.labelled else "no labels: "
+        return (f"teacher {self.teacher_spec.arch} @ {self.teacher_spec.input_size}px, loss: {task}"
                 f"{fn.kd_weight:g}{ramp} x {fn.kd_loss if self.kd_mode == 'feature' else 'logit-map KL'}"
                 + (f" + {fn.logit_weight:g} x logit KD (T {fn.temperature:g})" if fn.logit_weight > 0 else ""))
 
@@ -117,22 +142,28 @@ def load_teacher(path: str, device: torch.device) -> tuple[nn.Module, ModelSpec]
 
 
 def build_distiller(cfg: TrainConfig, student: nn.Module, teacher: nn.Module | None,
-                    teacher_spec: ModelSpec | None, steps_per_epoch: int = 1) -> Distiller:
-    """Decide once whether and how this run distils (``steps_per_epoch`` turns the ramp's epochs into steps)."""
+                    teacher_spec: ModelSpec | None, steps_per_epoch: int = 1, teacher_width: int | None = None,
+                    ) -> Distiller:
+    """Decide once whether and how this run distils (``steps_per_epoch`` turns the ramp's epochs into steps).
+
+    ``teacher_width``: the width of cached teacher maps, when the teacher itself is not loaded (its outputs
+    come with the batches); training is then unlabelled, as with ``--unlabelled``."""
     kd_mode = None
-    if teacher is not None and cfg.wants_distillation:
+    width = teacher.feature_dim if teacher is not None else teacher_width
+    if width is not None and teacher_spec is not None and (cfg.wants_distillation or teacher is None):
         try:
-            kd_mode = resolve_kd_mode(cfg.kd_mode, student.feature_dim, teacher.feature_dim)
+            kd_mode = resolve_kd_mode(cfg.distill.kd_mode, student.feature_dim, width)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
     mode = kd_mode or "feature"
-    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(mode), temperature=cfg.temperature, mode=mode,
-                        multi_label=cfg.multi_label, kd_loss=cfg.kd_loss, logit_weight=cfg.w_logit,
-                        multi_label_loss=cfg.multi_label_loss)
+    loss_fn = ResKDLoss(kd_weight=cfg.kd_weight(mode), temperature=cfg.distill.temperature, mode=mode,
+                        multi_label=cfg.data.multi_label, kd_loss=cfg.distill.kd_loss, logit_weight=cfg.distill.w_logit,
+                        multi_label_loss=cfg.data.multi_label_loss)
     if kd_mode is None:
         return Distiller(loss_fn)
-    warmup = KDWarmup(int(round(cfg.kd_warmup(mode) * steps_per_epoch)), cfg.kd_warmup_from)
-    return Distiller(loss_fn, teacher, teacher_spec, kd_mode, warmup)
+    warmup = KDWarmup(int(round(cfg.kd_warmup(mode) * steps_per_epoch)), cfg.distill.kd_warmup_from)
+    labelled = not cfg.data.unlabelled and teacher is not None
+    return Distiller(loss_fn, teacher, teacher_spec, kd_mode, warmup, labelled)
 
 
 def clip_gradients(model: nn.Module, max_norm: float, mode: str) -> tuple[float, float]:

@@ -222,15 +222,30 @@ class ResKDLoss:
         task = task_loss(student_logits, target, self.multi_label, self.multi_label_loss)
         if teacher_features is None or (self.kd_weight == 0 and self.logit_weight == 0):
             return task, {"task": float(task.detach()), "kd": 0.0}
-        if student_features is None:
-            raise ValueError("distillation needs the student's feature map")
-        feature = self.feature_term(student_features, teacher_features, student_classifier, teacher_classifier)
-        kd = self.kd_weight * kd_scale * feature
-        parts = {"kd_feature": float(feature.detach()), "kd_weight": self.kd_weight * kd_scale}
+        kd, parts = self.distillation(student_logits, student_features, teacher_features, student_classifier,
+                                      teacher_classifier, teacher_logits, kd_scale)
+        return task + kd, {"task": float(task.detach()), "kd": float(kd.detach()), **parts}
+
+    def distillation(self, student_logits: torch.Tensor, student_features: torch.Tensor | None,
+                     teacher_features: torch.Tensor | None, student_classifier: nn.Linear | None = None,
+                     teacher_classifier: nn.Linear | None = None, teacher_logits: torch.Tensor | None = None,
+                     kd_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted distillation terms alone (no task loss: also what unlabelled training minimises) and
+        their unweighted parts. ``teacher_features`` None leaves the feature term out (logit KD only)."""
+        kd: torch.Tensor | None = None
+        parts: dict[str, float] = {}
+        if teacher_features is not None:
+            if student_features is None:
+                raise ValueError("distillation needs the student's feature map")
+            feature = self.feature_term(student_features, teacher_features, student_classifier, teacher_classifier)
+            kd = self.kd_weight * kd_scale * feature
+            parts.update(kd_feature=float(feature.detach()), kd_weight=self.kd_weight * kd_scale)
         if self.logit_weight > 0:
             if teacher_logits is None:
                 raise ValueError("the pooled-logit KD term needs the teacher's logits")
             logit = logit_kd_loss(student_logits, teacher_logits, self.temperature)
-            kd = kd + self.logit_weight * logit
+            kd = self.logit_weight * logit if kd is None else kd + self.logit_weight * logit
             parts["kd_logit"] = float(logit.detach())
-        return task + kd, {"task": float(task.detach()), "kd": float(kd.detach()), **parts}
+        if kd is None:
+            raise ValueError("no distillation term: the feature term needs the teacher's maps, or give logit KD a weight")
+        return kd, parts

@@ -24,8 +24,8 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Iterable
-from contextlib import nullcontext
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from reskd_infer.errors import DatasetError
 from reskd_infer.io.checkpoint import save_checkpoint, spec_from_checkpoint
-from reskd_infer.io.digests import weights_digest
+from reskd_infer.io.digests import file_sha256, weights_digest
 from reskd_infer.io.files import atomic_write
 from reskd_infer.models import build_model, get_arch_info, load_pretrained_weights
 from reskd_infer.models.efficientnet_lite import load_imagenet_weights
@@ -51,6 +51,7 @@ from reskd_infer.train.config import (
     TrainConfig,
     TrainError,
     resolve_config,
+    resolve_options,
 )
 from reskd_infer.train.data import (
     BAD_CLIPS_FILE,
@@ -66,6 +67,7 @@ from reskd_infer.train.distiller import (
     IMBALANCE_CHECK_STEP,
     Distiller,
     ImbalanceMonitor,
+    TeacherOutputs,
     build_distiller,
     clip_gradients,
     load_teacher,
@@ -75,14 +77,22 @@ from reskd_infer.train.distributed import DistInfo, init_distributed
 from reskd_infer.train.evaluation import evaluate, predict_dataset, primary_metric
 from reskd_infer.train.metrics import classification_metrics
 from reskd_infer.train.state import STATE_FILE, TrainState
+from reskd_infer.train.unlabelled import (
+    CachedBatches,
+    CachedViews,
+    as_clips,
+    calibrate_logit_scale,
+    freeze_batchnorm,
+)
 from reskd_infer.train.workdir import checkpoint_bytes, prepare_work_dir, trim_log
 from reskd_infer.video import DECODER_NAME
 
 METRICS_FILE = "metrics.jsonl"
+CALIBRATION_BATCH = 32  # frames per forward pass of the logit-scale calibration on cached frames
 
 __all__ = ["BN_MOMENTUM_DEFAULTS", "CLIP_MODES", "METRICS_FILE", "PRESETS", "STATE_FILE", "TrainConfig", "TrainError",
            "WarmupCosine", "build_specs", "clip_gradients", "evaluate", "param_groups", "precise_bn", "seed_everything",
-           "train"]
+           "train", "train_cached"]
 
 
 # ---- schedule, optimizer, seeding --------------------------------------------------------------------
@@ -130,51 +140,54 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 # ---- specs, classes, initialization ----------------------------------------------------------------
 def build_specs(cfg: TrainConfig, class_names: list[str]) -> tuple[ModelSpec, ModelSpec | None]:
     """The student's (or teacher-in-training's) spec and, with a teacher, the teacher's spec."""
-    teacher_spec = spec_from_checkpoint(cfg.teacher) if cfg.teacher else None
-    info = get_arch_info(cfg.arch)
-    input_size = cfg.input_size or info.default_input_size
+    teacher_spec = spec_from_checkpoint(cfg.distill.teacher) if cfg.distill.teacher else None
+    info = get_arch_info(cfg.model.arch)
+    input_size = cfg.data.input_size or info.default_input_size
     extra: dict[str, Any] = {}
     if teacher_spec is not None:
         # The student sees the teacher's frames: same count and sampling, same crop.
-        if cfg.num_frames and cfg.num_frames != teacher_spec.num_frames:
-            raise TrainError(f"--num-frames {cfg.num_frames} differs from the teacher's {teacher_spec.num_frames} "
-                             f"({cfg.teacher}): the student must see the teacher's frames")
+        if cfg.data.num_frames and cfg.data.num_frames != teacher_spec.num_frames:
+            raise TrainError(f"--num-frames {cfg.data.num_frames} differs from the teacher's {teacher_spec.num_frames} "
+                             f"({cfg.distill.teacher}): the student must see the teacher's frames")
         extra.update(num_frames=teacher_spec.num_frames, sampling=teacher_spec.sampling,
                      frame_interval=teacher_spec.frame_interval)
-        crop = cfg.crop_size or teacher_spec.input_size
-        if teacher_spec.multi_label != cfg.multi_label:
-            raise TrainError(f"teacher {cfg.teacher} is {'multi' if teacher_spec.multi_label else 'single'}-label "
-                             f"but --multi-label is {cfg.multi_label}")
+        crop = cfg.data.crop_size or teacher_spec.input_size
+        if teacher_spec.multi_label != cfg.data.multi_label:
+            kind = "multi" if teacher_spec.multi_label else "single"
+            raise TrainError(f"teacher {cfg.distill.teacher} is {kind}-label "
+                             f"but --multi-label is {cfg.data.multi_label}")
     else:
-        extra.update(num_frames=cfg.num_frames, frame_interval=cfg.frame_interval)
-        crop = cfg.crop_size or input_size
-    if cfg.keyframe_sampling and extra.get("sampling", info.default_sampling) != SAMPLING_SEGMENTS:
-        raise TrainError(f"--keyframe-sampling needs segment (TSN-style) sampling; {cfg.arch} samples "
+        extra.update(num_frames=cfg.data.num_frames, frame_interval=cfg.data.frame_interval)
+        crop = cfg.data.crop_size or input_size
+    if cfg.data.keyframe_sampling and extra.get("sampling", info.default_sampling) != SAMPLING_SEGMENTS:
+        raise TrainError(f"--keyframe-sampling needs segment (TSN-style) sampling; {cfg.model.arch} samples "
                          f"{extra.get('sampling', info.default_sampling)} clips")
     if crop < input_size:
         raise TrainError(f"crop size {crop} is smaller than the input size {input_size}: the student is meant "
                          "to see a down-sampled crop")
-    spec = ModelSpec(arch=cfg.arch, class_names=tuple(class_names), input_size=input_size, crop_size=crop,
-                     resize_short=round(crop * EVAL_RESIZE_RATIO), multi_label=cfg.multi_label,
-                     keyframe_sampling=cfg.keyframe_sampling, **extra)
+    spec = ModelSpec(arch=cfg.model.arch, class_names=tuple(class_names), input_size=input_size, crop_size=crop,
+                     resize_short=round(crop * EVAL_RESIZE_RATIO), multi_label=cfg.data.multi_label,
+                     keyframe_sampling=cfg.data.keyframe_sampling, **extra)
     if teacher_spec is not None and teacher_spec.num_classes != spec.num_classes:
-        raise TrainError(f"teacher {cfg.teacher} has {teacher_spec.num_classes} classes, the data has "
+        raise TrainError(f"teacher {cfg.distill.teacher} has {teacher_spec.num_classes} classes, the data has "
                          f"{spec.num_classes}: give --classes with the teacher's classes")
     return spec, teacher_spec
 
 
 def class_names_for(cfg: TrainConfig) -> list[str]:
     """classes.txt's names (checked against the teacher's order), the teacher's, or 0..K-1 from the labels."""
-    lists = [parse_list(cfg.train_list, cfg.data_root, check_files=False)]
-    if cfg.val_list:
-        lists.append(parse_list(cfg.val_list, cfg.data_root, check_files=False))
-    if cfg.classes:
-        names = infer_class_names(lists, cfg.classes)
-        if cfg.teacher:
-            check_class_order(names, cfg.classes, cfg.teacher)
+    if cfg.data.unlabelled and not cfg.data.classes:
+        return list(spec_from_checkpoint(str(cfg.distill.teacher)).class_names)  # no labels: the teacher's classes
+    lists = [] if cfg.data.unlabelled else [parse_list(cfg.data.train_list, cfg.data.data_root, check_files=False)]
+    if cfg.data.val_list:
+        lists.append(parse_list(cfg.data.val_list, cfg.data.data_root, check_files=False))
+    if cfg.data.classes:
+        names = infer_class_names(lists, cfg.data.classes)
+        if cfg.distill.teacher:
+            check_class_order(names, cfg.data.classes, cfg.distill.teacher)
         return names
-    if cfg.teacher:
-        return list(spec_from_checkpoint(cfg.teacher).class_names)
+    if cfg.distill.teacher:
+        return list(spec_from_checkpoint(cfg.distill.teacher).class_names)
     return infer_class_names(lists)
 
 
@@ -192,23 +205,24 @@ def check_class_order(names: list[str], classes_file: str, teacher: str) -> None
 
 
 def init_student(model: nn.Module, cfg: TrainConfig, teacher: nn.Module | None) -> None:
-    chosen = [n for n, on in (("--weights", bool(cfg.weights)), ("--init-from-teacher", cfg.init_from_teacher),
-                              ("--pretrained-imagenet", cfg.pretrained_imagenet)) if on]
+    m = cfg.model
+    chosen = [n for n, on in (("--weights", bool(m.weights)), ("--init-from-teacher", m.init_from_teacher),
+                              ("--pretrained-imagenet", m.pretrained_imagenet)) if on]
     if len(chosen) > 1:
         raise TrainError(f"choose one initialization, got {' and '.join(chosen)}")
-    if cfg.weights:
-        load_pretrained_weights(model, cfg.weights)
-    elif cfg.init_from_teacher:
+    if cfg.model.weights:
+        load_pretrained_weights(model, cfg.model.weights)
+    elif cfg.model.init_from_teacher:
         if teacher is None:
             raise TrainError("--init-from-teacher needs --teacher")
-        teacher_arch = spec_from_checkpoint(str(cfg.teacher)).arch
-        if teacher_arch != cfg.arch:
+        teacher_arch = spec_from_checkpoint(str(cfg.distill.teacher)).arch
+        if teacher_arch != cfg.model.arch:
             raise TrainError(f"--init-from-teacher needs the same architecture (teacher {teacher_arch}, "
-                             f"student {cfg.arch})")
+                             f"student {cfg.model.arch})")
         model.load_state_dict(teacher.state_dict(), strict=True)
-    elif cfg.pretrained_imagenet:
-        if cfg.arch != "tsn_effnet_lite0":
-            raise TrainError(f"--pretrained-imagenet is only available for tsn_effnet_lite0, not {cfg.arch}")
+    elif cfg.model.pretrained_imagenet:
+        if cfg.model.arch != "tsn_effnet_lite0":
+            raise TrainError(f"--pretrained-imagenet is only available for tsn_effnet_lite0, not {cfg.model.arch}")
 
         load_imagenet_weights(model)  # type: ignore[arg-type]
     set_bn_momentum(model, cfg.effective_bn_momentum())
@@ -255,15 +269,19 @@ def precise_bn(model: nn.Module, batches: Iterable[torch.Tensor], num_batches: i
 
 
 class FeaturesAndLogits(nn.Module):
-    """``x -> (feature map, logits)`` in one forward, so DDP sees (and syncs) every parameter it uses."""
+    """``x -> (feature map, logits)`` in one forward, so DDP sees (and syncs) every parameter it uses.
 
-    def __init__(self, model: nn.Module):
+    ``head`` False: the logits are not computed (None), for an objective that never reads them (unlabelled
+    training without logit KD); the classifier's dropout then draws no random numbers either."""
+
+    def __init__(self, model: nn.Module, head: bool = True):
         super().__init__()
         self.model = model
+        self.head = head
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = self.model.forward_features(x)
-        return features, self.model.forward_head(features)
+        return features, self.model.forward_head(features) if self.head else None
 
 
 # ---- the run -----------------------------------------------------------------------------------------
@@ -275,19 +293,20 @@ class Run:
     d: DistInfo
     device: torch.device
     spec: ModelSpec
-    train_set: TrainClipDataset
+    train_set: TrainClipDataset | CachedBatches
     val_set: EvalClipDataset | None
-    loader: DataLoader
+    loader: DataLoader | CachedBatches
     sampler: DistributedSampler | None
     model: nn.Module  # the bare student
     net: nn.Module  # what the step calls: FeaturesAndLogits, DDP-wrapped under torchrun
     distiller: Distiller
     state: TrainState
     work: Path
+    logit_scale: float | None = None  # unlabelled runs: the student's calibrated logit scale
 
     @property
     def use_amp(self) -> bool:
-        return self.cfg.amp and self.device.type == "cuda"
+        return self.cfg.optim.amp and self.device.type == "cuda"
 
     def student_input(self, crops: torch.Tensor) -> torch.Tensor:
         return model_input(crops, self.spec)
@@ -295,58 +314,169 @@ class Run:
     def banner(self) -> str:
         val = f", {len(self.val_set)} val clips" if self.val_set is not None else ""
         world = f" x {self.d.world} processes" if self.d.enabled else ""
-        return (f"reskd-train: {self.cfg.arch} @ {self.spec.input_size}px (crop {self.spec.crop_size}) on "
-                f"{self.device}{world}; {len(self.train_set)} train clips{val}, {self.spec.num_classes} classes, "
-                f"{self.spec.num_frames} frames{' (keyframe sampling)' if self.spec.keyframe_sampling else ''}; "
-                f"{self.distiller.banner()}; {self.cfg.epochs} epochs from epoch "
+        kind = "unlabelled " if not self.distiller.labelled else ""
+        return (f"reskd-train: {self.cfg.model.arch} @ {self.spec.input_size}px (crop {self.spec.crop_size}) on "
+                f"{self.device}{world}; {self.train_size()} {kind}train clips{val}, {self.spec.num_classes} "
+                f"classes, {self.spec.num_frames} frames{' (keyframe sampling)' * self.spec.keyframe_sampling}; "
+                f"{self.distiller.banner()}; {self.cfg.optim.epochs} epochs from epoch "
                 f"{self.state.epoch}")
+
+    def train_size(self) -> int:
+        return self.train_set.size if isinstance(self.train_set, CachedBatches) else len(self.train_set)
 
 
 def setup_run(cfg: TrainConfig, d: DistInfo, device: torch.device) -> Run:
     """Data, specs, models, the distiller, the optimizer and the (possibly resumed) state."""
-    seed_everything(cfg.seed, cfg.deterministic)
-    work = Path(cfg.work_dir)
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    work = Path(cfg.run.work_dir)
     spec, teacher_spec = build_specs(cfg, class_names_for(cfg))
-    bad_clips = BadClipLog(work / BAD_CLIPS_FILE, len(parse_list(cfg.train_list, cfg.data_root, check_files=False)),
-                           cfg.max_bad_clips)
-    if d.is_main:
-        prepare_work_dir(work)
-        if not cfg.resume:
-            bad_clips.path.unlink(missing_ok=True)
-    train_set = TrainClipDataset(cfg.train_list, cfg.data_root, spec, seed=cfg.seed, flip=cfg.flip,
-                                 bad_clips=bad_clips)
-    val_set = EvalClipDataset(cfg.val_list, cfg.data_root, spec) if cfg.val_list else None
-    if cfg.check_clips and d.is_main:
-        check_clips(train_set, bad_clips, val_set, workers=cfg.workers, progress=cfg.progress)
-    teacher = load_teacher(cfg.teacher, device)[0] if cfg.teacher else None
-    model = build_model(spec)
-    init_student(model, cfg, teacher)
-    if d.is_main:
-        prepare_work_dir(work, checkpoint_bytes(model))  # fail now, not when the first epoch ends
+    train_set, val_set = datasets(cfg, d, spec, work)
+    teacher = load_teacher(cfg.distill.teacher, device)[0] if cfg.distill.teacher else None
+    model = build_student(cfg, spec, teacher, d, work)
     model.to(device).train()
     net: nn.Module = FeaturesAndLogits(model)
     if d.enabled:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = DistributedSampler(train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed,
+    sampler = DistributedSampler(train_set, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.run.seed,
                                  drop_last=True) if d.enabled else None
-    gen = torch.Generator().manual_seed(cfg.seed)
-    loader = ListLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=cfg.workers,
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    loader = ListLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=cfg.data.workers,
                         # Drop a ragged last batch (BatchNorm dislikes tiny batches) unless it is the only one.
-                        drop_last=len(train_set) // d.world > cfg.batch_size,
+                        drop_last=len(train_set) // d.world > cfg.optim.batch_size,
                         pin_memory=device.type == "cuda", generator=gen if sampler is None else None,
                         persistent_workers=False)
     steps_per_epoch = max(1, len(loader))
     distiller = build_distiller(cfg, model, teacher, teacher_spec, steps_per_epoch)
-    total_steps = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(total_steps, int(round(cfg.warmup_epochs * steps_per_epoch))))
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-    state = TrainState(model, optimizer, scheduler, scaler, gen, total_steps)
-    if cfg.resume:
+    state = build_state(cfg, model, device, gen, steps_per_epoch)
+    run = Run(cfg, d, device, spec, train_set, val_set, loader, sampler, model, net, distiller, state, work)
+    if cfg.data.unlabelled:
+        run.logit_scale = unlabelled_logit_scale(run)
+    if cfg.run.resume:
         state.load(work / STATE_FILE)
-    return Run(cfg, d, device, spec, train_set, val_set, loader, sampler, model, net, distiller, state, work)
+    return run
+
+
+def datasets(cfg: TrainConfig, d: DistInfo, spec: ModelSpec, work: Path) -> tuple[TrainClipDataset,
+                                                                                  EvalClipDataset | None]:
+    """The training set (its unreadable clips logged to bad_clips.txt and replaced) and the validation set."""
+    labelled = not cfg.data.unlabelled
+    bad_clips = BadClipLog(work / BAD_CLIPS_FILE,
+                           len(parse_list(cfg.train_source, cfg.data.data_root, check_files=False, labelled=labelled)),
+                           cfg.data.max_bad_clips)
+    if d.is_main:
+        prepare_work_dir(work)
+        if not cfg.run.resume:
+            bad_clips.path.unlink(missing_ok=True)
+    train_set = TrainClipDataset(cfg.train_source, cfg.data.data_root, spec, seed=cfg.run.seed, flip=cfg.data.flip,
+                                 bad_clips=bad_clips, labelled=labelled)
+    val_set = EvalClipDataset(cfg.data.val_list, cfg.data.data_root, spec) if cfg.data.val_list else None
+    if cfg.data.check_clips and d.is_main:
+        check_clips(train_set, bad_clips, val_set, workers=cfg.data.workers, progress=cfg.log.progress)
+    return train_set, val_set
+
+
+def build_student(cfg: TrainConfig, spec: ModelSpec, teacher: nn.Module | None, d: DistInfo, work: Path) -> nn.Module:
+    """The student, initialised as ``cfg`` says (its classifier frozen with ``freeze_head``)."""
+    model = build_model(spec)
+    init_student(model, cfg, teacher)
+    if d.is_main:
+        prepare_work_dir(work, checkpoint_bytes(model))  # fail now, not when the first epoch ends
+    if cfg.model.freeze_head:
+        model.classifier().requires_grad_(False)  # left out of the optimizer (param_groups skips it)
+    return model
+
+
+def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, gen: torch.Generator,
+                steps_per_epoch: int) -> TrainState:
+    """SGD over ``param_groups``, the warm-up/cosine schedule over every epoch's steps, the AMP scaler."""
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    o = cfg.optim
+    optimizer = torch.optim.SGD(param_groups(model, o.weight_decay), lr=o.lr, momentum=o.momentum)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(total_steps, int(round(o.warmup_epochs * steps_per_epoch))))
+    scaler = torch.amp.GradScaler("cuda", enabled=o.amp and device.type == "cuda")
+    return TrainState(model, optimizer, scheduler, scaler, gen, total_steps)
+
+
+def unlabelled_logit_scale(run: Run) -> float:
+    """A fresh unlabelled run calibrates the student's logit scale over one pass of its training clips (epoch
+    0's crops, in list order); a resumed one reads the scale its first part applied from last.ckpt."""
+    cfg = run.cfg
+    if not cfg.distill.logit_calibration:
+        return 1.0
+    if cfg.run.resume:
+        return recorded_logit_scale(run.work)
+    loader = ListLoader(run.train_set, batch_size=cfg.optim.batch_size, shuffle=False, num_workers=cfg.data.workers,
+                        generator=torch.Generator().manual_seed(cfg.run.seed))
+    batches = ((run.student_input(c.to(run.device)), run.distiller.teacher_outputs(c.to(run.device)).logits)
+               for c, _ in tqdm(loader, desc="calibrating the logit scale", leave=False,
+                                disable=not (run.d.is_main and cfg.log.progress)))
+    scale = calibrate_logit_scale(run.model, batches)
+    run.model.train()
+    return scale
+
+
+def cached_logit_scale(cfg: TrainConfig, model: nn.Module, spec: ModelSpec, calibration: CachedViews,
+                       work: Path) -> float:
+    """:func:`unlabelled_logit_scale` on cached frames: fitted on ``calibration``'s frames and teacher logits
+    (batches of :data:`CALIBRATION_BATCH`), or read back when resuming."""
+    if not cfg.distill.logit_calibration:
+        return 1.0
+    if cfg.run.resume:
+        return recorded_logit_scale(work)
+    crops, n = calibration.crops, CALIBRATION_BATCH
+    return calibrate_logit_scale(model, ((model_input(as_clips(crops[i:i + n].float()), spec),
+                                          calibration.logits[i:i + n]) for i in range(0, len(crops), n)))
+
+
+def recorded_logit_scale(work: Path) -> float:
+    """The logit scale a run's first part applied (its last checkpoint's provenance)."""
+    return float(spec_from_checkpoint(str(work / "last.ckpt")).provenance.get("logit_scale", 1.0))
+
+
+def train_cached(cfg: TrainConfig, spec: ModelSpec, teacher_spec: ModelSpec, views: Sequence[CachedViews],
+                 calibration: CachedViews | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Unlabelled training on cached teacher outputs: the trainer's loop on the frames of ``views`` (epoch
+    ``e`` on ``views[e % len(views)]``), one process, no validation list; returns the trained student (eval
+    mode) and :func:`train`'s result plus ``logit_scale`` and ``epochs`` (every epoch's record).
+
+    ``spec`` is the student's (its ``crop_size`` the frames'), ``teacher_spec`` the teacher's that cached
+    ``views``. ``calibration``: the frames and teacher logits the logit scale is fitted on (default
+    ``views[0]``), when ``cfg.distill.logit_calibration``.
+    """
+    cfg = resolve_options(cfg, unlabelled=True)
+    d = DistInfo(rank=0, world=1, local_rank=0)  # one process: the cached frames live in this one
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.run.device == "auto" else cfg.run.device)
+    with restored_global_flags():
+        return _train_cached(cfg, d, device, spec, teacher_spec, views, calibration)
+
+
+def _train_cached(cfg: TrainConfig, d: DistInfo, device: torch.device, spec: ModelSpec, teacher_spec: ModelSpec,
+                  views: Sequence[CachedViews], calibration: CachedViews | None) -> tuple[nn.Module, dict[str, Any]]:
+    seed_everything(cfg.run.seed, cfg.run.deterministic)
+    work = Path(cfg.run.work_dir)
+    if d.is_main:
+        prepare_work_dir(work)
+    model = build_student(cfg, spec, None, d, work)
+    gen = torch.Generator().manual_seed(cfg.run.seed)
+    loader = CachedBatches(views, cfg.optim.batch_size, gen)
+    scale = cached_logit_scale(cfg, model, spec, calibration or views[0], work)
+    model.to(device).train()
+    width = views[0].features.shape[1] if views[0].features is not None else model.feature_dim
+    distiller = build_distiller(cfg, model, None, teacher_spec, len(loader), teacher_width=width)
+    if not distiller.active:
+        raise TrainError("nothing to distil: give the feature term the teacher's maps or logit KD a weight")
+    if distiller.loss_fn.kd_weight != 0 and any(v.features is None for v in views):
+        raise ValueError("the feature term needs the teacher's maps (give them, or a feature weight of 0)")
+    state = build_state(cfg, model, device, gen, len(loader))
+    net = FeaturesAndLogits(model, head=distiller.loss_fn.logit_weight > 0)
+    run = Run(cfg, d, device, spec, loader, None, loader, None, model, net, distiller, state, work, logit_scale=scale)
+    if cfg.run.resume:
+        state.load(work / STATE_FILE)
+    result = _train(run)
+    return model.eval(), {**result, "logit_scale": scale}
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -357,38 +487,49 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     calls this; only rank 0 writes files, every rank returns the same paths.
     """
     cfg = resolve_config(cfg)
-    d, device = init_distributed(cfg.device)
-    # --deterministic switches global torch flags: put them back afterwards (train() may run inside a larger program).
+    d, device = init_distributed(cfg.run.device)
+    try:
+        with restored_global_flags():
+            return _train(setup_run(cfg, d, device))
+    finally:
+        if d.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextmanager
+def restored_global_flags() -> Iterator[None]:
+    """--deterministic switches global torch flags: put them back afterwards (a run may sit inside a larger program)."""
     saved_flags = (torch.are_deterministic_algorithms_enabled(),
                    torch.is_deterministic_algorithms_warn_only_enabled(),
                    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
     try:
-        return _train(setup_run(cfg, d, device))
+        yield
     finally:
         torch.use_deterministic_algorithms(saved_flags[0], warn_only=saved_flags[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_flags[2], saved_flags[3]
-        if d.initialized_here and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _train(run: Run) -> dict[str, Any]:
     cfg, d = run.cfg, run.d
     if d.is_main:
         run.work.mkdir(parents=True, exist_ok=True)
-        if not cfg.resume:
+        if not cfg.run.resume:
             (run.work / METRICS_FILE).unlink(missing_ok=True)
         else:  # a run killed after logging an epoch but before saving its state redoes that epoch
             trim_log(run.work / METRICS_FILE, run.state.epoch)
         config_text = json.dumps(cfg.to_dict(), indent=2, default=str) + "\n"
         atomic_write(run.work / "config.json", lambda tmp: Path(tmp).write_text(config_text))
         print(run.banner(), file=sys.stderr, flush=True)
-    monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps), active=run.distiller.active)
-    end_epoch = min(cfg.epochs, cfg.stop_after_epoch) if cfg.stop_after_epoch else cfg.epochs
+    # The imbalance warning weighs distillation against the task loss: an unlabelled run has none.
+    monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps),
+                               active=run.distiller.active and run.distiller.labelled)
+    end_epoch = min(cfg.optim.epochs, cfg.run.stop_after_epoch) if cfg.run.stop_after_epoch else cfg.optim.epochs
+    records: list[dict[str, Any]] = []
     for epoch in range(run.state.epoch, end_epoch):
         stats, steps = train_one_epoch(run, epoch)
         monitor.observe(steps, d.is_main)
-        if cfg.precise_bn > 0 and epoch + 1 == cfg.epochs:
-            precise_bn(run.model, (run.student_input(c.to(run.device)) for c, _ in run.loader), cfg.precise_bn)
+        if cfg.model.precise_bn > 0 and epoch + 1 == cfg.optim.epochs:
+            precise_bn(run.model, (run.student_input(c.to(run.device)) for c, _ in run.loader), cfg.model.precise_bn)
         record: dict[str, Any] = {"epoch": epoch + 1, **stats, **sync_ranks(run, epoch)}
         metrics = evaluate_epoch(run, epoch)
         record.update({f"val_{k}": v for k, v in metrics.items()})
@@ -397,9 +538,10 @@ def _train(run: Run) -> dict[str, Any]:
         if d.is_main:
             save_epoch(run, record, steps, metrics, improved, monitor)
         d.barrier()
+        records.append({**record, "steps": steps})
     return {"best": str(run.work / "best.ckpt"), "last": str(run.work / "last.ckpt"),
             "metrics": run.state.best_metrics, "work_dir": str(run.work), "spec": run.spec.to_dict(),
-            "epochs_done": end_epoch}
+            "epochs_done": end_epoch, "epochs": records}
 
 
 def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -410,14 +552,17 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
     if run.sampler is not None:
         run.sampler.set_epoch(epoch)
     run.net.train()
+    if cfg.model.freeze_bn:
+        freeze_batchnorm(run.model)
     totals = {"loss": 0.0, "task": 0.0, "kd": 0.0}
     steps: list[dict[str, Any]] = []
     seen = 0
     start = time.time()
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (run.d.is_main and cfg.progress),
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}",
+               disable=not (run.d.is_main and cfg.log.progress),
                leave=False, dynamic_ncols=True)
     for crops, target in bar:
-        record = train_step(run, crops.to(run.device, non_blocking=True), target.to(run.device, non_blocking=True))
+        record = train_step(run, crops.to(run.device, non_blocking=True), to_device(target, run.device))
         record = {"step": epoch * len(run.loader) + len(steps) + 1, "epoch": epoch + 1, **record}
         steps.append(record)
         n = int(crops.shape[0])
@@ -427,11 +572,11 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
         bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}")
     bar.close()
     if seen == 0:
-        raise DatasetError(f"{cfg.train_list}: no training batch (fewer samples than --batch-size per process?)")
+        raise DatasetError(f"{cfg.train_source}: no training batch (fewer samples than --batch-size per process?)")
     out: dict[str, Any] = {k: v / seen for k, v in totals.items()}
     out.update(lr=steps[-1]["lr"], clip=round(statistics.fmean(r["clip"] for r in steps), 4),
                time_s=round(time.time() - start, 3), samples=seen)
-    every = cfg.log_every
+    every = cfg.log.log_every
     return out, [r for r in steps if every and r["step"] % every == 0]
 
 
@@ -445,14 +590,22 @@ def train_step(run: Run, crops: torch.Tensor, target: torch.Tensor) -> dict[str,
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     state.scaler.unscale_(state.optimizer)
-    clip, clip_head = clip_gradients(run.model, run.cfg.clip_grad, run.cfg.clip_mode)
+    clip, clip_head = clip_gradients(run.model, run.cfg.optim.clip_grad, run.cfg.optim.clip_mode)
     lr = state.optimizer.param_groups[0]["lr"]  # the rate this step used (logged)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
-    return {"loss": float(loss.detach()), "task": parts["task"], "kd": parts["kd"],
-            "kd_ratio": round(parts["kd"] / max(parts["task"], 1e-8), 4), "clip": round(clip, 4),
+    ratio = round(parts["kd"] / max(parts["task"], 1e-8), 4) if run.distiller.labelled else None  # no task: no ratio
+    return {"loss": float(loss.detach()), "task": parts["task"], "kd": parts["kd"], "kd_ratio": ratio,
+            "clip": round(clip, 4),
             "clip_head": round(clip_head, 4), "lr": lr, **{k: v for k, v in parts.items() if k.startswith("kd_")}}
+
+
+def to_device(target: torch.Tensor | TeacherOutputs, device: torch.device) -> torch.Tensor | TeacherOutputs:
+    """A batch's labels, or its cached teacher outputs, on ``device``."""
+    if isinstance(target, TeacherOutputs):
+        return TeacherOutputs(*(None if t is None else t.to(device, non_blocking=True) for t in target))
+    return target.to(device, non_blocking=True)
 
 
 def sync_ranks(run: Run, epoch: int) -> dict[str, Any]:
@@ -477,10 +630,10 @@ def sync_ranks(run: Run, epoch: int) -> dict[str, Any]:
 def evaluate_epoch(run: Run, epoch: int) -> dict[str, Any]:
     """Validation metrics every --eval-every epochs and after the last; {} otherwise."""
     cfg = run.cfg
-    if run.val_set is None or not ((epoch + 1) % max(1, cfg.eval_every) == 0 or epoch + 1 == cfg.epochs):
+    if run.val_set is None or not ((epoch + 1) % max(1, cfg.run.eval_every) == 0 or epoch + 1 == cfg.optim.epochs):
         return {}
-    probs, targets = predict_dataset(run.model, run.val_set, run.device, cfg.eval_batch_size or cfg.batch_size,
-                                     cfg.workers, run.d)
+    batch = cfg.run.eval_batch_size or cfg.optim.batch_size
+    probs, targets = predict_dataset(run.model, run.val_set, run.device, batch, cfg.data.workers, run.d)
     return classification_metrics(probs, targets, run.spec.multi_label)
 
 
@@ -500,7 +653,7 @@ def save_epoch(run: Run, record: dict[str, Any], steps: list[dict[str, Any]], me
             fh.write(json.dumps(line) + "\n")
     # One line per epoch on stderr, with or without --progress (stdout stays for the command's JSON result).
     shown = {k: v for k, v in record.items() if k in ("loss", "task", "kd", "clip", "lr") or k.startswith("val_")}
-    print(f"epoch {epoch}/{run.cfg.epochs} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()),
+    print(f"epoch {epoch}/{run.cfg.optim.epochs} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()),
           file=sys.stderr, flush=True)
     run.state.save(run.work / STATE_FILE)
 
@@ -510,24 +663,44 @@ def provenance(run: Run, metrics: dict[str, Any], epoch: int) -> dict[str, Any]:
     cfg = run.cfg
     prov: dict[str, Any] = {
         "trained_by": "reskd-train",
-        "mode": "reskd" if run.distiller.active else ("plain" if cfg.no_kd else "supervised"),
-        "dataset": cfg.dataset or Path(cfg.train_list).name,
-        "train_list": str(cfg.train_list),
-        "val_list": str(cfg.val_list) if cfg.val_list else None,
-        "epochs": cfg.epochs,
+        "mode": mode_name(run),
+        "dataset": cfg.log.dataset or Path(cfg.train_source).name,
+        "train_list": str(cfg.train_source),
+        "val_list": str(cfg.data.val_list) if cfg.data.val_list else None,
+        "epochs": cfg.optim.epochs,
         "epoch": epoch,
-        "seed": cfg.seed,
-        "lr": cfg.lr,
-        "batch_size": cfg.batch_size,
+        "seed": cfg.run.seed,
+        "lr": cfg.optim.lr,
+        "batch_size": cfg.optim.batch_size,
         "metrics": metrics,
         "versions": library_versions("torch", "torchvision", "av"),
         "decoder": DECODER_NAME,
-        "init": ("imagenet" if cfg.pretrained_imagenet else str(cfg.weights) if cfg.weights
-                 else "teacher" if cfg.init_from_teacher else "random"),
+        "init": ("imagenet" if cfg.model.pretrained_imagenet else str(cfg.model.weights) if cfg.model.weights
+                 else "teacher" if cfg.model.init_from_teacher else "random"),
         "bn_momentum": cfg.effective_bn_momentum() or None,
-        "flip": cfg.flip,
-        "precise_bn": cfg.precise_bn,
+        "flip": cfg.data.flip,
+        "precise_bn": cfg.model.precise_bn,
         **run.distiller.provenance(cfg),
     }
-    prov.update(cfg.extra_provenance)
+    if not run.distiller.labelled:
+        prov.update(unlabelled_provenance(run))
+    prov.update(cfg.log.extra_provenance)
     return prov
+
+
+def mode_name(run: Run) -> str:
+    """How the run learnt: "unlabelled" (the teacher's outputs only), "reskd", "plain" or "supervised"."""
+    if run.distiller.active:
+        return "reskd" if run.distiller.labelled else "unlabelled"
+    return "plain" if run.cfg.distill.no_kd else "supervised"
+
+
+def unlabelled_provenance(run: Run) -> dict[str, Any]:
+    """What an unlabelled run adds: the digests of its teacher file and list, the student's logit scale, the
+    BatchNorm and classifier treatment."""
+    cfg = run.cfg
+    return {"unlabelled_list": cfg.data.unlabelled or None,
+            "unlabelled_list_sha256": file_sha256(cfg.data.unlabelled) if cfg.data.unlabelled else None,
+            "teacher_sha256": file_sha256(cfg.distill.teacher) if cfg.distill.teacher else None,
+            "logit_scale": run.logit_scale, "logit_calibration": cfg.distill.logit_calibration,
+            "freeze_bn": cfg.model.freeze_bn, "freeze_head": cfg.model.freeze_head}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from demo import label_free as rf
+from reskd_infer.train import trainer
 
 
 def _crops(n: int = 6, size: int = 64) -> torch.Tensor:
@@ -72,14 +73,15 @@ def test_teacher_views_hold_the_teachers_outputs_on_the_very_views():
 
 
 def _student_inputs(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """Every batch the student is fed through the trainer's input function (its calibration pass included)."""
     seen: list[torch.Tensor] = []
-    real = rf.prepare
+    real = trainer.model_input
 
-    def spy(x: torch.Tensor, size: int) -> torch.Tensor:
-        seen.append(x.clone())
-        return real(x, size)
+    def spy(x: torch.Tensor, spec) -> torch.Tensor:
+        seen.append(x.squeeze(2).clone())  # one-frame clips (N, 3, 1, H, W) -> frames
+        return real(x, spec)
 
-    monkeypatch.setattr(rf, "prepare", spy)
+    monkeypatch.setattr(trainer, "model_input", spy)
     return seen
 
 

@@ -34,6 +34,12 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
+RUN_PROVENANCE = {"trained_by", "mode", "dataset", "train_list", "val_list", "epochs", "epoch", "seed", "lr",
+                  "batch_size", "metrics", "versions", "decoder", "init", "bn_momentum", "flip", "precise_bn"}
+DISTILL_PROVENANCE = {"teacher", "teacher_arch", "teacher_input_size", "w_kd", "kd_warmup_steps", "kd_warmup_from",
+                      "kd_mode", "temperature", "kd_loss", "w_logit", "clip_mode", "clip_grad", "preset"}
+
+
 def _log(work: Path, steps: bool = False) -> list[dict]:
     """metrics.jsonl's per-epoch records (or, with ``steps``, its per-step records)."""
     records = [json.loads(line) for line in (Path(work) / "metrics.jsonl").read_text().splitlines()]
@@ -63,6 +69,7 @@ def test_teacher_run_writes_checkpoints_metrics_and_provenance(data, teacher):
     model, spec = load_checkpoint(teacher["last"])
     assert spec.class_names == ("red", "green") and spec.input_size == 64 and spec.crop_size == 64
     prov = spec.provenance
+    assert set(prov) == RUN_PROVENANCE  # the keys reskd-train has always written (TrainConfig's groups changed none)
     assert prov["mode"] == "supervised" and prov["decoder"] == DECODER_NAME and prov["dataset"] == "train.txt"
     assert prov["metrics"]["epoch"] == 2 and set(prov["versions"]) >= {"torch", "torchvision", "reskd_infer", "av"}
     # best.ckpt carries the evaluation it was chosen by.
@@ -81,6 +88,7 @@ def test_reskd_student_and_plain_baseline(data, teacher, tmp_path):
     # Teacher's resolution and frames come from its spec; the student sees the teacher's crop down-sampled.
     assert (spec.input_size, spec.crop_size, spec.num_frames) == (32, 64, 2)
     prov = spec.provenance
+    assert set(prov) == RUN_PROVENANCE | DISTILL_PROVENANCE | {"kd_start"}
     assert prov["mode"] == "reskd" and prov["kd_mode"] == "feature" and prov["w_kd"] == 10.0
     assert (prov["kd_warmup_steps"], prov["kd_warmup_from"]) == (2, 0.3)  # the default: over the first epoch
     assert prov["kd_loss"] == "pooled" and prov["w_logit"] == 1.0 and prov["clip_mode"] == "separate"
