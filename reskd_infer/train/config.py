@@ -143,7 +143,7 @@ class TrainConfig:
     ``cfg.run``, ``cfg.log``. Option names are the command-line flags (``train_list`` is ``--train-list``).
 
     Built from groups or from flat options (``TrainConfig(arch="tsn_r18", lr=0.02)``); a flat option also
-    reads and writes through (``cfg.optim.lr`` is ``cfg.optim.lr``), so code written for the flat form keeps working.
+    reads and writes through (``cfg.lr`` is ``cfg.optim.lr``), so code written for the flat form keeps working.
     """
 
     data: DataConfig
