@@ -18,7 +18,8 @@ from reskd_infer.errors import EXIT_USAGE, ReskdError, plain_warnings, report_er
 from reskd_infer.formats import ARTIFACT_CHECKPOINT, ARTIFACT_ONNX, ARTIFACT_TENSORRT, kind_for_backend
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """reskd-bench's arguments."""
     parser = argparse.ArgumentParser(
         prog="reskd-bench",
         description="Measure engine latency/throughput and end-to-end (decode + preprocess + infer) latency. "
@@ -51,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="intra-op threads of torch, ONNX Runtime and OpenVINO (0: leave torch's default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON report to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batch.split(",")]
