@@ -40,8 +40,9 @@ data: $(FETCHED)
 install: $(INSTALLED) $(FETCHED)
 
 # Two pytest-xdist workers with one torch thread each (tests/conftest.py), a test file per worker
-# (module fixtures are built once): 443 s against 728 s for one process with two threads, measured
-# back to back on the 2 shared cores. TEST_WORKERS=0 runs in one process.
+# (module fixtures are built once). 433 tests: 310 s on the 2 cores with nothing else running, 543 s
+# beside another job (2026-12-07); a fresh clone adds about 2-3 minutes of install and data.
+# TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
