@@ -23,7 +23,7 @@ Metrics per frame: top-1 agreement with the teacher, top-5 overlap (the teacher'
 top 5), mean KL(teacher || model) at T = 1. Results are written after every stage (``complete`` false
 until the end).
 
-    python -m benchmarks.accuracy.adaptation            # full run (about 15-25 min on one busy core)
+    python -m benchmarks.accuracy.adaptation            # full run (22 min on one core of a shared machine)
     python -m benchmarks.accuracy.adaptation --quick    # smoke run (tiny), results under benchmarks/scratch/
 """
 
