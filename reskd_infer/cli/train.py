@@ -20,7 +20,7 @@ import yaml
 from reskd_infer.errors import EXIT_USAGE, ReskdError, UsageError, plain_warnings, report_error
 from reskd_infer.models import list_archs
 from reskd_infer.train.config import CLIP_MODES, FIELD_GROUP, GROUPS, PRESETS, TrainConfig
-from reskd_infer.train.evaluation import evaluate
+from reskd_infer.train.evaluation import agreement, evaluate
 from reskd_infer.train.losses import KD_LOSSES, KD_MODES, MULTI_LABEL_LOSSES
 from reskd_infer.train.trainer import train
 
@@ -260,18 +260,26 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def eval_main(argv: Sequence[str] | None = None) -> int:
-    """reskd-eval MODEL --val-list L [--data-root DIR] [--num-clips N] [--three-crop] [--json]."""
+    """reskd-eval MODEL --val-list L [--data-root DIR] [--num-clips N] [--three-crop] [--json]; with
+    ``--reference REF``: MODEL's agreement with REF on an unlabelled list."""
     parser = argparse.ArgumentParser(
         prog="reskd-eval",
         description="Score any reskd-infer artifact on a list file through the runtime (Recognizer): a checkpoint, "
                     "an ONNX model (model.onnx or model.fp16.onnx), a TensorRT plan or an export folder, with "
                     "the spec's sampling, resize, crop and normalization. Prints top-1/top-5 (single-label) or "
-                    "mAP (multi-label), so what FP16 or an engine costs in accuracy is one command away.",
+                    "mAP (multi-label), so what FP16 or an engine costs in accuracy is one command away. With "
+                    "--reference REF, the list is unlabelled ('video [start_s end_s]' per line) and MODEL is "
+                    "scored against REF's answers: top-1 agreement, top-5 overlap, mean KL(REF || MODEL).",
         epilog="Exit status: 0 success, 2 bad arguments, an unusable model or an unreadable list or clip.",
     )
     parser.add_argument("model", metavar="MODEL",
                         help="a .ckpt, .onnx (FP32 or FP16) or .plan file, or an export folder written by reskd-export")
-    parser.add_argument("--val-list", required=True, help="list file: 'relative/path.mp4 label [label...]' per line")
+    parser.add_argument("--val-list", required=True,
+                        help="list file: 'relative/path.mp4 label [label...]' per line; with --reference an "
+                             "unlabelled list: 'path.mp4 [start_s end_s]' or 'frame_dir [num_frames]' per line")
+    parser.add_argument("--reference", metavar="REF",
+                        help="score MODEL's agreement with this model (any artifact with the same classes, e.g. "
+                             "the teacher) instead of accuracy: each reads the clips with its own spec")
     parser.add_argument("--data-root", help="folder the list's paths are relative to (default: the list's folder)")
     parser.add_argument("--classes", help="classes.txt to check against the model's class names")
     parser.add_argument("--num-clips", type=int, default=None, metavar="N",
@@ -294,12 +302,20 @@ def eval_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-size must be at least 1 and --workers at least 0")
 
 
+    if args.reference and (args.classes or args.num_clips is not None or args.three_crop):
+        parser.error("--reference scores each model with its own spec: --classes, --num-clips and --three-crop "
+                     "do not apply")
     plain_warnings()
     try:
-        metrics = evaluate(args.model, args.val_list, args.data_root, classes=args.classes,
-                           batch_size=args.batch_size, workers=args.workers, device=args.device,
-                           num_clips=args.num_clips, three_crop=args.three_crop, backend=args.backend,
-                           fallback=not args.no_fallback, progress=not (args.json or args.no_progress))
+        if args.reference:
+            metrics = agreement(args.model, args.reference, args.val_list, args.data_root, batch_size=args.batch_size,
+                                workers=args.workers, device=args.device, backend=args.backend,
+                                fallback=not args.no_fallback, progress=not (args.json or args.no_progress))
+        else:
+            metrics = evaluate(args.model, args.val_list, args.data_root, classes=args.classes,
+                               batch_size=args.batch_size, workers=args.workers, device=args.device,
+                               num_clips=args.num_clips, three_crop=args.three_crop, backend=args.backend,
+                               fallback=not args.no_fallback, progress=not (args.json or args.no_progress))
     except ReskdError as exc:
         report_error(exc, args.json, model=args.model)
         return EXIT_USAGE

@@ -6,6 +6,12 @@ List files (mmaction2 style), one sample per line, paths relative to ``data_root
     videos/def.mp4 1 4          # several label indices: a multi-label sample
     frames/ghi 120 7            # a folder of extracted frames (img_00001.jpg ...), its frame count, label(s)
 
+An unlabelled list (``reskd-train --unlabelled``, ``reskd-eval --reference``) holds no labels::
+
+    cam1/monday.mp4             # a whole video
+    cam1/tuesday.mp4 60 3600    # only its span from 60 s to 3600 s: clips are sampled inside it
+    frames/ghi [120]            # a frame folder (its frame count defaults to its img_*.jpg files)
+
 Blank lines and lines starting with ``#`` are skipped. A line whose path is a
 directory is a frame folder. Paths may not contain spaces.
 
@@ -39,7 +45,8 @@ from tqdm import tqdm
 
 from reskd_infer.errors import DatasetError, ReskdError
 from reskd_infer.spec import ModelSpec
-from reskd_infer.video import clips_to_batch, load_clips
+from reskd_infer.video import clips_to_batch, load_clips, probe, read_frames
+from reskd_infer.video.decode import decode_guard
 from reskd_infer.video.preprocess import resize_short_side
 from reskd_infer.video.sampling import sample_indices
 
@@ -55,6 +62,7 @@ class Sample:
     labels: tuple[int, ...]
     num_frames: int = 0  # frame folders only; 0 for video files
     source: str = ""  # "list_file:line" for error messages
+    span: tuple[float, float] | None = None  # unlabelled videos only: (start_s, end_s) clips are sampled in
 
     @property
     def is_frames(self) -> bool:
@@ -92,8 +100,9 @@ def parse_list(
     check_files: bool = True,
     labelled: bool = True,
 ) -> list[Sample]:
-    """Parse and validate an annotation list (``labelled`` False: an unlabelled list, one video path or
-    ``frame_dir [num_frames]`` per line; a frame folder's count defaults to its ``img_*.jpg`` files).
+    """Parse and validate an annotation list (``labelled`` False: an unlabelled list, one ``video
+    [start_s end_s]`` or ``frame_dir [num_frames]`` per line; a frame folder's count defaults to its
+    ``img_*.jpg`` files; a span limits the video's clips to that part, in seconds).
 
     Raises :class:`DatasetError` naming ``list_file`` and the line number for a
     malformed line, a missing video or frame folder (checked now, not mid-epoch),
@@ -141,20 +150,48 @@ def parse_list(
 
 
 def _unlabelled_sample(tokens: list[str], root: Path, where: str, check_files: bool) -> Sample:
-    """One line of an unlabelled list: ``video`` or ``frame_dir [num_frames]``."""
+    """One line of an unlabelled list: ``video [start_s end_s]`` or ``frame_dir [num_frames]``."""
     path = root / tokens[0]
-    if len(tokens) > (2 if path.is_dir() else 1):
-        raise DatasetError(f"{where}: an unlabelled list holds 'video' or 'frame_dir [num_frames]' per line, "
-                           f"got {' '.join(tokens)!r}")
+    if len(tokens) not in ((1, 2) if path.is_dir() else (1, 3)):
+        raise DatasetError(f"{where}: an unlabelled list holds 'video [start_s end_s]' or 'frame_dir [num_frames]' "
+                           f"per line, got {' '.join(tokens)!r}")
     if not path.is_dir():
         if check_files and not path.is_file():
             raise DatasetError(f"{where}: file not found: {path}")
-        return Sample(path=path, labels=(), source=where)
+        span = _parse_span(tokens[1:], where) if len(tokens) == 3 else None
+        return Sample(path=path, labels=(), source=where, span=span)
     num_frames = (_parse_int(tokens[1], "frame count", where) if len(tokens) > 1
                   else len(list(path.glob(FRAME_TEMPLATE.replace("{:05d}", "*")))))
     if num_frames < 1:
         raise DatasetError(f"{where}: frame folder {path} has no frames")
     return Sample(path=path, labels=(), num_frames=num_frames, source=where)
+
+
+def _parse_span(tokens: list[str], where: str) -> tuple[float, float]:
+    """``start_s end_s`` -> (start, end) seconds, 0 <= start < end."""
+    try:
+        start, end = float(tokens[0]), float(tokens[1])
+    except ValueError:
+        raise DatasetError(f"{where}: span {' '.join(tokens)!r} is not two numbers of seconds") from None
+    if not (0 <= start < end) or not np.isfinite(end):
+        raise DatasetError(f"{where}: span {start:g} {end:g}: expected 0 <= start_s < end_s")
+    return start, end
+
+
+def span_clips(sample: Sample, spec: ModelSpec, rng: np.random.Generator | None) -> np.ndarray:
+    """The clips (num_clips, T, H, W, 3) uint8 ``spec`` samples from the span of ``sample``'s video: the span's
+    frames are sampled as if they were the whole video (exact sampling; keyframe sampling does not apply)."""
+    assert sample.span is not None
+    info = probe(sample.path)
+    lo = int(np.ceil(sample.span[0] * info.fps))
+    hi = min(info.num_frames, int(np.ceil(sample.span[1] * info.fps)))
+    if hi <= lo:
+        raise DatasetError(f"{sample.source}: span {sample.span[0]:g}-{sample.span[1]:g} s holds no frame of "
+                           f"{sample.path} ({info.num_frames} frames at {info.fps:g} fps)")
+    indices = sample_indices(hi - lo, spec, rng) + lo
+    frames = decode_guard(sample.path, lambda: read_frames(sample.path, indices.ravel().tolist(), spec.resize_short,
+                                                           spec.resize_antialias))
+    return frames.reshape(*indices.shape, *frames.shape[1:])
 
 
 def infer_class_names(lists: Sequence[Sequence[Sample]], classes_file: str | Path | None = None) -> list[str]:
@@ -221,6 +258,8 @@ class _ListDataset(Dataset):
         try:
             if sample.is_frames:
                 return read_frame_folder(sample, sample_indices(sample.num_frames, spec, rng))
+            if sample.span is not None:
+                return span_clips(sample, spec, rng)
             return load_clips(sample.path, spec, rng)
         except DatasetError:
             raise

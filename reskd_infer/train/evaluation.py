@@ -54,6 +54,38 @@ def evaluate(artifact: str | Path, val_list: str | Path, data_root: str | Path |
     return out
 
 
+def agreement(artifact: str | Path, reference: str | Path, clip_list: str | Path,
+              data_root: str | Path | None = None, batch_size: int = 8, workers: int = 2, device: str = "auto",
+              backend: str = "auto", fallback: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Score ``artifact``'s agreement with ``reference`` (any two artifacts with the same classes) on an
+    unlabelled ``clip_list`` (``video [start_s end_s]`` or ``frame_dir [num_frames]`` per line).
+
+    Each model reads the clips with its own spec's preprocessing through the :class:`Recognizer`, and its
+    answer is the served one (class probabilities averaged over the spec's views). Returns
+    ``top1_agreement`` (same top-1), ``top5_overlap`` (the reference's top-1 among the model's top 5) and
+    ``mean_kl`` (KL(reference || model) per clip, averaged), plus ``num_samples``.
+    """
+    probs, specs = [], []
+    for path in (reference, artifact):
+        with Recognizer(path, device=device, backend=backend, fallback=fallback) as rec:
+            if rec.spec.multi_label:
+                raise DatasetError(f"{path}: agreement is defined for single-label models only")
+            dataset = EvalClipDataset(clip_list, data_root, rec.spec, labelled=False)
+            probs.append(torch.from_numpy(_score(rec, dataset, batch_size, workers, progress)[0]).double())
+            specs.append(rec.spec)
+    if specs[0].class_names != specs[1].class_names:
+        raise DatasetError(f"{artifact} and {reference} have different classes ({specs[1].num_classes} vs "
+                           f"{specs[0].num_classes}, or other names): agreement compares class by class")
+    ref, model = probs
+    top1 = ref.argmax(-1)
+    top5 = model.topk(min(5, model.shape[-1]), -1).indices
+    eps = 1e-12  # probabilities that underflowed to 0 would make the KL infinite
+    kl = (ref * (ref.clamp_min(eps).log() - model.clamp_min(eps).log())).sum(-1)
+    return {"top1_agreement": float((model.argmax(-1) == top1).double().mean()),
+            "top5_overlap": float((top5 == top1[:, None]).any(-1).double().mean()),
+            "mean_kl": float(kl.mean()), "num_samples": len(ref)}
+
+
 def _score(rec: Recognizer, dataset: EvalClipDataset, batch_size: int, workers: int,
            progress: bool) -> tuple[np.ndarray, list[torch.Tensor]]:
 

@@ -103,3 +103,27 @@ def test_realfootage_ceiling_quick(tmp_path):
     assert [row["model"] for row in r["rows"]] == ["teacher_at_112", "untouched", "distilled_on_test_neighbours"]
     for row in r["rows"]:
         assert 0.0 <= row["top1_agreement"] <= 1.0 and row["mean_kl"] >= 0.0
+
+
+def test_adaptation_quick(tmp_path):
+    """Issue 25's protocol in miniature: every row per source and pooled, and no frame of a report span (nor
+    of the gap before the choose span) is read for adaptation or choice."""
+    r = _run("accuracy.adaptation", tmp_path)
+    assert r["complete"] is True and r["report_looks"] == 1 and r["commit"] and r["machine"]
+    assert [s["video"] for s in r["sources"]] == ["vtest.avi", "bbb_film.mp4", "Megamind.avi", "bikes.mp4"]
+    for s in r["sources"]:
+        idx, n = s["frame_indices"], s["frames"]
+        assert s["report_frames"] == len(idx["report"]) > 0 and idx["adapt"] and idx["choose"]
+        assert max(idx["adapt"]) < 0.60 * n <= 0.65 * n <= min(idx["choose"])  # the gap is never read
+        assert max(idx["adapt"] + idx["choose"]) < min(idx["report"]) and min(idx["report"]) >= 0.75 * n
+        assert s["adapt_span"][1] <= s["choose_span"][0] < s["choose_span"][1] <= s["report_span"][0]
+    rows = {(row["model"], row["source"]): row for row in r["rows"]}
+    sources = [s["video"] for s in r["sources"]] + ["pooled"]
+    assert set(rows) == {(m, s) for m in ("untouched", "calibrated", "adapted", "adapted_other_sources")
+                         for s in sources}
+    for row in r["rows"]:
+        assert [p["seed"] for p in row["seeds"]] == r["setup"]["seeds"] == [0, 1]
+        assert 0.0 <= row["top1_agreement"] <= row["top5_overlap"] <= 1.0 and row["mean_kl"] >= 0.0
+    assert rows[("calibrated", "pooled")]["mean_kl"] < rows[("untouched", "pooled")]["mean_kl"]
+    assert set(r["targets"]) == {"twice_untouched", "calibrated_plus_0.05", "lower_kl"}
+    assert (tmp_path / "adaptation.png").stat().st_size > 1000
