@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -53,7 +54,10 @@ from demo.fashion_clips import make_fashion_clips
 from reskd_infer import ModelSpec, build_model
 from reskd_infer.bench.timing import interleave
 from reskd_infer.io.checkpoint import spec_from_checkpoint
+from reskd_infer.runtime.recognizer import Recognizer
 from reskd_infer.train import TrainConfig, evaluate, train
+from reskd_infer.train.data import EvalClipDataset
+from reskd_infer.train.metrics import classification_metrics
 
 ARCH = "tsn_effnet_lite0"
 CLASSES = ("trouser", "dress", "bag", "sandal", "sneaker")
@@ -272,6 +276,28 @@ def score(ckpt: str | Path, data: Path, split: str, workers: int) -> float:
     return float(evaluate(ckpt, split_list(data, split), data, workers=workers)["top1"])
 
 
+def score_many(ckpts: list[str], listing: Path, data: Path, batch_size: int = 32) -> dict[str, float]:
+    """Top-1 of every checkpoint on ``listing``, as ``evaluate`` scores it (the Recognizer, the same preprocessing
+    and view averaging), each clip decoded once per preprocessing instead of once per model."""
+    specs = {c: spec_from_checkpoint(c) for c in ckpts}
+    key = {c: repr(s.replace(provenance={})) for c, s in specs.items()}  # same spec but provenance: same inputs
+    out: dict[str, float] = {}
+    for group in dict.fromkeys(key.values()):
+        members = [c for c in ckpts if key[c] == group]
+        dataset = EvalClipDataset(listing, data, specs[members[0]])
+        items = [dataset[i] for i in tqdm(range(len(dataset)), desc="decoding", leave=False)]
+        views = torch.stack([v for v, _ in items])
+        targets = torch.stack([torch.as_tensor(t) for _, t in items])
+        for ckpt in tqdm(members, desc="scoring", leave=False):
+            with Recognizer(ckpt) as rec:
+                probs = [rec.probabilities_of_batch(views[i:i + batch_size].flatten(0, 1))
+                         for i in range(0, len(views), batch_size)]
+            metrics = classification_metrics(torch.from_numpy(np.concatenate(probs)), targets, rec.spec.multi_label)
+            out[ckpt] = float(metrics["top1"])
+        del items, views
+    return out
+
+
 def run_setup(args: argparse.Namespace, seeds: list[int], student_list: Path,
               overrides: dict[str, Any]) -> dict[str, Any]:
     """The protocol recorded with the result: data, schedule, threads and the distillation settings in force."""
@@ -358,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config.get("selection"):
         sel = args.config["selection"]
         return selection_table({label: [ROOT / f for f in files] for label, files in sel["arms"].items()},
-                               sel.get("size", 56), sel.get("reference"), ROOT / sel["out"])
+                               sel.get("size", 56), sel.get("reference"), ROOT / sel["out"], sel.get("choose", False))
     if args.merge:
         return merge_parts(args, [Path(f) for f in args.merge])
     if args.with_probe:
@@ -526,9 +552,10 @@ def look_at_test(result: dict[str, Any], parts: list[dict[str, Any]], args: argp
     listing = split_list(data, args.split)
     result["test_clips"] = len(listing.read_text().splitlines())
     teacher = result["teacher"]
-    teacher["top1"] = score(setup["teacher_ckpt"], data, args.split, args.workers)
-    for run in tqdm(result["runs"], desc=f"scoring on {args.split}", leave=False):
-        run["top1"] = score(run["ckpt"], data, args.split, args.workers)
+    scores = score_many([setup["teacher_ckpt"], *(run["ckpt"] for run in result["runs"])], listing, data)
+    teacher["top1"] = scores[setup["teacher_ckpt"]]
+    for run in result["runs"]:
+        run["top1"] = scores[run["ckpt"]]
     students = students_from_runs(result["runs"], teacher["top1"])
     figures = {"teacher": teacher["top1"],
                **{f"{arm}_{st['input_size']}": st[arm]["top1_mean"] for st in students for arm in ARMS if arm in st}}
