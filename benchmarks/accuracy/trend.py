@@ -513,6 +513,8 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     one result, measure throughput, render."""
     loaded = [json.loads(p.read_text()) for p in parts]
     first = loaded[0]
+    out = Path(args.results_dir or (RESULTS / OUTPUT)) / f"{OUTPUT}{args.tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # before a look at the test split: its figures must land
     # Parts may come from different commits (e.g. the plain students of an earlier run beside KD students of
     # a new default), but only with the same teacher and the same training protocol; each part's commit is kept.
     protocol = [(r["teacher"]["top1"], {k: r["setup"].get(k) for k in PROTOCOL_KEYS}) for r in loaded]
@@ -537,7 +539,7 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
         result["logit_only_share_of_default_gain"] = logit_share(result["students"])
     attach_throughput(result, [st["input_size"] for st in result["students"]], first["setup"]["frames"],
                       len(first["setup"]["classes"]))
-    write_rendered(result, Path(args.results_dir or (RESULTS / OUTPUT)) / f"{OUTPUT}{args.tag}.json")
+    write_rendered(result, out)
     print(markdown(result))
     return 0
 
