@@ -1,18 +1,23 @@
-"""ResKD against plain low-resolution training with the trainer's defaults, over several seeds, on test clips.
+"""ResKD against plain low-resolution training with the trainer's defaults, over several seeds, on a sealed test split.
 
 1. Labelled clips from real Fashion-MNIST items (``demo.fashion_clips``) moving over a textured
    112 px canvas, H.264, generated once into benchmarks/scratch/. The classes are coarse ones (trouser,
    dress, bag) plus a fine-detail pair (sandal and sneaker: straps and holes that blur away at low
-   resolution), so a 112 px teacher is strong while low resolution costs accuracy. Three disjoint
-   splits: train (Fashion-MNIST train images), validation and test (disjoint Fashion-MNIST test images).
+   resolution), so a 112 px teacher is strong while low resolution costs accuracy. Disjoint splits: train
+   (Fashion-MNIST train images), validation, the development test split (``test.txt``, looked at while the
+   method was developed) and the fresh test split (``test_fresh.txt``, ``benchmarks.fresh_split``), all from
+   disjoint Fashion-MNIST test images.
 2. A teacher: ``tsn_effnet_lite0`` from the ImageNet weights, fine-tuned at 112 px (``reskd_infer.train``).
 3. At each lower resolution (default 56 and 40 px: Lite0's stride-32 map keeps 2x2 positions) and for each
-   seed: a ResKD student trained with the trainer's **defaults** for distillation (no weight chosen per
-   run) and a plain student (``no_kd``), both from the teacher's weights (``--init-from-teacher``; ``--init
-   imagenet`` for the ImageNet weights), with the same epochs (5), data (all 400 training clips), crops
-   (the teacher's 112 px crop down-sampled), learning rate and seeds.
-4. Each model is scored after its last epoch (no checkpoint picked) on validation and on test; the test
-   split is reported, with Welch's t-test (ResKD vs plain) and the share of the plain-to-teacher gap closed.
+   seed: a student of every arm of ``--arms`` (default: a ResKD student with the trainer's **defaults** for
+   distillation and a plain student, ``no_kd``; the ablation adds ``logit_only``, ``feature_only``, ``paper``),
+   all from the teacher's weights (``--init-from-teacher``; ``--init imagenet`` for the ImageNet weights),
+   with the same epochs, data (all 400 training clips), crops (the teacher's 112 px crop down-sampled),
+   learning rate and seeds.
+4. Each model is scored after its last epoch (no checkpoint picked) on validation, and on a test split only
+   with ``--split test`` (``benchmarks.protocol``: one logged look). Parts run on ``val`` and joined by
+   ``--merge PARTS --split test`` are scored once on the fresh test split together. Reported: every arm
+   against the plain one, the paired t-test over shared seeds, Welch's t-test, the gap closed.
 5. Throughput of the network at every resolution, measured side by side in the same process.
 
 Writes benchmarks/results/trend/trend.json, .md and .png; the JSON is rewritten after every run, with
@@ -20,7 +25,7 @@ Writes benchmarks/results/trend/trend.json, .md and .png; the JSON is rewritten 
 this module as its ``_base_`` and the options that change; ``trend_selection*.yaml`` are the validation-only
 runs behind the default objective and the table that pools them.
 
-    python -m benchmarks.accuracy.trend            # full run (about 35 min on a free core, hours on a crowded one)
+    python -m benchmarks.accuracy.trend            # full run on validation (about 35 min on a free core)
     python -m benchmarks.accuracy.trend --quick    # smoke run (tiny), results under benchmarks/scratch/
 """
 
@@ -524,7 +529,9 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     names = [run["name"] for run in runs]
     if len(names) != len(set(names)):
         raise SystemExit("merge: a run appears in two parts")
-    result = {**first, "complete": all(r["complete"] for r in loaded), "runs": runs, "parts": [p.name for p in parts],
+    # A part may have been stopped early on purpose (a grid cell cut to fewer seeds): its finished runs count.
+    result = {**first, "complete": True, "parts_complete": {p.name: r["complete"] for p, r in zip(parts, loaded, strict=True)},
+              "runs": runs, "parts": [p.name for p in parts],
               "commits": {p.name: r.get("commit") for p, r in zip(parts, loaded, strict=True)}}
     if is_test(args.split):
         look_at_test(result, loaded, args)
@@ -566,6 +573,8 @@ def look_at_test(result: dict[str, Any], parts: list[dict[str, Any]], args: argp
     looks = log_test_look(OUTPUT, args.split, configuration, figures, path=looks_log(args))
     result.update(split=args.split, test_split=TEST_SPLIT_NAMES[args.split], test_looks=looks,
                   test_list=str(listing))
+    setup["metric"] = (f"top-1 after the last epoch (no checkpoint selection); every part trained and scored on val "
+                       f"only, then every checkpoint scored once on the {TEST_SPLIT_NAMES[args.split]} test split")
 
 
 def looks_log(args: argparse.Namespace) -> Path:
