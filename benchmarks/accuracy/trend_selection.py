@@ -22,16 +22,16 @@ from benchmarks.accuracy.stats import welch
 
 
 def arm_seeds(parts: list[Path], size: int) -> dict[int, float]:
-    """Seed id -> validation top-1 of the ResKD (or, for --plain-only parts, plain) students at ``size``."""
+    """Seed id -> validation top-1 of the students at ``size`` (a part holds one arm: kd, plain, or another)."""
     seeds: dict[int, float] = {}
     for part in parts:
         result = json.loads(part.read_text())
         for student in result["students"]:
             if student["input_size"] != size:
                 continue
-            for arm in ("kd", "plain"):
-                if arm in student:
-                    ids, vals = student[arm]["seed_ids"], student[arm]["val_seeds"]
+            for v in student.values():
+                if isinstance(v, dict) and "val_seeds" in v:
+                    ids, vals = v["seed_ids"], v["val_seeds"]
                     for seed, val in zip(ids, vals, strict=True):
                         if seed in seeds:
                             raise SystemExit(f"{part}: seed {seed} appears twice in one arm")
@@ -39,9 +39,11 @@ def arm_seeds(parts: list[Path], size: int) -> dict[int, float]:
     return seeds
 
 
-def selection_table(arm_parts: dict[str, list[Path]], size: int, reference: str | None, out: Path) -> int:
+def selection_table(arm_parts: dict[str, list[Path]], size: int, reference: str | None, out: Path,
+                    choose: bool = False) -> int:
     """Pool each arm's parts, test every arm against ``reference`` (default: the first), write
-    ``<out>.json`` and ``<out>.md`` and print the table."""
+    ``<out>.json`` and ``<out>.md`` and print the table. ``choose``: also name the arm with the highest mean
+    validation top-1 (a tie goes to the arm listed first), the rule a grid states before it runs."""
     arms: dict[str, dict[str, Any]] = {}
     for label, parts in arm_parts.items():
         seeds = arm_seeds(parts, size)
@@ -53,7 +55,11 @@ def selection_table(arm_parts: dict[str, list[Path]], size: int, reference: str 
     for label, arm in arms.items():
         if label != reference:
             arm["welch_vs_reference"] = welch(arm["val_seeds"], arms[reference]["val_seeds"])
-    result = {"split": "val", "input_size": size, "reference": reference, "arms": arms}
+    result: dict[str, Any] = {"split": "val", "input_size": size, "reference": reference, "arms": arms}
+    if choose:
+        best = max(arm["val_mean"] for arm in arms.values())
+        result["chosen"] = next(label for label, arm in arms.items() if arm["val_mean"] == best)
+        result["rule"] = "highest mean validation top-1; a tie goes to the arm listed first"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"# Trend benchmark: validation top-1 per arm at {size} px (selection seeds only)", "",
@@ -65,6 +71,8 @@ def selection_table(arm_parts: dict[str, list[Path]], size: int, reference: str 
         lines.append(f"| {label} | {', '.join(map(str, arm['seed_ids']))} | "
                      f"{', '.join(f'{v:.3f}' for v in arm['val_seeds'])} | **{arm['val_mean']:.3f}** | "
                      f"{arm['val_std']:.3f} | {p_value} |")
+    if choose:
+        lines += ["", f"Chosen ({result['rule']}): **{result['chosen']}**."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

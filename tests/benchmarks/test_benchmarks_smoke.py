@@ -12,12 +12,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(module: str, out: Path) -> dict:
+def _run(module: str, out: Path, *extra: str) -> dict:
     """``python -m benchmarks.<module> --quick --json`` from the repository root, as the README says to run it."""
     if not (ROOT / "data" / "fashion-mnist").is_dir() or not (ROOT / "data" / "footage" / "bbb_film.mp4").is_file():
         pytest.fail(f"shipped data missing under {ROOT / 'data'}: run `make data` (make test does it)")
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--quick", "--json",
-                           "--results-dir", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+                           "--results-dir", str(out), *extra], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = json.loads(proc.stdout)
     stem = module.rsplit(".", 1)[-1]
@@ -29,7 +29,7 @@ def _run(module: str, out: Path) -> dict:
 
 def test_trend_quick(tmp_path):
     r = _run("accuracy.trend", tmp_path)
-    assert r["complete"] is True and r["defaults"] is True and r["split"] == "test" and r["commit"]
+    assert r["complete"] is True and r["defaults"] is True and r["split"] == "val" and r["commit"]
     assert set(r["teacher"]) >= {"input_size", "top1", "val_top1"} and r["teacher"]["input_size"] == 112
     assert 0.0 <= r["teacher"]["top1"] <= 1.0
     assert r["students"]
@@ -47,7 +47,8 @@ def test_trend_quick(tmp_path):
 
 
 def test_realfootage_quick(tmp_path):
-    r = _run("accuracy.realfootage", tmp_path)
+    r = _run("accuracy.realfootage", tmp_path, "--split", "test")
+    assert r["split"] == "test" and r["test_looks"] >= 1  # logged in the quick runs' own look log
     assert r["heldout_videos"] == ["bikes.mp4", "carphone_pristine.mp4"] and r["heldout_clips"] > 0
     models = [row["model"] for row in r["rows"]]
     assert {"untouched", "distilled", "bn_recal", "calibrated_only", "distilled_uncalibrated",
@@ -108,8 +109,8 @@ def test_realfootage_ceiling_quick(tmp_path):
 def test_adaptation_quick(tmp_path):
     """Issue 25's protocol in miniature: every row per source and pooled, and no frame of a report span (nor
     of the gap before the choose span) is read for adaptation or choice."""
-    r = _run("accuracy.adaptation", tmp_path)
-    assert r["complete"] is True and r["report_looks"] == 1 and r["commit"] and r["machine"]
+    r = _run("accuracy.adaptation", tmp_path, "--split", "test")
+    assert r["complete"] is True and r["report_looks"] == 1 and r["test_looks"] >= 1 and r["commit"] and r["machine"]
     assert [s["video"] for s in r["sources"]] == ["vtest.avi", "bbb_film.mp4", "Megamind.avi", "bikes.mp4"]
     for s in r["sources"]:
         idx, n = s["frame_indices"], s["frames"]

@@ -94,3 +94,12 @@ def test_extra_training_photos_are_other_files_than_validation_and_exist():
     crops, sources = rf.train_crops(data, photo_clips=1, clip_frames=1, film_keyframes=2, video_every=90,
                                     photos=rf.EXTRA_TRAIN_PHOTOS[:3])
     assert torch.equal(crops, torch.cat(list(parts.values()))) and sources == {k: len(c) for k, c in parts.items()}
+
+
+def test_near_duplicate_photos_share_one_split():
+    """Photos of the same scene (aero1/aero3: one town from the air) never sit on both sides of a split."""
+    train = set(rf.TRAIN_PHOTOS) | set(rf.EXTRA_TRAIN_PHOTOS)
+    assert not train & set(rf.VAL_PHOTOS)
+    for group in rf.NEAR_DUPLICATES:
+        assert set(group) <= train or not set(group) & train, group
+    assert ("opencv/aero1.jpg", "opencv/aero3.jpg") in rf.NEAR_DUPLICATES
