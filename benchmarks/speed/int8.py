@@ -203,8 +203,13 @@ def load_results(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def save_results(out: Path, results: dict[str, Any]) -> None:
+def save_results(out: Path, results: dict[str, Any], keep_disk_accuracy: bool = True) -> None:
+    """Write int8.json (keeping the ``accuracy`` rows another script wrote meanwhile), its table and plot."""
     out.mkdir(parents=True, exist_ok=True)
+    on_disk = load_results(out)
+    if keep_disk_accuracy and on_disk.get("accuracy"):
+        results["accuracy"] = on_disk["accuracy"]
+        results["accuracy_runs"] = on_disk.get("accuracy_runs", [])
     (out / "int8.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "int8.md").write_text(markdown(results))
     if results.get("rows"):

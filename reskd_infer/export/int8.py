@@ -225,7 +225,9 @@ def quantize_onnxruntime(onnx_path: Path, out_path: Path, spec: ModelSpec, sampl
                         per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=ends or None, calibrate_method=method,
-                        extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True})
+                        # TensorRT's Q/DQ: signed INT8, zero point 0, float biases (it fuses them itself).
+                        extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True,
+                                       "QuantizeBias": not for_tensorrt})
         proto = onnx.load(str(staged))
     set_spec(proto, spec)
     _set_prop(proto, PRECISION_KEY, INT8)
@@ -234,7 +236,8 @@ def quantize_onnxruntime(onnx_path: Path, out_path: Path, spec: ModelSpec, sampl
     return {"tool": "onnxruntime.quantization", "api": "quantize_static", "mode": mode, "format": "QDQ",
             "per_channel": True, "reduce_range": reduce_range,
             "activation_type": "int8 symmetric" if for_tensorrt else "uint8",
-            "weight_type": "int8 symmetric", "calibrate_method": method.name, "kept_in_float": ends,
+            "weight_type": "int8 symmetric", "bias": "float" if for_tensorrt else "int32",
+            "calibrate_method": method.name, "kept_in_float": ends,
             "for_tensorrt": for_tensorrt, "calibration_samples": len(samples)}
 
 
