@@ -3,7 +3,9 @@
 Calibration clips come from ``--calib LIST`` (default 128, drawn with a fixed seed). Verification clips
 are the ones given (``--int8-verify LIST``), else a second seeded draw from the same list; either way a
 clip that verifies is removed from the calibration pool first, so calibration never sees one.
-Both sets are decoded and preprocessed by :func:`reskd_infer.video.video_to_batch`, the one function
+Clips of the calibration list left over by both draws (up to 64, same seed) are the *tuning* clips NNCF's
+accuracy-aware fallback ranks layers on (label-free agreement with FP32): neither calibrated on nor verified.
+Every set is decoded and preprocessed by :func:`reskd_infer.video.video_to_batch`, the one function
 the Recognizer serves with, as the student's spec says (frames, size, views, normalization).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from reskd_infer.video import video_to_batch
 
 DEFAULT_CALIB_CLIPS = 128
 DEFAULT_VERIFY_CLIPS = 64  # drawn from the calibration list when no verification list is given
+DEFAULT_TUNING_CLIPS = 64  # held out of both, for the accuracy-aware fallback
 DEFAULT_CALIB_SEED = 0
 
 
@@ -37,6 +40,7 @@ class ClipSets:
     calib_list: Path
     verify_list: Path | None
     seed: int
+    tuning: list[Path] = field(default_factory=list)  # neither calibration nor verification
 
     def record(self) -> dict[str, Any]:
         """The manifest's record: each set's source list, size and digest (names and contents)."""
@@ -47,7 +51,10 @@ class ClipSets:
             "verification": {"list": str(self.verify_list) if self.verify_list else f"{self.calib_list} "
                              "(held out from calibration)", "clips": len(self.verification),
                              "sha256": clips_digest(self.verification)},
-            "disjoint": not ({_key(p) for p in self.calibration} & {_key(p) for p in self.verification}),
+            "tuning": {"list": f"{self.calib_list} (held out of both)", "clips": len(self.tuning),
+                       "sha256": clips_digest(self.tuning)},
+            "disjoint": not ({_key(p) for p in self.calibration} & {_key(p) for p in self.verification}
+                             or {_key(p) for p in self.tuning} & {_key(p) for p in self.calibration + self.verification}),
         }
 
 
@@ -90,14 +97,16 @@ def draw_clip_sets(calib_list: str | Path, count: int = DEFAULT_CALIB_CLIPS, see
     pool = [p for p in dict.fromkeys(pool) if _key(p) not in held]  # a verification clip never calibrates
     order = np.random.default_rng(seed).permutation(len(pool))
     calibration = [pool[i] for i in order[:count]]
+    rest = [pool[i] for i in order[count:]]
     if not verification:
-        verification = [pool[i] for i in order[count:count + verify_count]]
+        verification, rest = rest[:verify_count], rest[verify_count:]
     if not calibration:
         raise ExportError(f"{calib_list}: no calibration clip left (every clip of the list also verifies)")
     if not verification:
         raise ExportError(f"{calib_list}: no verification clip: the list has {len(pool)} clips and calibration "
                           f"takes {count}; give --int8-verify LIST, or a smaller --calib-count")
-    return ClipSets(calibration, verification, calib_list, Path(verify_list) if verify_list else None, seed)
+    return ClipSets(calibration, verification, calib_list, Path(verify_list) if verify_list else None, seed,
+                    tuning=rest[:DEFAULT_TUNING_CLIPS])
 
 
 def clip_batches(clips: Sequence[Path], spec: ModelSpec, what: str) -> list[np.ndarray]:

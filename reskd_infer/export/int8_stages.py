@@ -62,6 +62,7 @@ class Int8Job:
     min_agreement: float
     engines: tuple[str, ...] = INT8_ENGINES
     samples: list[np.ndarray] = field(default_factory=list)  # calibration, one view each
+    tuning: list[np.ndarray] = field(default_factory=list)  # the accuracy-aware fallback's clips, one view each
     verify_names: list[str] = field(default_factory=list)
     verify_batches: list[np.ndarray] = field(default_factory=list)
     fp32_logits: list[np.ndarray] = field(default_factory=list)  # ONNX Runtime FP32 on the verification clips
@@ -73,6 +74,7 @@ def prepare_int8(job: ExportJob) -> None:
     int8: Int8Job = job.int8
     sets = int8.clip_sets
     int8.samples = calibration_samples(clip_batches(sets.calibration, job.spec, "calibration"))
+    int8.tuning = calibration_samples(clip_batches(sets.tuning, job.spec, "tuning"))
     int8.verify_batches = clip_batches(sets.verification, job.spec, "verification")
     int8.verify_names = [p.name for p in sets.verification]
     int8.fp32_logits = [np.asarray(job.reference.infer(x), dtype=np.float32) for x in int8.verify_batches]
@@ -139,7 +141,7 @@ def int8_openvino(job: ExportJob) -> None:
     xml = job.folder / OPENVINO_INT8_NAME
     record = _attempt(job, "openvino", OPENVINO_MODES, xml, [xml.with_suffix(".bin")],
                       lambda mode: quantize_openvino(job.result.onnx_path, xml, job.spec, job.int8.samples, mode,
-                                                     job.int8.min_agreement),
+                                                     job.int8.min_agreement, tuning=job.int8.tuning),
                       lambda: OpenVinoBackend(xml, job.spec, device="cpu"))
     if record["file"]:
         job.result.openvino_int8_path = xml
