@@ -3,7 +3,8 @@
 - ``add_split_argument`` gives a script ``--split val|test`` (default ``val``). Selection, probes and choosers run on
   ``val`` and never open a test list.
 - ``split_list`` maps a split to the list a script scores. ``test`` is the sealed fresh test split (the headline
-  claims); the development test split, used while the method was being developed, is ``dev-test`` and is kept only
+  claims; drawn on first use from Fashion-MNIST test images no committed split uses, ``benchmarks.fresh_split``);
+  the development test split, used while the method was being developed, is ``dev-test`` and is kept only
   to reproduce figures published before the fresh split existed.
 - ``log_test_look`` appends one line per look at a test split to ``benchmarks/results/test_looks.jsonl``, so anyone
   can count the looks each split has had (``count_test_looks``).
@@ -18,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import RESULTS, git_commit
+from benchmarks.fresh_split import FRESH_LIST, write_fresh_test
 
 TEST_LOOKS = RESULTS / "test_looks.jsonl"
 SPLITS = ("val", "test", "dev-test")
-SPLIT_FILES = {"val": "val.txt", "dev-test": "test.txt", "test": "test_fresh.txt"}
+SPLIT_FILES = {"val": "val.txt", "dev-test": "test.txt", "test": FRESH_LIST}
 TEST_SPLIT_NAMES = {"test": "fresh", "dev-test": "development"}
 
 
@@ -40,10 +42,15 @@ def is_test(split: str) -> bool:
 
 
 def split_list(clips_dir: str | Path, split: str) -> Path:
-    """The clip list of ``split`` inside a clips folder; a missing list is an error naming it."""
+    """The clip list of ``split`` inside a clips folder; a missing list is an error naming it.
+
+    The fresh test split (``test``) of a ``demo.fashion_clips`` folder is drawn on first use
+    (``benchmarks.fresh_split.write_fresh_test``: Fashion-MNIST test images no committed split uses)."""
     if split not in SPLIT_FILES:
         raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
     path = Path(clips_dir) / SPLIT_FILES[split]
+    if split == "test" and not path.is_file() and (Path(clips_dir) / "manifest.json").is_file():
+        write_fresh_test(clips_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no {split} list in this clips folder")
     return path
