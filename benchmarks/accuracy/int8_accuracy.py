@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--student", type=Path, default=STUDENT, help="the 56 px student checkpoint")
     p.add_argument("--clips", type=Path, default=CLIPS, help="the clips folder (train.txt, val.txt, test lists)")
     p.add_argument("--out", type=Path, default=RESULTS / "int8", help="results folder (default benchmarks/results/int8)")
+    p.add_argument("--reuse-export", action="store_true",
+                   help="score the export an earlier run of this script made (same student, same defaults) instead "
+                   "of exporting again (the test look scores the very models the validation run chose)")
     p.add_argument("--merge-only", action="store_true",
                    help="score nothing: merge the runs kept in int8_accuracy_<split>.json into int8.json")
     return p.parse_args(argv)
@@ -83,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore")
     t0 = time.time()
     folder = SCRATCH / "int8" / "export_trend_kd_56_s0"
-    exported = export(args.student, args.clips, folder)
+    kept = folder / "benchmark_export.json"
+    if args.reuse_export and kept.is_file():
+        exported = json.loads(kept.read_text())
+    else:
+        exported = export(args.student, args.clips, folder)
+        kept.write_text(json.dumps(exported, default=str) + "\n")
     listing = split_list(args.clips, args.split)
     samples = parse_list(listing, args.clips)
     rows = [{"engine": e, "precision": p, "split": args.split, "clips": len(samples),
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     gaps = {e: round(100 * (next(r["top1"] for r in rows if r["engine"] == e and r["precision"] == "fp32")
                             - next(r["top1"] for r in rows if r["engine"] == e and r["precision"] == "int8")), 3)
             for e in ("openvino", "onnxruntime")}
-    run = {"rows": rows, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(), "split": args.split,
+    run = {"rows": rows, "export_reused": bool(args.reuse_export and kept.is_file()), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git_commit(), "split": args.split,
            "list": str(listing), "student": str(args.student), "gate_passed": exported["gate_passed"],
            "gate": {e: {k: r.get(k) for k in ("agreement", "used", "attempts")}
                     for e, r in exported["int8"]["engines"].items()},

@@ -46,7 +46,7 @@ from reskd_infer.spec import ModelSpec, library_versions
 DEFAULT_MIN_AGREEMENT = 0.99
 OPENVINO_MODES = ("default", "keep_ends", "accuracy_control")
 ONNXRUNTIME_MODES = ("default", "keep_ends", "keep_ends_percentile")
-ACCURACY_CONTROL_ITERATIONS = 8  # NNCF reverts at most this many layer groups to float
+ACCURACY_CONTROL_ITERATIONS = 16  # NNCF reverts at most this many layer groups to float
 PAYS_MIN_SPEEDUP = 1.1  # below this measured INT8/FP32 ratio the exporter says INT8 does not pay here
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 Runner = Callable[[np.ndarray], np.ndarray]
