@@ -259,6 +259,9 @@ def save_results(out: Path, results: dict[str, Any], keep_disk_accuracy: bool = 
     if keep_disk_accuracy and on_disk.get("accuracy"):
         results["accuracy"] = on_disk["accuracy"]
         results["accuracy_runs"] = on_disk.get("accuracy_runs", [])
+    for key in ("realfootage", "realfootage_margins"):  # another part, written by another run of this script
+        if key in on_disk and key not in results:
+            results[key] = on_disk[key]
     (out / "int8.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "int8.md").write_text(markdown(results))
     if results.get("rows"):
