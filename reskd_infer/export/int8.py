@@ -24,9 +24,11 @@ refuses (:class:`~reskd_infer.errors.Int8RefusedError`, exit 3) with the figure 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -151,11 +153,9 @@ def quantize_openvino(onnx_path: Path, out_xml: Path, spec: ModelSpec, samples: 
     level = nncf_logger.level
     nncf.set_log_level(logging.WARNING)  # NNCF logs every quantizer it places at INFO; the export has its own bar
     try:
-        if mode == "accuracy_control":
-            quantized = _accuracy_controlled(nncf, ov, model, calibration, list(tuning) or samples, common,
-                                             advanced, min_agreement)
-        else:
-            quantized = nncf.quantize(model, calibration, **common, advanced_parameters=advanced)
+        with contextlib.redirect_stdout(sys.stderr):  # NNCF draws its progress on stdout: --json owns stdout
+            quantized = _quantize_nncf(nncf, ov, model, calibration, samples, tuning, mode, common, advanced,
+                                       min_agreement)
     finally:
         nncf_logger.setLevel(level)
     quantized.set_rt_info(spec.to_json(), ONNX_SPEC_KEY)
@@ -170,6 +170,15 @@ def quantize_openvino(onnx_path: Path, out_xml: Path, spec: ModelSpec, samples: 
             "accuracy_control_samples": (len(tuning) or len(samples)) if mode == "accuracy_control" else None,
             "accuracy_control_on": ("tuning clips" if tuning else "calibration clips") if mode == "accuracy_control"
             else None}
+
+
+def _quantize_nncf(nncf: Any, ov: Any, model: Any, calibration: Any, samples: Sequence[np.ndarray],
+                   tuning: Sequence[np.ndarray], mode: str, common: dict[str, Any], advanced: Any,
+                   min_agreement: float) -> Any:
+    if mode == "accuracy_control":
+        return _accuracy_controlled(nncf, ov, model, calibration, list(tuning) or samples, common, advanced,
+                                    min_agreement)
+    return nncf.quantize(model, calibration, **common, advanced_parameters=advanced)
 
 
 def _accuracy_controlled(nncf: Any, ov: Any, model: Any, calibration: Any, samples: Sequence[np.ndarray],
@@ -242,13 +251,14 @@ def quantize_onnxruntime(onnx_path: Path, out_path: Path, spec: ModelSpec, sampl
             shutil.copyfile(onnx_path, prepared)
         ends = _onnx_ends(onnx.load(str(prepared))) if mode.startswith("keep_ends") else []
         staged = Path(tmp) / "int8.onnx"
-        quantize_static(str(prepared), str(staged), _Samples(samples), quant_format=QuantFormat.QDQ,
-                        per_channel=True, reduce_range=reduce_range,
-                        activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=ends or None, calibrate_method=method,
-                        # TensorRT's Q/DQ: signed INT8, zero point 0, float biases (it fuses them itself).
-                        extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True,
-                                       "QuantizeBias": not for_tensorrt})
+        with contextlib.redirect_stdout(sys.stderr):  # the percentile calibrator prints: --json owns stdout
+            quantize_static(str(prepared), str(staged), _Samples(samples), quant_format=QuantFormat.QDQ,
+                            per_channel=True, reduce_range=reduce_range,
+                            activation_type=QuantType.QInt8 if for_tensorrt else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=ends or None, calibrate_method=method,
+                            # TensorRT's Q/DQ: signed INT8, zero point 0, float biases (it fuses them itself).
+                            extra_options={"ActivationSymmetric": for_tensorrt, "WeightSymmetric": True,
+                                           "QuantizeBias": not for_tensorrt})
         proto = onnx.load(str(staged))
     set_spec(proto, spec)
     _set_prop(proto, PRECISION_KEY, INT8)

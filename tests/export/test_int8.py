@@ -131,9 +131,11 @@ def test_the_gate_refuses_calibration_on_blank_frames_with_the_figure(checkpoint
     out = tmp_path / "out"
     code = export_main(["--student", str(checkpoint), "-o", str(out), "--fp32", "--no-real-clips", "--quiet",
                         "--int8", "--calib", str(clips / "blank.txt"), "--int8-verify", str(clips / "verify.txt"),
-                        "--int8-engines", "onnxruntime"])
-    err = capsys.readouterr().err
+                        "--int8-engines", "onnxruntime", "--json"])
+    captured = capsys.readouterr()
+    err, doc = captured.err, json.loads(captured.out)  # stdout is the JSON alone (the quantizers print elsewhere)
     assert code == EXIT_REFUSED == 3
+    assert doc["error"]["type"] == "Int8RefusedError" and doc["onnx_int8"] is None
     assert "INT8 refused" in err and "< 99.0%" in err and "worst clips: x" in err
     assert "default " in err and "keep_ends " in err  # every fallback was tried, each with its figure
     # Nothing INT8 is left or listed; the FP32 artifacts are written, verified and served.
