@@ -347,7 +347,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [x for x in r["rows"] if x["precision"] == "int8"]
-    labels = [f"{x['arch'].replace('tsn_effnet_', '')}@{x['input_size']}\n{x['engine'][:4]} b{x['batch']} t{x['threads']}"
+    labels = [f"{x['arch'].replace('tsn_effnet_', '').replace('r2plus1d_18', 'r21d')}@{x['input_size']}\n{x['engine'][:4]} b{x['batch']} t{x['threads']}"
               for x in rows]
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.6), 4))
     ax.bar(range(len(rows)), [x["speedup_vs_fp32"] for x in rows],
