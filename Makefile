@@ -9,12 +9,12 @@ FETCHED := $(DATA)/.fetched
 .PHONY: install install-gpu data test demo lint bench gpu-check clean fuzz
 
 # The venv is rebuilt when pyproject.toml or constraints.txt changes. The CPU set ([cpu]: onnxruntime)
-# plus [dev]; torch/torchvision pinned by constraints.txt to the builds that lie on this machine's disk
-# (pip takes them from there in about a minute).
+# plus [dev] and [int8] (NNCF, for reskd-export --int8 and its tests); torch/torchvision pinned by
+# constraints.txt to the builds that lie on this machine's disk (pip takes them from there in about a minute).
 $(INSTALLED): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --progress-bar off -c constraints.txt -e '.[cpu,dev]'
+	$(PY) -m pip install --quiet --progress-bar off -c constraints.txt -e '.[cpu,dev,int8]'
 	touch $(INSTALLED)
 
 # NVIDIA GPU machines only: swap the CPU onnxruntime for the [gpu] set (onnxruntime-gpu, TensorRT).

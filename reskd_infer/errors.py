@@ -12,7 +12,9 @@ Exit codes (every console script):
       failed verification (``reskd-export``)
 2     bad arguments or bad input: an unknown flag or architecture, a missing or corrupt
       file (checkpoint, ONNX, plan, manifest, list, config), no usable backend
-3     ``reskd-export --trt`` without TensorRT or an NVIDIA GPU (the ONNX files were written)
+3     ``reskd-export --trt`` without TensorRT or an NVIDIA GPU (the ONNX files were written), or
+      ``reskd-export --int8`` refused: the INT8 model missed the agreement gate after every fallback
+      (:class:`Int8RefusedError`; the FP32/FP16 artifacts were written and verified)
 ====  =====================================================================================
 
 With ``--json`` an error is printed as ``{"error": {"type": "CheckpointError", "message": "..."}}``
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRT_MISSING = 0, 1, 2, 3
+EXIT_REFUSED = 3  # an export step refused (INT8 below its agreement gate); the rest of the folder is intact
 
 
 class ReskdError(Exception):
@@ -77,6 +80,16 @@ class EngineIncompatibleError(BackendUnavailableError):
 
 class ExportError(ReskdError):
     """Exporting failed, or the exported model disagrees with the original beyond tolerance."""
+
+
+class Int8RefusedError(ExportError):
+    """``reskd-export --int8``: the quantized model's top-1 agreement with FP32 on the verification clips stayed
+    below the gate after every fallback; the message gives the figure and the worst clips (exit 3).
+    :attr:`result` describes what was written (the FP32/FP16 artifacts, verified, and their manifest)."""
+
+    def __init__(self, message: str, result: Any = None):
+        super().__init__(message)
+        self.result = result
 
 
 class DatasetError(ReskdError):

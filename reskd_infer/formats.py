@@ -19,14 +19,21 @@ ARTIFACT_ONNX = "onnx"
 ARTIFACT_ONNX_FP16 = "onnx_fp16"
 ARTIFACT_TENSORRT = "tensorrt"
 ARTIFACT_TRITON = "triton"
+ARTIFACT_ONNX_INT8 = "onnx_int8"
+ARTIFACT_OPENVINO_INT8 = "openvino_int8"
+ARTIFACT_TENSORRT_INT8 = "tensorrt_int8"
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA = "reskd-infer/export/1"
 SIDECAR_SUFFIX = ".json"  # a TensorRT plan's sidecar is "<plan>.json": never a header inside the plan
 TIMING_CACHE_NAME = "model.timing.cache"
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # what Recognizer(precision=...) accepts
-CLI_PRECISIONS = ("auto", "fp32", "bf16")  # what the CPU commands offer (FP16 is the engine's, on GPUs)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # what Recognizer(precision=...) accepts
+CLI_PRECISIONS = ("auto", "fp32", "bf16", "int8")  # what the CPU commands offer (FP16 is the engine's, on GPUs)
+INT8 = "int8"
+# Where an artifact says it holds INT8 (quantized) weights and activations: an ONNX model's metadata_props key,
+# an OpenVINO IR's rt_info key (value "int8"). The manifest records it per artifact too.
+PRECISION_KEY = "reskd_precision"
 
 
 @dataclass(frozen=True)
@@ -41,18 +48,30 @@ class ArtifactFormat:
     folder_rank: int | None  # Recognizer(folder) tries kinds by this rank (0 first); None: not served from a folder
     gpu_only: bool = False
     url_schemes: tuple[str, ...] = ()  # served remotely: recognised by URL, not by a file
+    precision: str = "fp32"  # what the artifact computes in: Recognizer(precision=...) selects kinds by it
+    companions: tuple[str, ...] = ()  # suffixes of files that belong to it (an OpenVINO IR's weights .bin)
 
 
+# An export folder with INT8 artifacts serves them first (reskd-export --int8 wrote them only after they passed
+# the agreement gate): the precision was chosen once, at export; Recognizer(precision="fp32") selects FP32.
 FORMATS: tuple[ArtifactFormat, ...] = (
+    ArtifactFormat(ARTIFACT_TENSORRT_INT8, "TensorRT INT8 engine built from the QDQ ONNX, with its sidecar", (),
+                   "model.int8.plan", ("tensorrt",), folder_rank=0, gpu_only=True, precision=INT8),
     ArtifactFormat(ARTIFACT_TENSORRT, "TensorRT engine with its <plan>.json sidecar", (".plan", ".engine"),
-                   "model.plan", ("tensorrt",), folder_rank=0, gpu_only=True),
+                   "model.plan", ("tensorrt",), folder_rank=1, gpu_only=True),
+    ArtifactFormat(ARTIFACT_OPENVINO_INT8, "OpenVINO IR quantized by NNCF (.xml + .bin), the spec in its rt_info",
+                   (".xml",), "openvino/model.int8.xml", ("openvino",), folder_rank=2, precision=INT8,
+                   companions=(".bin",)),
+    # A model.int8.onnx given directly loads as ONNX (its suffix is .onnx); its metadata says INT8.
+    ArtifactFormat(ARTIFACT_ONNX_INT8, "ONNX QDQ INT8 (static, per-channel weights), the spec in its metadata", (),
+                   "model.int8.onnx", ("onnxruntime",), folder_rank=3, precision=INT8),
     ArtifactFormat(ARTIFACT_ONNX, "ONNX FP32 with a dynamic batch, the spec in its metadata", (".onnx",),
-                   "model.onnx", ("openvino", "onnxruntime"), folder_rank=1),
+                   "model.onnx", ("openvino", "onnxruntime"), folder_rank=4),
     # Built for TensorRT; a .fp16.onnx file given directly loads as ONNX (its suffix is .onnx).
     ArtifactFormat(ARTIFACT_ONNX_FP16, "mixed-precision ONNX (normalizations, softmax, reductions in FP32)", (),
-                   "model.fp16.onnx", ("onnxruntime",), folder_rank=None),
+                   "model.fp16.onnx", ("onnxruntime",), folder_rank=None, precision="fp16"),
     ArtifactFormat(ARTIFACT_CHECKPOINT, "PyTorch weights (safetensors) with the spec in their metadata",
-                   (".ckpt", ".safetensors", ".pt", ".pth"), "model.ckpt", ("torch",), folder_rank=2),
+                   (".ckpt", ".safetensors", ".pt", ".pth"), "model.ckpt", ("torch",), folder_rank=5),
     ArtifactFormat(ARTIFACT_TRITON, "a model on a Triton server (grpc://host:port/model)", (), None, ("triton",),
                    folder_rank=None, url_schemes=("grpc://",)),
 )
@@ -99,9 +118,9 @@ def folder_file(kind: str) -> str:
 
 
 def kind_for_backend(backend: str) -> str:
-    """The artifact kind ``backend`` runs (the first in table order): what reskd-bench builds for it."""
+    """The FP32 artifact kind ``backend`` runs (the first in table order): what reskd-bench builds for it."""
     for f in FORMATS:
-        if backend in f.backends and f.folder_rank is not None:
+        if backend in f.backends and f.folder_rank is not None and f.precision != INT8:
             return f.kind
     raise BackendUnavailableError(f"unknown backend {backend!r}; known: "
                                   f"{', '.join(sorted({b for f in FORMATS for b in f.backends}))}")
@@ -110,3 +129,13 @@ def kind_for_backend(backend: str) -> str:
 def backend_order(kind: str) -> tuple[str, ...]:
     """The engines that run ``kind``, best first."""
     return _BY_KIND[kind].backends
+
+
+def kind_precision(kind: str) -> str:
+    """What artifacts of ``kind`` compute in ("fp32", "fp16" or "int8")."""
+    return _BY_KIND[kind].precision
+
+
+def companion_files(kind: str, path: Path) -> list[Path]:
+    """The files that belong to the artifact ``path`` of ``kind`` besides itself (an IR's .bin)."""
+    return [path.with_suffix(s) for s in _BY_KIND[kind].companions]

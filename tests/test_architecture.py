@@ -15,7 +15,7 @@ SERVING = ("runtime", "backends", "video", "models", "io")
 ABOVE_SERVING = ("train", "export", "cli")
 # Optional extras: imported where they are used, so the package imports without them.
 OPTIONAL = {"onnxruntime", "openvino", "tensorrt", "tritonclient", "ray", "cv2", "torchcodec", "matplotlib",
-            "modelopt", "onnxconverter_common", "PIL"}
+            "modelopt", "onnxconverter_common", "PIL", "nncf"}
 
 
 def _modules() -> list[tuple[str, Path, ast.Module]]:

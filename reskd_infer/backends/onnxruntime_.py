@@ -35,7 +35,7 @@ from reskd_infer.backends.base import Backend
 from reskd_infer.backends.tensorrt_env import cuda_index
 from reskd_infer.errors import ArtifactError, BackendUnavailableError, ReskdError, one_line
 from reskd_infer.formats import ARTIFACT_ONNX, MANIFEST_NAME
-from reskd_infer.io.artifacts import ONNX_INPUT_NAME, read_manifest, read_onnx_spec
+from reskd_infer.io.artifacts import ONNX_INPUT_NAME, artifact_precision, read_manifest, read_onnx_spec
 from reskd_infer.spec import ModelSpec
 
 TRT_EP, CUDA_EP, CPU_EP = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -165,6 +165,7 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
         providers = list(providers) if providers else choose_providers(ort.get_available_providers(), device)
         self.session = self._create_session(ort, options, providers)
+        self.precision = artifact_precision(self.path)  # "int8" for the QDQ model reskd-export --int8 wrote
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name

@@ -5,6 +5,10 @@ CPU provider (measured in ``benchmarks/results/engines/engines.md``), most of al
 convolutions (EfficientNet-Lite). The Recognizer prefers it for ``.onnx`` artifacts on
 the CPU when the ``openvino`` package is installed (``pip install 'reskd-infer[openvino]'``).
 
+It also serves the INT8 model ``reskd-export --int8`` writes with NNCF (an OpenVINO IR,
+``openvino/model.int8.xml`` + ``.bin``, or a QDQ ``model.int8.onnx``): the quantized layers run in
+INT8 whatever the hint below, the layers NNCF left in float run FP32; :attr:`precision` is then "int8".
+
 Precision is always set explicitly: OpenVINO's CPU plugin silently defaults to BF16 on
 CPUs with AVX512-BF16 or AMX (0.4-4% relative error), so ``precision="fp32"`` (the
 default) compiles with ``INFERENCE_PRECISION_HINT=f32``. ``precision="bf16"`` is an
@@ -33,7 +37,7 @@ import torch
 from reskd_infer.backends.base import Backend
 from reskd_infer.errors import BackendUnavailableError, ReskdError
 from reskd_infer.formats import ARTIFACT_ONNX, MANIFEST_NAME
-from reskd_infer.io.artifacts import read_manifest, read_onnx_spec
+from reskd_infer.io.artifacts import artifact_precision, read_manifest, read_spec
 from reskd_infer.io.digests import file_sha256
 from reskd_infer.spec import ModelSpec
 
@@ -136,10 +140,11 @@ def _compiled_model(path: Path, precision: str, threads: int, pinning: bool) -> 
     }
     from openvino.frontend import FrontEndManager
 
-    # Checked first: given a file its ONNX reader rejects, read_model tries every other frontend
+    # Checked first: given a file its reader rejects, read_model tries every other frontend
     # (TensorFlow's prints parse errors on stderr) before failing.
-    if not FrontEndManager().load_by_framework("onnx").supported(str(path)):
-        raise BackendUnavailableError(f"{path}: OpenVINO cannot load the model: not a readable ONNX file")
+    framework, what = ("ir", "OpenVINO IR") if path.suffix.lower() == ".xml" else ("onnx", "ONNX file")
+    if not FrontEndManager().load_by_framework(framework).supported(str(path)):
+        raise BackendUnavailableError(f"{path}: OpenVINO cannot load the model: not a readable {what}")
     try:
         compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
     except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError/GeneralFailure subclasses
@@ -165,7 +170,8 @@ def clear_compiled_cache() -> None:
 
 
 class OpenVinoBackend(Backend):
-    """OpenVINO CPU inference over an exported ``.onnx`` (FP32 unless BF16 is asked for and verified)."""
+    """OpenVINO CPU inference over an exported ``.onnx`` (FP32 unless BF16 is asked for and verified) or the
+    INT8 IR ``reskd-export --int8`` wrote."""
 
     name = "openvino"
     artifact = ARTIFACT_ONNX
@@ -191,12 +197,15 @@ class OpenVinoBackend(Backend):
             raise BackendUnavailableError(f"{path}: {problem}")
         if precision not in PRECISIONS:
             raise BackendUnavailableError(f"{path}: OpenVINO precision must be one of {PRECISIONS}, got {precision!r}")
-        super().__init__(path, spec or read_onnx_spec(path), device)
+        super().__init__(path, spec or read_spec(path), device)
         self.requested_precision = precision
         self.precision = self._effective_precision(precision, bf16_gate_check)
+        compile_as = self.precision
+        if artifact_precision(self.path) == "int8":  # quantized by the export: INT8 layers, float ones in FP32
+            self.precision, compile_as = "int8", "fp32"
         self.threads = int(threads or torch.get_num_threads())
         self.cpu_pinning = DEFAULT_CPU_PINNING if cpu_pinning is None else bool(cpu_pinning)
-        self.compiled = _compiled_model(self.path, self.precision, self.threads, self.cpu_pinning)
+        self.compiled = _compiled_model(self.path, compile_as, self.threads, self.cpu_pinning)
         self._local = threading.local()  # an infer request is not thread-safe: one per thread
 
     def _effective_precision(self, precision: str, gate: bool) -> str:

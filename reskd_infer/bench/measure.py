@@ -96,11 +96,14 @@ def build_arch_artifacts(arch: str, sizes: Sequence[int], num_frames: int, work_
 
 
 def benchmark(artifacts: Sequence[tuple[str, Path, str]], batches: Sequence[int], rounds: int, warmup: int,
-              video: Path | None, progress: bool = True, precision: str = "auto") -> dict[str, object]:
-    """Benchmark (name, artifact path, backend) triples at each batch size."""
+              video: Path | None, progress: bool = True, precision: str | Sequence[str] = "auto") -> dict[str, object]:
+    """Benchmark (name, artifact path, backend) triples at each batch size, once per precision asked for
+    (``("fp32", "int8")`` on an export folder written with ``reskd-export --int8``: FP32 and INT8 rows side by side)."""
+    precisions = [precision] if isinstance(precision, str) else list(precision)
     prepared = []
-    for name, path, backend in artifacts:
-        rec = Recognizer(path, backend=backend, max_batch=max(batches), precision=precision)
+    for (name, path, backend), wanted in [(a, p) for a in artifacts for p in precisions]:
+        name = f"{name}/{wanted}" if len(precisions) > 1 else name
+        rec = Recognizer(path, backend=backend, max_batch=max(batches), precision=wanted)
         spec = rec.spec
         flops = clip_gflops(build_model(spec).eval(), spec.input_shape)
         for batch in batches:

@@ -13,9 +13,14 @@ import torch
 
 from reskd_infer.bench.measure import benchmark, build_arch_artifacts, pipeline_report, video_list
 from reskd_infer.bench.tables import format_pipeline, format_table
-from reskd_infer.cli.common import add_precision_argument
 from reskd_infer.errors import EXIT_USAGE, ReskdError, plain_warnings, report_error
-from reskd_infer.formats import ARTIFACT_CHECKPOINT, ARTIFACT_ONNX, ARTIFACT_TENSORRT, kind_for_backend
+from reskd_infer.formats import (
+    ARTIFACT_CHECKPOINT,
+    ARTIFACT_ONNX,
+    ARTIFACT_TENSORRT,
+    CLI_PRECISIONS,
+    kind_for_backend,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backends", default="torch,onnxruntime",
                         help="comma-separated backends to compare (torch, onnxruntime, openvino, tensorrt); "
                         "default torch,onnxruntime")
-    add_precision_argument(parser)
+    parser.add_argument("--precision", default="auto", metavar="LIST",
+                        help="comma-separated precisions, one row each, interleaved (default auto: an export "
+                        "folder's INT8 artifacts when reskd-export --int8 wrote them, else FP32). fp32,int8 on such a "
+                        "folder gives FP32 and INT8 rows side by side; bf16: OpenVINO BF16 where the CPU has it and "
+                        f"the export verified it (reports say which precision ran). One of {', '.join(CLI_PRECISIONS)}")
     parser.add_argument("--batch", default="1", help="comma-separated batch sizes (clips per call), default 1")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds per case (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up rounds (default 2)")
@@ -60,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batch.split(",")]
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if not precisions or set(precisions) - set(CLI_PRECISIONS):
+        build_parser().error(f"--precision: expected a comma-separated subset of {', '.join(CLI_PRECISIONS)}")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
     plain_warnings()
@@ -83,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         path = built_for[kinds[b]]
                         if path is not None:
                             triples.append((f"{args.arch}@{size}/{b}", path, b))
-            report = benchmark(triples, batches, args.rounds, args.warmup, args.video, precision=args.precision)
+            report = benchmark(triples, batches, args.rounds, args.warmup, args.video, precision=precisions)
     except ReskdError as exc:
         report_error(exc, args.json)
         return EXIT_USAGE

@@ -7,6 +7,8 @@
     out_dir/model.onnx           # FP32, dynamic batch, spec in metadata_props
     out_dir/model.fp16.onnx      # mixed precision (normalizations/softmax/reductions in FP32)
     out_dir/model.plan (+ .json) # TensorRT engine and its sidecar, when built
+    out_dir/openvino/model.int8.xml (+ .bin), out_dir/model.int8.onnx, out_dir/model.int8.plan
+                                 # int8=True: INT8 models that passed the agreement gate (.int8_stages)
 
 Every stage (:mod:`.stages`, one small function each) is verified against the previous one
 (:mod:`.verify`) and the export fails with :class:`ExportError` above the documented tolerances;

@@ -7,12 +7,23 @@ options; the driver is the one place that decides what runs.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
-from reskd_infer.errors import DatasetError, ExportError
+from reskd_infer.errors import DatasetError, ExportError, Int8RefusedError
+from reskd_infer.export.calibration import DEFAULT_CALIB_CLIPS, DEFAULT_CALIB_SEED, draw_clip_sets
+from reskd_infer.export.int8 import DEFAULT_MIN_AGREEMENT
+from reskd_infer.export.int8_stages import (
+    INT8_ENGINES,
+    Int8Job,
+    int8_onnxruntime,
+    int8_openvino,
+    int8_tensorrt,
+    prepare_int8,
+)
 from reskd_infer.export.result import ExportResult, TensorRTUnavailableError
 from reskd_infer.export.stages import (
     CHECKPOINT_NAME,
@@ -51,6 +62,9 @@ def plan_stages(job: ExportJob, fp16: bool, trt: bool) -> list[tuple[str, Stage]
         stages += [("fp16", write_fp16), ("verify fp16", verify_fp16)]
     if trt and not job.result.tensorrt_problem:  # without TensorRT the rest is still written and verified
         stages += [("tensorrt", build_tensorrt), ("verify tensorrt", verify_tensorrt)]
+    if job.int8 is not None:
+        stages += [("int8 clips", prepare_int8), ("int8 openvino", int8_openvino),
+                   ("int8 onnxruntime", int8_onnxruntime), ("int8 tensorrt", int8_tensorrt)]
     if job.triton_dir:
         stages.append(("triton", write_triton))
     return stages + [("manifest", write_manifest)]
@@ -70,7 +84,10 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
                  fp16: bool = True, batch: Sequence[int] | str = (1, 8, 32), opset: int = 17,
                  workspace_gb: float = 4.0, timing_cache: str | Path | None = None,
                  triton_dir: str | Path | None = None, verify_clips: Sequence[str | Path] | None = None,
-                 progress: bool = False) -> ExportResult:
+                 progress: bool = False, int8: bool = False, calib: str | Path | None = None,
+                 calib_count: int = DEFAULT_CALIB_CLIPS, calib_seed: int = DEFAULT_CALIB_SEED,
+                 int8_verify: str | Path | None = None, int8_min_agreement: float = DEFAULT_MIN_AGREEMENT,
+                 int8_engines: Sequence[str] = INT8_ENGINES) -> ExportResult:
     """Export ``checkpoint`` into the folder ``out_dir`` and verify every artifact.
 
     Args:
@@ -88,16 +105,26 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
         verify_clips: real videos to verify on besides random input; None uses the shipped
             footage when installed, ``()`` verifies on random input only.
         progress: show a progress bar on stderr.
+        int8: also quantize to INT8 (OpenVINO IR by NNCF, QDQ ONNX for ONNX Runtime; TensorRT INT8 from the
+            QDQ graph with ``trt``), each kept only when it passes the agreement gate (docs/export.md).
+        calib: the list of calibration videos (one path per line, as reskd-train lists; labels ignored).
+        calib_count: calibration clips drawn from ``calib`` with ``calib_seed``.
+        int8_verify: the list of verification videos (default: clips of ``calib`` held out from calibration);
+            a clip in both lists never calibrates.
+        int8_min_agreement: the gate: top-1 agreement with FP32 on the verification clips.
+        int8_engines: the CPU engines to quantize for (default both).
 
     Raises:
         ExportError: an export step failed or an artifact disagrees beyond tolerance.
         TensorRTUnavailableError: ``trt=True`` here without TensorRT/GPU (after the rest was written).
         CheckpointError: the checkpoint is unreadable.
+        Int8RefusedError: an INT8 artifact missed the gate after every fallback (the rest was written).
     """
     if not (onnx or fp16 or trt):
         raise ExportError(f"{checkpoint}: nothing to export (onnx, fp16 and trt are all off)")
     profile = parse_batch(batch)
     model, spec = load_checkpoint(checkpoint)  # before creating anything: a bad checkpoint leaves no folder
+    int8_job = _int8_job(int8, calib, calib_count, calib_seed, int8_verify, int8_min_agreement, int8_engines, trt)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     result = ExportResult(folder=folder, spec=spec, checkpoint_path=folder / CHECKPOINT_NAME,
@@ -106,12 +133,34 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
                     timing_cache=Path(timing_cache) if timing_cache else None,
                     triton_dir=Path(triton_dir) if triton_dir else None,
                     clips=default_verify_clips() if verify_clips is None else [Path(v) for v in verify_clips],
-                    progress=progress)
+                    progress=progress, int8=int8_job)
+    if int8_job is not None:
+        result.int8 = int8_job.record  # filled by the INT8 stages, written with the manifest
     run_stages(job, plan_stages(job, fp16, trt))
     make_readable(folder)
+    for note in (int8_job.record.get("notes", []) if int8_job else []):
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
+    if result.int8_refusals:
+        raise Int8RefusedError(" | ".join(result.int8_refusals), result)
     if result.tensorrt_problem:
         raise TensorRTUnavailableError(
             f"{folder}: TensorRT engine not built: {result.tensorrt_problem}. The ONNX model"
             f"{' and the FP16 ONNX model' if result.onnx_fp16_path else ''} were written and verified; "
             "run the same command with --trt on a machine with an NVIDIA GPU to build the engine.", result)
     return result
+
+
+def _int8_job(int8: bool, calib: str | Path | None, count: int, seed: int, verify: str | Path | None,
+              min_agreement: float, engines: Sequence[str], trt: bool) -> Int8Job | None:
+    """The INT8 request, its clip lists read and drawn before anything is written (a bad list leaves no folder)."""
+    if not int8:
+        return None
+    if calib is None:
+        raise ExportError("int8 export needs calibration clips: give --calib LIST")
+    if not 0.0 < min_agreement <= 1.0:
+        raise ExportError(f"int8_min_agreement must be in (0, 1], got {min_agreement}")
+    unknown = sorted(set(engines) - set(INT8_ENGINES))
+    if unknown or not engines:
+        raise ExportError(f"int8 engines must be among {', '.join(INT8_ENGINES)}, got {list(engines)}")
+    sets = draw_clip_sets(calib, count=count, seed=seed, verify_list=verify)
+    return Int8Job(sets, min_agreement, tuple(engines) + (("tensorrt",) if trt else ()))

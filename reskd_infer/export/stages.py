@@ -40,11 +40,15 @@ from reskd_infer.formats import (
     ARTIFACT_CHECKPOINT,
     ARTIFACT_ONNX,
     ARTIFACT_ONNX_FP16,
+    ARTIFACT_ONNX_INT8,
+    ARTIFACT_OPENVINO_INT8,
     ARTIFACT_TENSORRT,
+    ARTIFACT_TENSORRT_INT8,
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
     SIDECAR_SUFFIX,
     TIMING_CACHE_NAME,
+    companion_files,
     folder_file,
 )
 from reskd_infer.io.digests import file_sha256
@@ -53,8 +57,11 @@ from reskd_infer.spec import ModelSpec, library_versions
 
 ONNX_NAME, ONNX_FP16_NAME = folder_file(ARTIFACT_ONNX), folder_file(ARTIFACT_ONNX_FP16)
 PLAN_NAME, CHECKPOINT_NAME = folder_file(ARTIFACT_TENSORRT), folder_file(ARTIFACT_CHECKPOINT)
+INT8_NAMES = {kind: folder_file(kind) for kind in (ARTIFACT_ONNX_INT8, ARTIFACT_OPENVINO_INT8, ARTIFACT_TENSORRT_INT8)}
 PUBLISHED = {ONNX_NAME, ONNX_FP16_NAME, PLAN_NAME, PLAN_NAME + SIDECAR_SUFFIX, CHECKPOINT_NAME, TIMING_CACHE_NAME,
-             MANIFEST_NAME}  # the folder's files a server reads
+             MANIFEST_NAME, INT8_NAMES[ARTIFACT_ONNX_INT8], INT8_NAMES[ARTIFACT_OPENVINO_INT8],
+             str(Path(INT8_NAMES[ARTIFACT_OPENVINO_INT8]).with_suffix(".bin")), INT8_NAMES[ARTIFACT_TENSORRT_INT8],
+             INT8_NAMES[ARTIFACT_TENSORRT_INT8] + SIDECAR_SUFFIX}  # the folder's files a server reads
 
 
 @dataclass
@@ -75,6 +82,7 @@ class ExportJob:
     real_labels: list[str] = field(default_factory=list)  # the labels of the real-clip inputs
     reference: OnnxRuntimeBackend | None = None  # FP32 ONNX Runtime: what later artifacts are compared with
     engine_info: dict[str, Any] | None = None  # the TensorRT sidecar, once the engine is built
+    int8: Any = None  # an int8_stages.Int8Job when --int8 was asked for
 
     @property
     def folder(self) -> Path:
@@ -194,12 +202,18 @@ def manifest_record(job: ExportJob) -> dict[str, Any]:
         artifacts[ARTIFACT_ONNX_FP16] = ONNX_FP16_NAME
     if result.plan_path:
         artifacts[ARTIFACT_TENSORRT] = PLAN_NAME
+    for kind, path in ((ARTIFACT_ONNX_INT8, result.onnx_int8_path), (ARTIFACT_OPENVINO_INT8, result.openvino_int8_path),
+                       (ARTIFACT_TENSORRT_INT8, result.plan_int8_path)):
+        if path:
+            artifacts[kind] = INT8_NAMES[kind]
+    digested = [result.folder / name for name in artifacts.values()]
+    digested += [c for kind, name in artifacts.items() for c in companion_files(kind, result.folder / name)]
     return {
         "schema": MANIFEST_SCHEMA,
         "spec": result.spec.to_dict(),
         "artifacts": artifacts,
         # Checked by the Recognizer before loading: a damaged or replaced file is refused, not served.
-        "sha256": {name: file_sha256(result.folder / name) for name in artifacts.values()},
+        "sha256": {p.relative_to(result.folder).as_posix(): file_sha256(p) for p in digested},
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": library_versions("torch", "onnx", "onnxruntime"),
         "onnx": {"opset": job.opset, "input": "video", "output": "logits", "dynamic_batch": True},
@@ -211,6 +225,7 @@ def manifest_record(job: ExportJob) -> dict[str, Any]:
         "verification": [r.to_dict() for r in result.reports],
         "openvino": {**(result.openvino or {}),
                      "verification": [r.to_dict() for r in result.opt_in_reports]} if result.openvino else None,
+        "int8": result.int8,
     }
 
 
@@ -222,6 +237,6 @@ def write_manifest(job: ExportJob) -> None:
 
 def make_readable(folder: Path) -> None:
     """Atomic writes create 0600 temporary files; servers may run as another user."""
-    for path in folder.iterdir():
-        if path.is_file() and path.name in PUBLISHED:
+    for path in folder.rglob("*"):
+        if path.is_file() and path.relative_to(folder).as_posix() in PUBLISHED:
             path.chmod(0o644)

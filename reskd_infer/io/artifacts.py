@@ -4,18 +4,23 @@
 * ONNX (.onnx): the spec JSON in ``metadata_props`` under the key ``reskd_spec``;
 * TensorRT (.plan): a sidecar ``<plan>.json`` ``{"spec": {...}, "tensorrt": {...}, "fallback": [...]}``,
   never a header inside the plan, so trtexec, Triton and DeepStream load the plan as is;
+* OpenVINO IR (.xml + .bin, the INT8 model NNCF writes): the spec JSON in the IR's ``rt_info`` under
+  ``reskd_spec``, its precision under ``reskd_precision`` (read from the XML, without OpenVINO);
 * export folder: ``manifest.json`` ``{"spec": {...}, "artifacts": {"tensorrt": "model.plan",
-  "onnx": "model.onnx", "onnx_fp16": "model.fp16.onnx", "checkpoint": "model.ckpt"}, "sha256": {file: hex}, ...}``.
+  "onnx": "model.onnx", "onnx_fp16": "model.fp16.onnx", "onnx_int8": "model.int8.onnx",
+  "openvino_int8": "openvino/model.int8.xml", "checkpoint": "model.ckpt"}, "sha256": {file: hex}, ...}``.
 
-A folder's artifacts are checked before they are loaded: each listed file must be a plain name inside
-the folder, exist, and match the SHA-256 the manifest records; the spec each artifact carries must be
-the manifest's. An ONNX model's external-data files must lie inside its folder.
+A folder's artifacts are checked before they are loaded: each listed file must be a relative path inside
+the folder (no ``..``), exist, and match the SHA-256 the manifest records (an IR's ``.bin`` too); the spec each
+artifact carries must be the manifest's. An ONNX model's external-data files must lie inside its folder.
+INT8 artifacts say so in their own metadata (``reskd_precision``: :func:`artifact_precision`).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import onnx
@@ -25,10 +30,13 @@ from reskd_infer.errors import ArtifactError, SpecError, one_line
 from reskd_infer.formats import (
     ARTIFACT_CHECKPOINT,
     ARTIFACT_ONNX,
+    ARTIFACT_OPENVINO_INT8,
     ARTIFACT_TENSORRT,
     MANIFEST_NAME,
+    PRECISION_KEY,
     SIDECAR_SUFFIX,
     artifact_type,
+    companion_files,
     folder_kinds,
     is_remote,
 )
@@ -80,22 +88,34 @@ def manifest_spec(folder: str | Path) -> ModelSpec:
 
 
 def _folder_file(folder: Path, key: str, name: object) -> Path:
-    """A manifest entry as a path; only plain file names inside the folder are accepted."""
-    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+    """A manifest entry as a path; only relative paths inside the folder (no ``..``, no backslash) are accepted."""
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if (not isinstance(name, str) or not name or "\\" in name or PurePosixPath(name).is_absolute()
+            or not parts or any(p in (".", "..") for p in parts) or name.endswith("/")):
         raise ArtifactError(f"{folder / MANIFEST_NAME}: artifact {key!r} is {name!r}; expected a file name "
                             "inside the export folder")
     return folder / name
 
 
-def check_folder_artifact(folder: str | Path, artifact: Path, manifest: dict[str, Any]) -> None:
-    """The listed file exists and has the SHA-256 the manifest records (when it records one)."""
-    if not artifact.is_file():
-        raise ArtifactError(f"{artifact}: listed in {Path(folder) / MANIFEST_NAME} but missing; re-export the "
-                            "folder with reskd-export")
-    expected = (manifest.get("sha256") or {}).get(artifact.name)
-    if expected and file_sha256(artifact) != expected:
-        raise ArtifactError(f"{artifact}: corrupt or replaced: its SHA-256 differs from the one "
-                            f"{MANIFEST_NAME} records; re-export the folder with reskd-export")
+def folder_key(folder: str | Path, path: Path) -> str:
+    """How the manifest names ``path`` (its path relative to the export folder, with ``/``)."""
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.name
+
+
+def check_folder_artifact(folder: str | Path, artifact: Path, manifest: dict[str, Any], kind: str | None = None) -> None:
+    """The listed file (and its companions, an IR's ``.bin``) exist and have the SHA-256 the manifest records."""
+    files = [artifact] + (companion_files(kind, artifact) if kind else [])
+    for path in files:
+        if not path.is_file():
+            raise ArtifactError(f"{path}: listed in {Path(folder) / MANIFEST_NAME} but missing; re-export the "
+                                "folder with reskd-export")
+        expected = (manifest.get("sha256") or {}).get(folder_key(folder, path))
+        if expected and file_sha256(path) != expected:
+            raise ArtifactError(f"{path}: corrupt or replaced: its SHA-256 differs from the one "
+                                f"{MANIFEST_NAME} records; re-export the folder with reskd-export")
 
 
 def check_spec_matches_manifest(folder: str | Path, artifact: Path, spec: ModelSpec) -> None:
@@ -145,6 +165,48 @@ def read_onnx_spec(path: str | Path) -> ModelSpec:
         raise ArtifactError(f"{path}: invalid model spec in its metadata: {exc}") from None
 
 
+def _ir_rt_info(path: Path) -> dict[str, str]:
+    """The top-level ``rt_info`` entries of an OpenVINO IR (.xml), read with the standard library."""
+    try:
+        root = ElementTree.parse(path).getroot()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: OpenVINO IR not found") from None
+    except (OSError, ElementTree.ParseError) as exc:
+        raise ArtifactError(f"{path}: not a readable OpenVINO IR, corrupt or truncated ({one_line(exc)})") from None
+    if root.tag != "net" or root.find("layers") is None:
+        raise ArtifactError(f"{path}: not an OpenVINO IR (no <net><layers>)")
+    info = root.find("rt_info")
+    return {e.tag: e.get("value", "") for e in (info if info is not None else [])}
+
+
+def read_ir_spec(path: str | Path) -> ModelSpec:
+    """The spec an OpenVINO IR written by reskd-export keeps in its ``rt_info``."""
+    path = Path(path)
+    info = _ir_rt_info(path)
+    if ONNX_SPEC_KEY not in info:
+        raise SpecError(f"{path}: OpenVINO IR has no '{ONNX_SPEC_KEY}' rt_info; export it with reskd-export --int8")
+    if not path.with_suffix(".bin").is_file():
+        raise ArtifactError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
+    try:
+        return ModelSpec.from_json(info[ONNX_SPEC_KEY])
+    except SpecError as exc:
+        raise ArtifactError(f"{path}: invalid model spec in its rt_info: {exc}") from None
+
+
+def artifact_precision(path: str | Path) -> str:
+    """The precision an ONNX model or OpenVINO IR says it holds: "int8" (reskd-export --int8), else "fp32"."""
+    path = Path(path)
+    if path.suffix.lower() == ".xml":
+        return _ir_rt_info(path).get(PRECISION_KEY, "fp32")
+    if path.suffix.lower() == ".onnx":
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:  # noqa: BLE001 - read_onnx_spec reports a damaged file; here it is simply not INT8
+            return "fp32"
+        return {p.key: p.value for p in model.metadata_props}.get(PRECISION_KEY, "fp32")
+    return "fp32"
+
+
 def read_spec(path: str | Path) -> ModelSpec:
     """The ModelSpec a local artifact or export folder carries (remote models: their backend's ``read_spec``)."""
     if is_remote(path):
@@ -160,6 +222,8 @@ def read_spec(path: str | Path) -> ModelSpec:
         return spec_from_checkpoint(path)
     if kind == ARTIFACT_ONNX:
         return read_onnx_spec(path)
+    if kind == ARTIFACT_OPENVINO_INT8:
+        return read_ir_spec(path)
     try:
         return ModelSpec.from_dict(read_sidecar(path).get("spec", {}))
     except SpecError as exc:

@@ -16,8 +16,9 @@ import torch
 
 from reskd_infer.backends import Backend, backend_names, backends_for
 from reskd_infer.errors import ArtifactError, BackendUnavailableError, SpecError, one_line
-from reskd_infer.formats import PRECISIONS, is_remote
+from reskd_infer.formats import INT8, PRECISIONS, is_remote, kind_precision
 from reskd_infer.io.artifacts import (
+    artifact_precision,
     candidate_artifacts,
     check_folder_artifact,
     check_spec_matches_manifest,
@@ -63,9 +64,11 @@ class Recognizer:
             are averaged over every view, as the video community reports multi-view accuracy.
         three_crop: three crops per clip (both ends and the centre of the long side) instead of the
             centre crop; with ``num_clips`` 10 this is the usual "10 clips x 3 crops" protocol.
-        precision: "auto" (each engine's default: FP32 on the CPU), "fp32", or "bf16": OpenVINO
-            BF16 on CPUs with AVX512-BF16/AMX, served only when the export verified it on real
-            clips (manifest), otherwise FP32 with a warning (docs/engines.md).
+        precision: "auto" (the artifact's own: an export folder's INT8 artifacts first when
+            ``reskd-export --int8`` wrote them, else FP32 on the CPU), "fp32" (FP32 artifacts only),
+            "int8" (INT8 artifacts only: an error without them), or "bf16": OpenVINO BF16 on CPUs
+            with AVX512-BF16/AMX, served only when the export verified it on real clips (manifest),
+            otherwise FP32 with a warning (docs/engines.md).
 
     Thread safety: ``predict``, ``probabilities``, ``preprocess`` and ``predict_batch`` may be called
     from several threads at once on one Recognizer (PyTorch, ONNX Runtime and OpenVINO backends: tested to
@@ -100,20 +103,20 @@ class Recognizer:
         if requested != "auto" and requested not in backend_names():
             raise BackendUnavailableError(f"unknown backend {requested!r}; available: {', '.join(backend_names())}")
         manifest = read_manifest(self.path) if isinstance(self.path, Path) and self.path.is_dir() else None
-        attempts = [(artifact, entry) for artifact, kind in candidate_artifacts(self.path)
+        attempts = [(artifact, kind, entry) for artifact, kind in self._candidates()
                     for entry in backends_for(kind) if requested in ("auto", entry.name)]
         if requested == "auto":  # an optional accelerator that cannot run here is skipped without a warning
-            attempts = [(a, e) for a, e in attempts if not (e.optional and e.available(self.device))]
+            attempts = [(a, k, e) for a, k, e in attempts if not (e.optional and e.available(self.device))]
         if not attempts:
             raise BackendUnavailableError(f"{self.path}: no backend named {requested!r} runs its artifacts")
         reasons: list[str] = []
         while attempts:
-            artifact_path, entry = attempts.pop(0)
+            artifact_path, kind, entry = attempts.pop(0)
             try:
-                return self._open_artifact(artifact_path, entry, manifest)
+                return self._open_artifact(artifact_path, kind, entry, manifest)
             except (BackendUnavailableError, ArtifactError) as exc:
                 if isinstance(exc, ArtifactError):  # a damaged file stays damaged whichever backend reads it
-                    attempts = [(a, e) for a, e in attempts if a != artifact_path]
+                    attempts = [(a, k, e) for a, k, e in attempts if a != artifact_path]
                 if not fallback or (not reasons and not attempts):  # nothing else to try: the error itself
                     raise
                 reasons.append(f"{entry.name}: {one_line(exc)}")
@@ -124,10 +127,28 @@ class Recognizer:
         fix = "; re-export the folder with reskd-export" if manifest is not None else ""
         raise BackendUnavailableError(f"{self.path}: no usable artifact ({'; '.join(reasons)}){fix}")
 
-    def _open_artifact(self, artifact_path: Path, cls: type[Backend], manifest: dict | None) -> Backend:
+    def _candidates(self) -> list[tuple[Path, str]]:
+        """The artifacts to try, best first, keeping those of the precision asked for: "int8" only the INT8
+        ones, "fp32"/"bf16"/"fp16" none of them, "auto" all (an export folder's INT8 artifacts come first)."""
+        found = candidate_artifacts(self.path)
+        if self.precision == "auto":
+            return found
+        if isinstance(self.path, Path) and not self.path.is_dir():  # one file: its own metadata says
+            if (artifact_precision(self.path) == INT8) != (self.precision == INT8):
+                raise BackendUnavailableError(
+                    f"{self.path}: precision={self.precision!r} asked for, but this is "
+                    f"{'an INT8' if self.precision != INT8 else 'not an INT8'} artifact")
+            return found
+        kept = [(a, k) for a, k in found if (kind_precision(k) == INT8) == (self.precision == INT8)]
+        if not kept:
+            raise BackendUnavailableError(f"{self.path}: no {self.precision.upper()} artifact in this export folder"
+                                          + ("; export it with reskd-export --int8" if self.precision == INT8 else ""))
+        return kept
+
+    def _open_artifact(self, artifact_path: Path, kind: str, cls: type[Backend], manifest: dict | None) -> Backend:
         """Check one artifact (folder entries against their manifest), then load it with ``entry``'s backend."""
         if manifest is not None:
-            check_folder_artifact(self.path, artifact_path, manifest)
+            check_folder_artifact(self.path, artifact_path, manifest, kind)
         spec = cls.read_spec(artifact_path)  # first: a damaged artifact is reported as such, wherever it could run
         if manifest is not None:
             check_spec_matches_manifest(self.path, artifact_path, spec)
@@ -137,7 +158,7 @@ class Recognizer:
         return cls(artifact_path, spec, device=self.device, **self._precision_option(cls))
 
     def _precision_option(self, cls: type[Backend]) -> dict[str, str]:
-        if self.precision == "auto":
+        if self.precision in ("auto", INT8):  # INT8 is the artifact's own precision, never a backend option
             return {}
         if self.precision in cls.precisions:
             return {"precision": self.precision}

@@ -202,7 +202,10 @@ class Builder:
             config.cache.entries += 1
         plan = {"inputs": {t.name: profile.get(t.name, (t.shape,) * 3) for t in network.inputs},
                 "outputs": {t.name: t.shape for t in network.outputs},
-                "tf32": BuilderFlag.TF32 in config.flags}
+                "tf32": BuilderFlag.TF32 in config.flags,
+                # Explicit quantization (Q/DQ graphs) is meant for strongly typed networks: the types come
+                # from the graph (TensorRT 10/11 "Explicit Quantization"), so the plan records the mode.
+                "strongly_typed": bool(network.flags & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))}
         return PLAN_MAGIC + json.dumps(plan).encode()
 
 
