@@ -61,13 +61,16 @@ TREND_RUNS = MAIN_SCRATCH / "trend_runs_shared"
 REALFOOTAGE_STUDENT = Path("/work/shared_models/realfootage/lite0_distilled_56px.safetensors")
 GFLOPS_BUDGET = 0.40  # of the teacher's, per clip (the issue's target)
 TOP1_SLACK = 0.005  # within 0.5 points of the teacher's top-1
+COLOURS = {56: "tab:blue", 40: "tab:green"}
 SHARES = tuple(round(s, 2) for s in np.arange(0.0, 0.51, 0.01))  # escalation shares of the curves
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("--part", choices=("trend", "realfootage"), default="trend")
+    p.add_argument("--part", choices=("trend", "speed", "realfootage"), default="trend",
+                   help="trend: accuracy and speed on --split; speed: the trend cascades' speed again on the val "
+                        "clips with the val run's thresholds, paired per round; realfootage")
     add_split_argument(p)
     p.add_argument("--clips", default=str(TREND_CLIPS), help="the trend task's clips folder (train/val/test lists)")
     p.add_argument("--runs", default=str(TREND_RUNS), help="folder of the trend task's runs (teacher, kd_56_s0, ...)")
@@ -166,9 +169,13 @@ def drain(stream: Any) -> int:
     return sum(1 for _ in stream)
 
 
-def time_arms(arms: dict[str, Any], videos: list[str], rounds: int) -> dict[str, float]:
-    """Videos/s (median over interleaved rounds) of each arm (a callable streaming ``videos``)."""
+def time_arms(arms: dict[str, Any], videos: list[str], rounds: int, per_round: dict[str, list[float]] | None = None
+              ) -> dict[str, float]:
+    """Videos/s (median over interleaved rounds) of each arm (a callable streaming ``videos``); ``per_round``
+    receives every round's videos/s per arm (for ratios paired within a round)."""
     timings = interleave(arms, rounds, warmup=1, progress="timing rounds")
+    if per_round is not None:
+        per_round.update({name: [len(videos) / w for w in timings.wall[name]] for name in arms})
     return {name: len(videos) / timings.median(name) for name in arms}
 
 
@@ -223,6 +230,8 @@ def run_trend(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                          f"{sorted(students)} (the val run's)")
     print(f"[cascade/trend] {len(videos)} clips of {split_file}", file=sys.stderr)
     g_large = gflops(teacher)
+    class_names = (clips_dir / "classes.txt").read_text().split() if (clips_dir / "classes.txt").is_file() else \
+        [str(i) for i in range(int(labels.max()) + 1)]
     large = probabilities(teacher, videos, args.batch_size, args.workers)
     teacher_top1 = float(np.mean(large.argmax(-1) == labels))
     pairs, curves, details, small_probs = [], {}, {}, {}
@@ -243,7 +252,7 @@ def run_trend(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         simulated = cascade_point(small, large, point["threshold"])
         answers = np.where(top1_margin(small) < point["threshold"], large.argmax(-1), small.argmax(-1))
         details[size] = {"gflops": g_small, "verified": bool(np.array_equal(ran, answers)),
-                         "confident_errors": confident_errors(small, large, labels, point["threshold"]),
+                         "confident_errors": confident_errors(small, large, labels, point["threshold"], class_names),
                          "small_agreement": simulated["agreement"], **{k: v for k, v in point.items()
                                                                        if k in ("rule", "share")}}
         pairs.append({"small_input_size": size, "large_input_size": 112, "split": args.split,
@@ -264,15 +273,23 @@ def run_trend(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "pairs": pairs, "curves": {str(k): v for k, v in curves.items()}, "speed": speed}
 
 
-def confident_errors(small: np.ndarray, large: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, int]:
+def confident_errors(small: np.ndarray, large: np.ndarray, labels: np.ndarray, threshold: float,
+                     names: list[str]) -> dict[str, Any]:
     """Where the cascade's errors come from at ``threshold``: clips the small model answered wrongly with a margin
     at or above it (never escalated), those the teacher got right; escalated clips the teacher got wrong."""
     kept = top1_margin(small) >= threshold
     small_wrong = small.argmax(-1) != labels
     large_right = large.argmax(-1) == labels
-    return {"kept_wrong": int(np.sum(kept & small_wrong)), "kept_wrong_teacher_right": int(np.sum(kept & small_wrong
-                                                                                                    & large_right)),
-            "escalated_teacher_wrong": int(np.sum(~kept & ~large_right)), "kept": int(kept.sum())}
+    stuck = kept & small_wrong & large_right  # what the cascade loses to the teacher at this threshold
+    pairs: dict[str, int] = {}
+    for true, said in zip(labels[stuck], small.argmax(-1)[stuck], strict=True):
+        key = f"{names[true]}->{names[said]}"
+        pairs[key] = pairs.get(key, 0) + 1
+    return {"kept_wrong": int(np.sum(kept & small_wrong)), "kept_wrong_teacher_right": int(stuck.sum()),
+            "escalated_teacher_wrong": int(np.sum(~kept & ~large_right)), "kept": int(kept.sum()),
+            "kept_wrong_teacher_right_by_class": dict(sorted(pairs.items(), key=lambda kv: -kv[1])),
+            "kept_wrong_median_margin": float(np.median(top1_margin(small)[kept & small_wrong]))
+            if np.any(kept & small_wrong) else None}
 
 
 def trend_speed(args: argparse.Namespace, work: Path, teacher: Path, students: dict[int, Path],
@@ -301,7 +318,7 @@ def trend_speed(args: argparse.Namespace, work: Path, teacher: Path, students: d
 
 
 def measure_backend(backend: str, arts: dict[int, Path], pairs: list[dict[str, Any]], videos: list[str],
-                    args: argparse.Namespace) -> dict[str, float]:
+                    args: argparse.Namespace, per_round: dict[str, list[float]] | None = None) -> dict[str, float]:
     recs = {s: Recognizer(p, backend=backend, max_batch=args.batch_size) for s, p in arts.items()}
     cascades = []
     try:
@@ -324,12 +341,40 @@ def measure_backend(backend: str, arts: dict[int, Path], pairs: list[dict[str, A
             arms[f"all_escalated_{s}_{mode}"] = lambda c=c: drain(c.predict_iter(videos, **stream))
         print(f"[cascade] timing {len(arms)} arms on {backend}, {len(videos)} clips x {args.rounds} rounds",
               file=sys.stderr)
-        return time_arms(arms, videos, args.rounds)
+        return time_arms(arms, videos, args.rounds, per_round)
     finally:
         for c in cascades:
             c.close()
         for r in recs.values():
             r.close()
+
+
+def run_speed(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The trend cascades' speed again, on the validation clips, with the val run's thresholds (from the results
+    file) and more rounds: medians and, per round, the cascade's videos/s over the teacher's in that same round
+    (the teacher at its faster batch), so load that drifts between rounds cancels."""
+    chosen = load_results(output_dir("cascade", args.quick, args.results_dir) / "cascade.json")["trend"]["val"]
+    pairs = [{"small_input_size": p["small_input_size"], "threshold": p["threshold"]} for p in chosen["pairs"]]
+    teacher, students, clips_dir = trend_models(args, work)
+    samples = parse_list(split_list(clips_dir, "val"), clips_dir)
+    videos = [str(samples[i].path) for i in spread_subset(len(samples), args.speed_videos)]
+    torch.set_num_threads(args.threads)
+    out: dict[str, Any] = {"videos": len(videos), "threads": args.threads, "workers": args.workers,
+                           "rounds": args.rounds, "batch_size": args.batch_size, "thresholds": pairs, "backends": {}}
+    for backend in args.backends.split(","):
+        arts = {112: teacher, **students}
+        if backend != "torch":
+            arts = {s: export_onnx(p, work / "exports" / f"{p.parent.name}_{s}") for s, p in arts.items()}
+        rounds: dict[str, list[float]] = {}
+        medians = measure_backend(backend, arts, pairs, videos, args, rounds)
+        teacher_best = [max(a, b) for a, b in zip(rounds["teacher_112"], rounds["teacher_112_b1"], strict=True)]
+        paired = {name: [x / t for x, t in zip(v, teacher_best, strict=True)] for name, v in rounds.items()
+                  if not name.startswith("teacher")}
+        out["backends"][backend] = {
+            "videos_per_s": medians, "videos_per_s_rounds": rounds,
+            "ratio_to_teacher_paired": {k: {"median": float(np.median(v)), "q25": float(np.quantile(v, 0.25)),
+                                            "q75": float(np.quantile(v, 0.75))} for k, v in paired.items()}}
+    return out
 
 
 # ---- real footage -------------------------------------------------------------------------------
@@ -434,6 +479,8 @@ def merge(results: dict[str, Any], part: str, split: str, run: dict[str, Any]) -
     if part == "trend":
         results.setdefault("trend", {})[split] = run
         results["pairs"] = [p for s in ("val", "test", "dev-test") for p in results["trend"].get(s, {}).get("pairs", [])]
+    elif part == "speed":
+        results["speed_repeat"] = run
     else:
         results["realfootage"] = run
     results.setdefault("pairs", [])
@@ -465,6 +512,14 @@ def markdown(r: dict[str, Any]) -> str:
                 lines.append(f"- {backend}: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
             shares = run["speed"].get("escalated_on_timed_clips", {})
             lines.append("- escalated on the timed clips: " + ", ".join(f"{k} px {v:.3f}" for k, v in shares.items()))
+    if r.get("speed_repeat"):
+        sp = r["speed_repeat"]
+        lines += ["", f"Speed again ({sp['videos']} val clips, {sp['rounds']} interleaved rounds, {sp['threads']} "
+                  f"thread(s), {sp['workers']} decode worker(s)): videos/s over the teacher's (its faster batch) in the "
+                  "same round, median [quartiles] over rounds:", ""]
+        for backend, b in sp["backends"].items():
+            lines.append(f"- {backend}: " + ", ".join(f"{k} {v['median']:.2f} [{v['q25']:.2f}-{v['q75']:.2f}]"
+                                                      for k, v in b["ratio_to_teacher_paired"].items()))
     if r.get("realfootage"):
         f = r["realfootage"]
         lines += ["", f"## Real footage ({f['clips']} held-out clips of {', '.join(f['sources'])}; large: Lite0 224 px)",
@@ -495,11 +550,13 @@ def draw(r: dict[str, Any], path: Path) -> None:
             for name, style in (("margin", "-"), ("top1_probability", ":")):
                 pts = curves[name]
                 ax.plot([(g_s + p["escalated"] * g_t) / g_t for p in pts], [p["top1"] for p in pts], style,
+                        color=COLOURS.get(int(size)), alpha=1.0 if name == "margin" else 0.5,
                         label=f"{size} px -> 112 px, val ({name.replace('_', ' ')})")
         ax.axhline(val["teacher_top1"], color="k", lw=0.8, label="teacher, val")
     for split, marker in (("val", "o"), ("test", "*")):
         for p in r.get("trend", {}).get(split, {}).get("pairs", []):
             ax.scatter(p["gflops_fraction"], p["top1"], marker=marker, s=90, zorder=3,
+                       color=COLOURS.get(p["small_input_size"]), edgecolor="k",
                        label=f"chosen {p['small_input_size']} px, {split}")
     test = r.get("trend", {}).get("test")
     if test:
@@ -517,8 +574,10 @@ def draw(r: dict[str, Any], path: Path) -> None:
             pts = entry["curve"]
             ax.plot([p["gflops_fraction"] for p in pts], [p["agreement"] for p in pts], "o-", label=key)
             for p in pts:
+                below = key == "distilled_56"
                 ax.annotate(f"{p['videos_per_s_ratio']:.2f}x", (p["gflops_fraction"], p["agreement"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, -9))
+                            color="tab:blue" if below else "tab:orange", textcoords="offset points",
+                            xytext=(4, -10) if below else (-30, 5))
         ax.set_xlabel("GFLOPs per clip / Lite0 224 px's (labels: measured videos/s ratio)")
         ax.set_ylabel("top-1 agreement with Lite0 at 224 px")
         ax.set_title(f"real footage, {f['clips']} held-out clips", fontsize=10)
@@ -544,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         results = merge(load_results(out / "cascade.json"), "trend", args.split, run)
         results = merge(results, "realfootage", args.split, run_realfootage(args, work))
     else:
-        run = run_trend(args, work) if args.part == "trend" else run_realfootage(args, work)
+        run = {"trend": run_trend, "speed": run_speed, "realfootage": run_realfootage}[args.part](args, work)
         results = merge(load_results(out / "cascade.json"), args.part, args.split, run)
     results.update(commit=git_commit(), machine=machine_info(engine_threads=args.threads),
                    load_average_1min=round(os.getloadavg()[0], 2), seconds=round(time.perf_counter() - start, 1))

@@ -161,6 +161,14 @@ class SpeedSettings:
     workers: int = 2
 
 
+def spread(items: Sequence[str], n: int) -> list[str]:
+    """``n`` of ``items`` spread evenly over the list (lists are often ordered by class or source: the first ``n``
+    would time an easier or a harder part, and a cascade would escalate another share there)."""
+    if n >= len(items):
+        return list(items)
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))]
+
+
 def _drain(stream: Any) -> int:
     return sum(1 for _ in stream)
 
@@ -224,7 +232,7 @@ def make_card(models: Sequence[str | Path], clips: Clips, reference: str | Path 
         entries = _cascade_entries(opened, ref, scored, clips, cascade_shares)
         cascades = [(e, stack.enter_context(Cascade(_by_name(opened, e["small"]).rec, ref.rec, e["threshold"])))
                     for e in entries]
-        _time_all(opened, cascades, scored[: speed.videos], speed, progress)
+        _time_all(opened, cascades, spread(scored, speed.videos), speed, progress)
         for row, m in zip(rows, opened, strict=True):
             row.update(clips_per_s=m.clips_per_s, videos_per_s=m.videos_per_s)
         for entry, cascade in cascades:

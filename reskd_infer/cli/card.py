@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds, medians (default 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default 1)")
     p.add_argument("--speed-videos", type=int, default=32, metavar="N",
-                   help="clips streamed end to end per timing round (the first N readable ones; default 32)")
+                   help="clips streamed end to end per timing round (N readable ones spread over the list; default 32)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per engine call (default 8)")
     p.add_argument("--workers", type=int, default=2, help="decode workers (default 2)")
     p.add_argument("--threads", type=int, default=0,
