@@ -11,7 +11,9 @@
    on three videos never used for training.
 6. Speed: teacher at 112 px against student at 56 px, GFLOPs, engine clips/s and end-to-end videos/s
    through the streaming runtime, on ONNX Runtime and PyTorch, measured side by side.
-7. ``OUT/summary.png`` (accuracy against end-to-end throughput) and ``OUT/summary.json``.
+7. The deployment card of the teacher and both students on the validation clips (``reskd-card``'s code):
+   ``OUT/card/card.{json,md,png}``.
+8. ``OUT/summary.png`` (accuracy against end-to-end throughput) and ``OUT/summary.json``.
 
 About 10 minutes of compute on 2 CPU cores with the defaults; every stage prints what it did.
 """
@@ -29,7 +31,7 @@ import torch
 
 from demo.realfootage import FootageBudget, stage_realfootage
 from demo.report import draw, machine, table
-from demo.speed import stage_speed
+from demo.speed import stage_card, stage_speed
 from demo.stages import Budget, stage_clips, stage_export, stage_resolution_problem, stage_train
 from reskd_infer.train.data import parse_list
 
@@ -59,14 +61,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speed-rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
     p.add_argument("--speed-videos", type=int, default=30, help="validation clips per end-to-end pass (default 30)")
     p.add_argument("--from-stage", type=int, default=1, choices=range(1, len(STAGES) + 1), metavar="N",
-                   help="start at stage N (1-6), taking the earlier stages' results from OUT/summary.json of a "
+                   help="start at stage N (1-7), taking the earlier stages' results from OUT/summary.json of a "
                         "previous run (default 1: everything)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for training (default 1: the data loader's worker takes the other core)")
     return p.parse_args(argv)
 
 
-STAGES = ("resolution_problem", "clips", "training", "export", "realfootage", "speed")
+STAGES = ("resolution_problem", "clips", "training", "export", "realfootage", "speed", "card")
 
 
 def _earlier_summary(out: Path, from_stage: int) -> dict[str, Any]:
@@ -123,6 +125,9 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     models = {"teacher": (Path(runs["teacher"]["best"]), Path(export["teacher_onnx"])),
               "reskd_student": (Path(runs["reskd_student"]["best"]), Path(export["folder"]) / "model.onnx")}
     timed("speed", stage_speed, models, videos, args.speed_threads, args.speed_workers, args.speed_rounds)
+    card_models = {"teacher": Path(runs["teacher"]["best"]), "reskd_student": Path(export["folder"]),
+                   "plain_student": Path(runs["plain_student"]["best"])}
+    timed("card", stage_card, out, card_models, out / "clips" / "val.txt", args.speed_threads, args.speed_workers)
     summary["speed"]["plain_student"] = {**summary["speed"]["reskd_student"],
                                          "note": "same network and resolution as reskd_student: same speed"}
     summary["plot"] = str(draw(summary, out / "summary.png"))
@@ -144,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                        (out / "clips", "the labelled clips"), (out / "runs", "teacher and students (best.ckpt)"),
                        (out / "export", "the exported student (ONNX FP32/FP16)"),
                        (out / "export_teacher", "the exported teacher"),
-                       (out / "realfootage", "the label-free checkpoints")):
+                       (out / "realfootage", "the label-free checkpoints"),
+                       (out / "card", "the deployment card (reskd-card) of the teacher and students")):
         print(f"  {path}  {what}")
     return 0

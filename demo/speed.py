@@ -14,6 +14,7 @@ import torch
 from reskd_infer import Recognizer
 from reskd_infer.bench.flops import clip_gflops
 from reskd_infer.bench.measure import BenchCase, run_cases
+from reskd_infer.card import SpeedSettings, make_card, read_clips, write_card
 from reskd_infer.models import build_model
 
 ENGINE_BATCH = 8
@@ -76,3 +77,24 @@ def _speed_summary(cases: list[BenchCase], num_videos: int, threads: int, worker
     setup = {"load_average_1min": round(os.getloadavg()[0], 1), "threads": threads, "decode_workers": workers, "rounds": rounds, "engine_batch": ENGINE_BATCH,
              "videos": num_videos, "method": "interleaved rounds (one call of each case per round), medians"}
     return {**per_model, "setup": setup}
+
+
+def stage_card(out: Path, models: dict[str, Path], val_list: Path, threads: int, workers: int) -> dict[str, Any]:
+    """The deployment card of the demo's teacher and students on the validation clips (``reskd-card``'s own code):
+    top-1, agreement and KL with the teacher, GFLOPs, engine clips/s, end-to-end videos/s, the cascades."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        card = make_card(list(models.values()), read_clips(val_list, labelled=True), reference=models["teacher"],
+                         speed=SpeedSettings(rounds=2, warmup=1, videos=30, batch_size=ENGINE_BATCH, workers=workers),
+                         cascade_shares=(0.1, 0.2))
+    finally:
+        torch.set_num_threads(saved)
+    written = write_card(card, out / "card")
+    best = max((c for c in card["cascades"]), key=lambda c: c["top1"] or 0.0, default=None)
+    cascade = (f"; cascade {best['escalated']:.0%} escalated: top-1 {best['top1']:.3f} at {best['videos_per_s']:.1f} "
+               "videos/s" if best else "")
+    print("[7] card: " + ", ".join(f"{name} top-1 {r['top1']:.3f} {r['videos_per_s']:.1f} videos/s"
+                                   for name, r in zip(models, card["rows"], strict=True)) + cascade
+          + f" -> {written['md']}")
+    return {"card": written["json"], "rows": card["rows"], "cascades": card["cascades"]}

@@ -11,7 +11,8 @@ Exit codes (every console script):
 1     the work ran but failed: a video could not be classified (``reskd-predict``), an export
       failed verification (``reskd-export``)
 2     bad arguments or bad input: an unknown flag or architecture, a missing or corrupt
-      file (checkpoint, ONNX, plan, manifest, list, config), no usable backend
+      file (checkpoint, ONNX, plan, manifest, list, config), no usable backend, models compared
+      (``reskd-card``, ``reskd-predict --cascade``, ``reskd-eval --reference``) whose class names differ
 3     ``reskd-export --trt`` without TensorRT or an NVIDIA GPU (the ONNX files were written), or
       ``reskd-export --int8`` refused: the INT8 model missed the agreement gate after every fallback
       (:class:`Int8RefusedError`; the FP32/FP16 artifacts were written and verified)
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,25 @@ class Int8RefusedError(ExportError):
 
 class DatasetError(ReskdError):
     """An annotation list or a sample in it is invalid (the message names file and line)."""
+
+
+class ClassMismatchError(DatasetError):
+    """Two models that are compared or chained (``reskd-card``, a cascade, ``reskd-eval --reference``) have
+    different class names; the message names both models and the first difference. Exit code 2."""
+
+
+def check_same_classes(name_a: object, classes_a: Sequence[str], name_b: object, classes_b: Sequence[str]) -> None:
+    """Raise :class:`ClassMismatchError` unless both models have the same class names in the same order."""
+    a, b = tuple(classes_a), tuple(classes_b)
+    if a == b:
+        return
+    if len(a) != len(b):
+        detail = f"{len(a)} vs {len(b)} classes"
+    else:
+        i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        detail = f"class {i} is {a[i]!r} vs {b[i]!r}"
+    raise ClassMismatchError(f"{name_a} and {name_b} have different classes ({detail}): their answers cannot be "
+                             "compared class by class")
 
 
 class SourceError(ReskdError):

@@ -125,7 +125,7 @@ def test_function_local_imports_are_only_for_optional_extras():
     assert not offenders, "\n".join(offenders)
 
 
-@pytest.mark.parametrize("folder", ["runtime", "train", "export", "io", "cli", "bench"])
+@pytest.mark.parametrize("folder", ["runtime", "train", "export", "io", "cli", "bench", "card"])
 def test_package_init_files_stay_thin(folder):
     init = PACKAGE / folder / "__init__.py"
     tree = ast.parse(init.read_text())

@@ -15,9 +15,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from reskd_infer.card.report import card_markdown
 from reskd_infer.cli.common import add_precision_argument
-from reskd_infer.errors import ReskdError, one_line, plain_warnings, report_error
+from reskd_infer.errors import ReskdError, UsageError, one_line, plain_warnings, report_error
+from reskd_infer.io.artifacts import read_card
 from reskd_infer.runtime.annotate import VideoAnnotator
+from reskd_infer.runtime.cascade import Cascade
 from reskd_infer.runtime.corpus import run_corpus, select_videos
 from reskd_infer.runtime.live import predict_stream
 from reskd_infer.runtime.recognizer import Recognizer
@@ -38,6 +41,9 @@ examples:
   reskd-predict export/ --list test.txt --data-root /data/k400 --shard 0/4 --output out-0.jsonl
   reskd-predict --merge out-*.jsonl --output preds.jsonl
   reskd-predict export/ rtsp://camera/stream --window 2 --stride 1
+  reskd-predict student/ clips/ --cascade teacher/ --threshold 0.2     # the teacher only where unsure
+  reskd-predict student/ clips/ --cascade teacher/ --target-agreement 0.99 --calibrate val.txt
+  reskd-predict student/ --card                                         # the card reskd-card wrote
 
 exit codes: 0 all videos succeeded, 1 some failed (errors are in the output), 2 bad arguments or inputs."""
 
@@ -89,6 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto, torch, onnxruntime, openvino, tensorrt or triton (default: auto = the fastest that runs "
                    "here: TensorRT on a GPU, OpenVINO then ONNX Runtime on the CPU, PyTorch for checkpoints)")
     add_precision_argument(p)
+    c = p.add_argument_group("cascade and card (docs/card.md)")
+    c.add_argument("--cascade", metavar="LARGE",
+                   help="MODEL answers every video; a video whose top-1 margin (top-1 minus top-2 probability) is "
+                   "below the threshold is answered by LARGE instead (each record says 'answered_by')")
+    c.add_argument("--threshold", type=float, metavar="T",
+                   help="with --cascade: the margin below which LARGE answers (0: MODEL alone, 1: LARGE alone)")
+    c.add_argument("--target-agreement", type=float, metavar="A",
+                   help="with --cascade: choose the threshold with the fewest escalations at which the cascade "
+                   "agrees with LARGE on at least A of the --calibrate clips (or, without --calibrate, from the "
+                   "cascades in MODEL's card)")
+    c.add_argument("--calibrate", metavar="LIST",
+                   help="with --target-agreement: calibration clips (a list, first column the path, or a folder)")
+    c.add_argument("--decode", choices=("auto", "once", "twice"), default="auto",
+                   help="with --cascade: decode each video once for both models, or again for LARGE when escalated "
+                   "(default auto: once when both models read the same frames and crop)")
+    c.add_argument("--card", action="store_true",
+                   help="print the deployment card in MODEL's export folder (written by reskd-card) and exit")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail instead of falling back to another artifact when the preferred one cannot run")
     return p
@@ -101,6 +124,9 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         return
     if not args.model:
         parser.error("give a MODEL and at least one SOURCE (or --merge FILE...)")
+    if args.card:
+        return
+    _check_cascade_args(parser, args)
     if not args.sources and not args.list_file:
         parser.error("give at least one SOURCE or --list FILE")
     if args.topk < 1:
@@ -111,6 +137,24 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error("--window, --stride and --timeout must be positive")
     if args.no_resume and not args.output:
         parser.error("--no-resume needs --output")
+
+
+def _check_cascade_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    given = [f for f in ("threshold", "target_agreement", "calibrate") if getattr(args, f) is not None]
+    if not args.cascade:
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} needs --cascade LARGE")
+        return
+    if (args.threshold is None) == (args.target_agreement is None):
+        parser.error("--cascade needs one of --threshold T or --target-agreement A")
+    if args.calibrate and args.target_agreement is None:
+        parser.error("--calibrate needs --target-agreement")
+    for name in ("threshold", "target_agreement"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 1:
+            parser.error(f"--{name.replace('_', '-')} must lie in [0, 1]")
+    if args.windows or args.stream or any(s == "-" or is_live(s) for s in args.sources):
+        parser.error("--cascade predicts files (not --windows or live streams)")
 
 
 def _fail(exc: Exception, as_json: bool, **context: Any) -> int:
@@ -157,9 +201,56 @@ def _result_handler(show: Callable[[dict[str, Any]], None] | None,
     return handle
 
 
-def _open_recognizer(args: argparse.Namespace) -> Recognizer:
-    return Recognizer(args.model, device=args.device, backend=args.backend, fallback=not args.no_fallback,
-                      precision=args.precision)
+def _open_recognizer(args: argparse.Namespace) -> Recognizer | Cascade:
+    options = dict(device=args.device, backend=args.backend, fallback=not args.no_fallback, precision=args.precision)
+    if not args.cascade:
+        return Recognizer(args.model, **options)
+    cascade = Cascade(args.model, args.cascade, threshold=args.threshold or 0.0, decode=args.decode, **options)
+    try:
+        if args.target_agreement is not None:
+            args.calibration = _calibrate(cascade, args)
+    except BaseException:
+        cascade.close()
+        raise
+    return cascade
+
+
+def _calibrate(cascade: Cascade, args: argparse.Namespace) -> dict[str, Any]:
+    """The threshold for --target-agreement: from --calibrate clips, else from the cascades of MODEL's card."""
+    if args.calibrate:
+        is_list = Path(args.calibrate).is_file()
+        videos = select_videos([] if is_list else [args.calibrate], args.calibrate if is_list else None,
+                               args.data_root)
+        chosen = cascade.calibrate(videos, args.target_agreement, batch_size=args.batch_size, workers=args.workers)
+        chosen["source"] = args.calibrate
+    else:
+        chosen = threshold_from_card(cascade.small.card, args.model, args.cascade, args.target_agreement)
+        cascade.threshold = chosen["threshold"]
+    if not args.quiet:
+        print(f"cascade threshold {chosen['threshold']:.4f}: {chosen['escalated']:.1%} of the calibration clips "
+              f"escalated, agreement with {args.cascade} {chosen['agreement']:.3f} (target {args.target_agreement})",
+              file=sys.stderr)
+    return chosen
+
+
+def _same_model(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve() or a == b
+
+
+def threshold_from_card(card: dict[str, Any] | None, small: str, large: str, target: float) -> dict[str, Any]:
+    """The smallest measured threshold of the card's (small, large) cascade whose agreement reaches ``target``."""
+    if card is None:
+        raise UsageError(f"{small}: no card.json (reskd-card writes one into export folders); give --calibrate LIST")
+    points = sorted((c for c in card.get("cascades", []) if _same_model(c["small"], small)
+                     and _same_model(c["large"], large)), key=lambda c: c["escalated"])
+    if not points:
+        raise UsageError(f"{small}: its card has no cascade into {large}; give --calibrate LIST")
+    good = [c for c in points if c["agreement"] >= target]
+    if not good:
+        best = max(c["agreement"] for c in points)
+        raise UsageError(f"{small}: no threshold in its card reaches agreement {target} with {large} (best "
+                         f"{best:.3f}); give --calibrate LIST")
+    return {**good[0], "source": "card"}
 
 
 def _videos_and_shard(args: argparse.Namespace) -> tuple[list[str], tuple[int, int] | None]:
@@ -186,6 +277,32 @@ def _print_summary(args: argparse.Namespace, summary: RunSummary) -> None:
           file=sys.stderr)
 
 
+def _run_doc(args: argparse.Namespace, runner: Recognizer | Cascade) -> dict[str, Any]:
+    """What runs: the model's backend, arch and precision (a refused BF16 runs FP32); for a cascade both models'
+    and the threshold."""
+    def describe(rec: Recognizer) -> dict[str, Any]:
+        return {"backend": rec.backend_name, "arch": rec.spec.arch,
+                "precision": getattr(rec.backend, "precision", "fp32")}
+
+    if isinstance(runner, Cascade):
+        return {"model": args.model, **describe(runner.small),
+                "cascade": {"large": args.cascade, **describe(runner.large), "threshold": runner.threshold,
+                            "decode": runner.decode, "calibration": getattr(args, "calibration", None)}}
+    return {"model": args.model, **describe(runner)}
+
+
+def card_main(args: argparse.Namespace) -> int:
+    """--card: print the card of MODEL's export folder (JSON with --json, else its markdown table)."""
+    try:
+        card = read_card(args.model) if Path(args.model).is_dir() else None
+        if card is None:
+            raise UsageError(f"{args.model}: no card.json here; make one with reskd-card {args.model} --videos CLIPS")
+    except ReskdError as exc:
+        return _fail(exc, args.json, model=args.model)
+    print(json.dumps(card, indent=2) if args.json else card_markdown(card), end="" if not args.json else "\n")
+    return EXIT_OK
+
+
 def corpus_main(args: argparse.Namespace) -> int:
     """Files, folders, globs and lists: one record per video, written, printed or gathered into --json."""
     try:
@@ -197,8 +314,7 @@ def corpus_main(args: argparse.Namespace) -> int:
         return _fail(exc, args.json, model=args.model)
     records: list[dict[str, Any]] = []
     on_result = _result_handler(records.append if args.json else (None if writer else _print_line), annotator)
-    doc = {"model": args.model, "backend": recognizer.backend_name, "arch": recognizer.spec.arch,
-           "precision": getattr(recognizer.backend, "precision", "fp32")}  # what runs (a refused BF16 runs FP32)
+    doc = _run_doc(args, recognizer)
     try:
         with recognizer:
             summary = run_corpus(recognizer, videos, writer, on_result, shard_spec, topk=args.topk,
@@ -258,4 +374,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     plain_warnings()
     if args.merge:
         return merge_main(args)
+    if args.card:
+        return card_main(args)
     return stream_main(args) if _is_live_run(args) else corpus_main(args)

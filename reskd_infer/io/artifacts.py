@@ -45,6 +45,7 @@ from reskd_infer.io.digests import file_sha256
 from reskd_infer.spec import ModelSpec
 
 ONNX_SPEC_KEY = "reskd_spec"
+CARD_NAME = "card.json"  # reskd-card's measurements, written beside an export folder's manifest
 ONNX_INPUT_NAME, ONNX_OUTPUT_NAME = "video", "logits"  # the graph contract the runtime and exporter share
 
 
@@ -78,6 +79,12 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: export manifest has no 'artifacts' mapping; re-export the folder with "
                             "reskd-export")
     return manifest
+
+
+def read_card(folder: str | Path) -> dict[str, Any] | None:
+    """The deployment card (``card.json``) of an export folder, or None when the folder has none."""
+    path = Path(folder) / CARD_NAME
+    return _read_json(path, "deployment card") if path.is_file() else None
 
 
 def manifest_spec(folder: str | Path) -> ModelSpec:

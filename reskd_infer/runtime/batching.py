@@ -42,29 +42,34 @@ def _video_name(video: Any) -> str | None:
     return str(video) if isinstance(video, (str, Path)) else None
 
 
-def prepare_video(video: Any, spec: ModelSpec,
-                  device: str = "cpu") -> tuple[np.ndarray | torch.Tensor | None, tuple | None, dict[str, float]]:
+def prepare_video(video: Any, spec: ModelSpec, device: str = "cpu", decode_spec: ModelSpec | None = None
+                  ) -> tuple[np.ndarray | torch.Tensor | None, tuple | None, dict[str, float]] | tuple:
     """Worker task: decode and preprocess one video into its float32 batch (num_clips, 3, T, S, S):
     a NumPy array, or a CUDA tensor when ``device`` is a GPU where NVDEC decoding runs.
 
     Returns ``(batch, None, timings)`` or ``(None, error, timings)`` where ``error`` is a picklable
     ``(exception class, path, problem)``: errors travel back from worker processes intact.
+
+    With ``decode_spec`` (a cascade decoding once for two models that sample the same frames) the frames
+    are decoded as ``decode_spec`` says, ``spec``'s batch is made from them, and the decoded uint8 clips
+    come back as a fourth item (None on error), so the other model's batch needs no second decode.
     """
     timings = dict.fromkeys(STAGES, 0.0)
+    keep = decode_spec is not None
     try:
-        clips = load_clips(video, spec, None, timings, device=device)
+        clips = load_clips(video, decode_spec or spec, None, timings, device=device)
         start = time.perf_counter()
         batch = clips_to_batch(clips, spec, device)
         batch = batch.numpy() if batch.device.type == "cpu" else batch
         timings["preprocess"] = (time.perf_counter() - start) * 1000.0
-        return batch, None, timings
+        return (batch, None, timings, clips) if keep else (batch, None, timings)
     except VideoError as exc:
-        return None, (type(exc), exc.path, exc.problem), timings
+        error = (type(exc), exc.path, exc.problem)
     except ReskdError as exc:
-        return None, (type(exc), None, str(exc)), timings
+        error = (type(exc), None, str(exc))
     except Exception as exc:  # noqa: BLE001 - a worker must turn anything into an error result, never a traceback
-        return None, (UnreadableVideoError, _video_name(video), f"cannot be processed ({type(exc).__name__}: {exc})"), \
-            timings
+        error = (UnreadableVideoError, _video_name(video), f"cannot be processed ({type(exc).__name__}: {exc})")
+    return (None, error, timings, None) if keep else (None, error, timings)
 
 
 def _rebuild_error(error: tuple) -> ReskdError:
@@ -95,6 +100,7 @@ class _Pending:
     num_clips: int = 0
     logits: list[np.ndarray] = field(default_factory=list)
     inferred: int = 0
+    payload: Any = None  # what a custom ``prepare`` returned beside the batch (the cascade's decoded frames)
 
     @property
     def done(self) -> bool:
@@ -106,17 +112,23 @@ class ClipStream:
 
     ``infer(batch float32 (N, 3, T, S, S)) -> logits (N, K)`` runs in the calling thread;
     ``finish(pending logits (num_clips, K)) -> predictions`` turns a video's logits into its result.
+    ``complete(result, logits, payload)``, when given, fills the result itself instead (in the calling
+    thread, in input order). ``prepare(video, spec, device)`` is the worker task (default
+    :func:`prepare_video`; it may return a fourth item, a payload kept with the video until ``complete``).
     """
 
     def __init__(self, spec: ModelSpec, infer: Callable[[np.ndarray], np.ndarray],
-                 finish: Callable[[np.ndarray], list], batch_size: int = 8, workers: int = 2,
-                 worker_kind: str = "thread", max_in_flight: int | None = None, device: str = "cpu"):
+                 finish: Callable[[np.ndarray], list] | None, batch_size: int = 8, workers: int = 2,
+                 worker_kind: str = "thread", max_in_flight: int | None = None, device: str = "cpu",
+                 prepare: Callable[..., tuple] = prepare_video,
+                 complete: Callable[[VideoResult, np.ndarray, Any], None] | None = None):
         if batch_size < 1 or workers < 1:
             raise ValueError("batch_size and workers must be at least 1")
         if worker_kind == "process" and not device.startswith("cpu"):
             raise ValueError("GPU preprocessing runs in worker threads (CUDA tensors do not cross processes)")
         self.device = device
         self.spec, self.infer, self.finish = spec, infer, finish
+        self.prepare, self.complete = prepare, complete
         self.batch_size, self.workers, self.worker_kind = batch_size, workers, worker_kind
         # Enough read-ahead to fill one batch while the workers decode the next ones.
         self.max_in_flight = max_in_flight or workers + math.ceil(batch_size / spec.num_clips)
@@ -148,7 +160,7 @@ class ClipStream:
             except StopIteration:
                 return
             item = _Pending(VideoResult(video))
-            item.future = pool.submit(prepare_video, video, self.spec, self.device)
+            item.future = pool.submit(self.prepare, video, self.spec, self.device)
             order.append(item)
             self.peak_in_flight = max(self.peak_in_flight, len(order))
 
@@ -158,7 +170,8 @@ class ClipStream:
         if item is None:
             return False
         start = time.perf_counter()
-        batch, error, timings = item.future.result()
+        batch, error, timings, *payload = item.future.result()
+        item.payload = payload[0] if payload else None
         waited = (time.perf_counter() - start) * 1000.0
         item.future = None
         item.result.timings.update(timings)
@@ -183,6 +196,9 @@ class ClipStream:
 
     def _emit(self, item: _Pending) -> VideoResult:
         if item.result.error is None:
-            item.result.predictions = self.finish(np.stack(item.logits))
-        item.logits = []
+            if self.complete is not None:
+                self.complete(item.result, np.stack(item.logits), item.payload)
+            else:
+                item.result.predictions = self.finish(np.stack(item.logits))
+        item.logits, item.payload = [], None
         return item.result

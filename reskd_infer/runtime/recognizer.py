@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from reskd_infer.io.artifacts import (
     candidate_artifacts,
     check_folder_artifact,
     check_spec_matches_manifest,
+    read_card,
     read_manifest,
 )
 from reskd_infer.runtime.batching import ClipStream
@@ -171,6 +173,15 @@ class Recognizer:
     def backend_name(self) -> str:
         return self.backend.name
 
+    @property
+    def card(self) -> dict[str, Any] | None:
+        """The deployment card ``reskd-card`` wrote into this export folder (``card.json``: what each model
+        measured on the user's clips costs and how close it is to the reference), or None when there is none
+        (or the model is not an export folder). See docs/card.md."""
+        if isinstance(self.path, Path) and self.path.is_dir():
+            return read_card(self.path)
+        return None
+
     # ---- inference ------------------------------------------------------------------------------
     def preprocess(self, video: VideoInput, rng: np.random.Generator | None = None) -> torch.Tensor:
         """The batch (num_clips, 3, T, S, S) the model sees for ``video`` (on the backend's device)."""
@@ -237,10 +248,16 @@ class Recognizer:
             * Stopping the iteration early (``break``) cancels nothing harmful: pending decodes finish
               and are dropped.
         """
-        stream = ClipStream(self.spec, self._infer_ready, lambda logits: self._top(self._scores(logits), topk),
-                            batch_size=batch_size, workers=workers, worker_kind=worker_kind,
-                            max_in_flight=max_in_flight, device=str(self.backend.input_device))
+        stream = ClipStream(self.spec, self._infer_ready, None, batch_size=batch_size, workers=workers,
+                            worker_kind=worker_kind, max_in_flight=max_in_flight,
+                            device=str(self.backend.input_device),
+                            complete=lambda result, logits, _: self._complete(result, logits, topk))
         return stream.run(videos)
+
+    def _complete(self, result: VideoResult, logits: np.ndarray, topk: int) -> None:
+        """A streamed video's answer: its class probabilities (kept on the result) and their top ``topk``."""
+        result.probabilities = self._scores(logits)
+        result.predictions = self._top(result.probabilities, topk)
 
     def _infer_ready(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         batch = torch.from_numpy(batch) if isinstance(batch, np.ndarray) else batch

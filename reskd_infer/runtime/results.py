@@ -100,6 +100,9 @@ class VideoResult:
             video's clips). Stages that did not run are 0. A timeline run records ``total`` only.
         windows: None, or the video's timeline (:class:`WindowPrediction` per window) when it was
             predicted window by window.
+        probabilities: None, or the class probabilities (num_classes,) the predictions were taken from
+            (averaged over the video's views); kept in memory only, never written.
+        answered_by: None, or in a cascade which model answered: ``"small"`` or ``"large"``.
     """
 
     video: Any
@@ -107,6 +110,8 @@ class VideoResult:
     error: ReskdError | None = None
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     windows: list[WindowPrediction] | None = None
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    answered_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -114,7 +119,8 @@ class VideoResult:
 
     def to_dict(self) -> dict[str, object]:
         """The predictions-file record: ``video``, ``predictions``, ``error`` (None or ``{"type", "message"}``),
-        ``timings`` (ms, rounded to the microsecond), and ``windows`` when there is a timeline."""
+        ``timings`` (ms, rounded to the microsecond), ``windows`` when there is a timeline, and ``answered_by``
+        when a cascade answered."""
         record: dict[str, object] = {
             "video": video_name(self.video),
             "predictions": predictions_to_list(self.predictions),
@@ -123,6 +129,8 @@ class VideoResult:
         }
         if self.windows is not None:
             record["windows"] = [window_span(w.start_s, w.end_s, w.predictions) for w in self.windows]
+        if self.answered_by is not None:
+            record["answered_by"] = self.answered_by
         return record
 
 

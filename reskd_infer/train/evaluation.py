@@ -20,11 +20,11 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from reskd_infer.errors import DatasetError
+from reskd_infer.errors import DatasetError, check_same_classes
+from reskd_infer.metrics import agreement_metrics, classification_metrics
 from reskd_infer.runtime.recognizer import Recognizer
 from reskd_infer.train.data import EvalClipDataset, ListLoader, read_classes
 from reskd_infer.train.distributed import DistInfo, ShardSampler
-from reskd_infer.train.metrics import classification_metrics
 
 
 def evaluate(artifact: str | Path, val_list: str | Path, data_root: str | Path | None = None,
@@ -73,17 +73,8 @@ def agreement(artifact: str | Path, reference: str | Path, clip_list: str | Path
             dataset = EvalClipDataset(clip_list, data_root, rec.spec, labelled=False)
             probs.append(torch.from_numpy(_score(rec, dataset, batch_size, workers, progress)[0]).double())
             specs.append(rec.spec)
-    if specs[0].class_names != specs[1].class_names:
-        raise DatasetError(f"{artifact} and {reference} have different classes ({specs[1].num_classes} vs "
-                           f"{specs[0].num_classes}, or other names): agreement compares class by class")
-    ref, model = probs
-    top1 = ref.argmax(-1)
-    top5 = model.topk(min(5, model.shape[-1]), -1).indices
-    eps = 1e-12  # probabilities that underflowed to 0 would make the KL infinite
-    kl = (ref * (ref.clamp_min(eps).log() - model.clamp_min(eps).log())).sum(-1)
-    return {"top1_agreement": float((model.argmax(-1) == top1).double().mean()),
-            "top5_overlap": float((top5 == top1[:, None]).any(-1).double().mean()),
-            "mean_kl": float(kl.mean()), "num_samples": len(ref)}
+    check_same_classes(artifact, specs[1].class_names, reference, specs[0].class_names)
+    return {**agreement_metrics(*probs), "num_samples": len(probs[0])}
 
 
 def _score(rec: Recognizer, dataset: EvalClipDataset, batch_size: int, workers: int,

@@ -41,6 +41,7 @@ from reskd_infer.errors import DatasetError
 from reskd_infer.io.checkpoint import save_checkpoint, spec_from_checkpoint
 from reskd_infer.io.digests import file_sha256, weights_digest
 from reskd_infer.io.files import atomic_write
+from reskd_infer.metrics import classification_metrics
 from reskd_infer.models import build_model, get_arch_info, load_pretrained_weights
 from reskd_infer.models.efficientnet_lite import load_imagenet_weights
 from reskd_infer.spec import EVAL_RESIZE_RATIO, SAMPLING_SEGMENTS, ModelSpec, library_versions
@@ -75,7 +76,6 @@ from reskd_infer.train.distiller import (
 )
 from reskd_infer.train.distributed import DistInfo, init_distributed
 from reskd_infer.train.evaluation import evaluate, predict_dataset, primary_metric
-from reskd_infer.train.metrics import classification_metrics
 from reskd_infer.train.state import STATE_FILE, TrainState
 from reskd_infer.train.unlabelled import (
     CachedBatches,

@@ -128,3 +128,16 @@ def test_adaptation_quick(tmp_path):
     assert rows[("calibrated", "pooled")]["mean_kl"] < rows[("untouched", "pooled")]["mean_kl"]
     assert set(r["targets"]) == {"twice_untouched", "calibrated_plus_0.05", "lower_kl"}
     assert (tmp_path / "adaptation.png").stat().st_size > 1000
+
+
+def test_cascade_quick(tmp_path):
+    r = _run("accuracy.cascade", tmp_path)
+    keys = {"small_input_size", "large_input_size", "split", "threshold", "escalated", "top1", "small_top1",
+            "large_top1", "gflops_fraction", "videos_per_s_ratio"}
+    assert [p["small_input_size"] for p in r["pairs"]] == [56, 40]
+    for p in r["pairs"]:
+        assert keys <= set(p) and p["large_input_size"] == 112 and p["split"] == "val"
+        assert p["verified"] is True  # the real Cascade gave the simulated answer on every clip
+        assert p["gflops_fraction"] <= 0.4 and p["videos_per_s_ratio"] > 0
+    assert set(r["realfootage"]["small"]) == {"distilled_56", "untouched_56"}
+    assert (tmp_path / "cascade.png").stat().st_size > 1000

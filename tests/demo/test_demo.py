@@ -15,7 +15,7 @@ import torch
 from demo import cli
 from demo.realfootage import FootageBudget, stage_realfootage
 from demo.report import draw, machine, table
-from demo.speed import stage_speed
+from demo.speed import stage_card, stage_speed
 from reskd_infer import ModelSpec, Recognizer, save_checkpoint
 from reskd_infer.export import export_model
 from reskd_infer.models import build_model
@@ -69,6 +69,22 @@ def test_speed_stage_measures_both_backends(tmp_path, clip_dir):
     # Halving the side divides the convolutions' work by about 4 (TF "same" padding makes it inexact).
     ratio = speed["teacher"]["gflops_per_clip"] / speed["reskd_student"]["gflops_per_clip"]
     assert 3.0 < ratio < 4.5
+
+
+def test_card_stage_is_reskd_cards_own_card_of_teacher_and_students(tmp_path):
+    from trainkit import make_video_set
+
+    listing = make_video_set(tmp_path / "clips", num_videos=4, num_classes=2, frames=4, size=48, name="val.txt")
+    teacher, _ = _artifacts(tmp_path, 64)
+    student, _ = _artifacts(tmp_path, 32)
+    models = {"teacher": teacher, "reskd_student": tmp_path / "m32", "plain_student": student}
+    r = stage_card(tmp_path, models, listing, threads=1, workers=1)
+    card = json.loads(Path(r["card"]).read_text())
+    assert [row["model"] for row in card["rows"]] == [str(p) for p in models.values()]
+    assert card["reference"] == str(teacher) and card["labelled"] and card["clips"] == 4
+    with Recognizer(tmp_path / "m32") as rec:  # the exported student's folder carries the card
+        assert rec.card["rows"] == card["rows"]
+    assert (tmp_path / "card" / "card.png").is_file()
 
 
 def _fake_row(top1: float, size: int, fps: float) -> tuple[dict, dict]:

@@ -165,7 +165,7 @@ def test_a_centred_unflipped_training_crop_is_the_eval_tensor_for_student_and_te
 
 
 def test_metrics_by_hand():
-    from reskd_infer.train.metrics import classification_metrics
+    from reskd_infer.metrics import classification_metrics
 
     scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3], [0.2, 0.3, 0.5]])
     acc = classification_metrics(scores, torch.tensor([1, 2, 0]), multi_label=False)
