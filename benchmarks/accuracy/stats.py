@@ -27,3 +27,25 @@ def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
     one = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
     return {"t": round(float(res.statistic), 3), "df": round(float(res.df), 2), "p_two_sided": round(float(res.pvalue), 5),
             "p_one_sided_kd_greater": round(float(one.pvalue), 5)}
+
+
+def paired(a: list[float], b: list[float]) -> dict[str, float] | None:
+    """Paired t-test of a vs b, matched by position (the same seed): mean difference, t, df, two-sided p and
+    one-sided p (a > b)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired test needs equal lengths, got {len(a)} and {len(b)}")
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if len(diffs) < 2 or statistics.stdev(diffs) == 0:
+        return None
+    from scipy import stats  # scipy is not a dependency of the package: only the accuracy benchmarks need it
+
+    res = stats.ttest_rel(a, b)
+    one = stats.ttest_rel(a, b, alternative="greater")
+    return {"mean_diff": round(statistics.fmean(diffs), 4), "t": round(float(res.statistic), 3),
+            "df": len(diffs) - 1, "p_two_sided": round(float(res.pvalue), 5),
+            "p_one_sided_greater": round(float(one.pvalue), 5)}
+
+
+def binomial_se(top1: float, clips: int) -> float:
+    """The sampling error of a top-1 measured on ``clips`` independent clips: sqrt(p (1 - p) / n)."""
+    return round((top1 * (1.0 - top1) / clips) ** 0.5, 4)
