@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="probe: train on the first N training clips of each class (0: all)")
     p.add_argument("--cost", action="store_true",
                    help="cost mode: time training and scoring steps of every family at both sizes (random clips, "
-                        "--threads threads) and estimate the full run's core-hours; writes temporal_probe.json")
+                        "--threads threads) and estimate the full run's core-hours; writes temporal_cost.json")
     p.add_argument("--quick", action="store_true",
                    help="tiny smoke run: results, models and test looks under benchmarks/scratch/quick (or --results-dir)")
     p.add_argument("--results-dir", default=None, help="where .json/.md go (default benchmarks/results/temporal)")
@@ -163,7 +163,7 @@ class Runner:
         if done.is_file():
             row = json.loads(done.read_text())
             if row["config"] == config:
-                return row
+                return {"epochs_done": len(row["epochs"]), **row}
             raise SystemExit(f"{work}: trained with another configuration; move it away to retrain")
         start = time.time()
         eval_every = cfg.pop("eval_every", cfg["epochs"])
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     r = Runner(args, data, out_dir)
     if args.cost:
-        result = cost(r, out_dir / f"{OUTPUT}_probe.json")
+        result = cost(r, out_dir / f"{OUTPUT}_cost.json")
     elif args.probe or args.probe_teachers:
         if is_test(args.split):
             raise SystemExit("--probe and --probe-teachers run on validation only")
@@ -423,10 +423,9 @@ def full_run_estimate(args: argparse.Namespace, arch: str, t: dict[str, float], 
 
 
 def cost(r: Runner, path: Path) -> dict[str, Any]:
-    """Measured step costs of every family and the full run's estimate, into the probe file's ``cost`` section."""
+    """Measured step costs of every family and the full run's estimate (its own file: probes run beside it)."""
     args = r.args
-    result = json.loads(path.read_text()) if path.is_file() else {"probe": True, "split": "val"}
-    result.update({"commit": git_commit(), "frames": args.frames, "setup": setup(r)})
+    result: dict[str, Any] = {"commit": git_commit(), "frames": args.frames, "setup": setup(r)}
     n_val = len((r.data / "val.txt").read_text().splitlines())
     n_test = args.per_class_test * len(r.classes)  # from the settings: the test list itself is not opened
     families = {}
@@ -461,6 +460,22 @@ def first_per_class(data: Path, per_class: int) -> Path:
     return out
 
 
+def markdown_cost(r: dict[str, Any], head: str) -> str:
+    c = r["cost"]
+    lines = ["# Temporal task: measured cost and the full run's estimate", "", head, "",
+             f"Measured cost (batch {c['batch']}, {c['threads']} thread(s), {c['note']}):", "",
+             "| family | train s/clip (teacher px) | eval s/clip (teacher px) | train s/clip (student px) | "
+             "eval s/clip (student px) | load avg | full run, core-hours |", "|---|---|---|---|---|---|---|"]
+    for arch, f in c["families"].items():
+        t, s = f["s_per_clip"][str(f["teacher_size"])], f["s_per_clip"][str(f["student_size"])]
+        lines.append(f"| {arch} | {t['train']:.3f} ({f['teacher_size']}) | {t['eval']:.3f} | {s['train']:.3f} "
+                     f"({f['student_size']}) | {s['eval']:.3f} | {f['load_average_1min']:.1f} | "
+                     f"{f['full_run']['core_hours']:.1f} |")
+    lines += ["", f"Full run, both families: about **{c['total_core_hours']:.1f} core-hours** on this machine "
+                  f"({next(iter(c['families'].values()))['full_run']['assumes']})."]
+    return "\n".join(lines + [""])
+
+
 def markdown(r: dict[str, Any]) -> str:
     s = r["setup"]
     head = (f"{s['train_clips']} training clips of {len(s['clips']['classes'])} classes "
@@ -484,19 +499,9 @@ def markdown(r: dict[str, Any]) -> str:
             last = f"{run['val_top1']:.3f}" if run["val_top1"] is not None else "n/a"
             lines.append(f"| {name} (full-run teacher) | {run['init']} | {done} | {curve} | **{last}** | n/a | "
                          f"{run['s_per_clip_epoch']:.3f} |")
-        if "cost" in r:
-            c = r["cost"]
-            lines += ["", f"Measured cost (batch {c['batch']}, {c['threads']} thread(s), {c['note']}):", "",
-                      "| family | train s/clip (teacher px) | eval s/clip (teacher px) | train s/clip (student px) | "
-                      "eval s/clip (student px) | load avg | full run, core-hours |", "|---|---|---|---|---|---|---|"]
-            for arch, f in c["families"].items():
-                t, s = f["s_per_clip"][str(f["teacher_size"])], f["s_per_clip"][str(f["student_size"])]
-                lines.append(f"| {arch} | {t['train']:.3f} ({f['teacher_size']}) | {t['eval']:.3f} | "
-                             f"{s['train']:.3f} ({f['student_size']}) | {s['eval']:.3f} | {f['load_average_1min']:.1f} | "
-                             f"{f['full_run']['core_hours']:.1f} |")
-            lines += ["", f"Full run, both families: about **{c['total_core_hours']:.1f} core-hours** on this machine "
-                          f"({next(iter(c['families'].values()))['full_run']['assumes']})."]
         return "\n".join(lines + [""])
+    if "cost" in r:
+        return markdown_cost(r, head)
     key = "top1" if is_test(r["split"]) else "val_top1"
     if any("kd" not in f for f in r["families"]):  # --teacher-only
         return "\n".join(["# Temporal task: the teachers (validation)", "", head, "",
