@@ -484,21 +484,26 @@ def markdown(r: dict[str, Any]) -> str:
             + (" **Quick smoke run: not a result.**" if s["quick"] else ""))
     if r.get("probe"):
         lines = ["# Temporal task: feasibility probe (validation split only, never test)", "", head, "",
-                 "| architecture | init | epochs | val top-1 by epoch | final val top-1 | garment / motion pair / "
-                 "order right (val, final model) | train s/clip/epoch |", "|---|---|---|---|---|---|---|"]
+                 "| architecture | init | train clips | epochs | val top-1 by epoch | final val top-1 | garment / "
+                 "motion pair / order right (val, final model) | wall s per clip-epoch (shared machine) |",
+                 "|---|---|---|---|---|---|---|---|"]
         for name, run in r.get("runs", {}).items():
             curve = ", ".join(f"{e}: {v:.3f}" for e, v in run["val_curve"])
             done = f"{run['epochs_done']} of a {run['epochs']}-epoch schedule" if run["partial"] else run["epochs"]
             f = run.get("val_factors") or {}
             factors = f"{f['garment']:.3f} / {f['motion_pair']:.3f} / {f['order']:.3f}" if f else "n/a"
-            lines.append(f"| {name} | {run['init']} | {done} | {curve} | **{run['val_top1']:.3f}** | {factors} | "
-                         f"{run['s_per_clip_epoch']:.3f} |")
+            lines.append(f"| {name} | {run['init']} | {run['train_clips']} | {done} | {curve} | "
+                         f"**{run['val_top1']:.3f}** | {factors} | {run['s_per_clip_epoch']:.3f} |")
         for name, run in r.get("teachers", {}).items():
             curve = ", ".join(f"{e}: {v:.3f}" for e, v in run["val_curve"]) or "not scored yet"
             done = f"{run['epochs_done']} of {run['epochs']}" + (" (stopped, resumable)" if run["partial"] else "")
             last = f"{run['val_top1']:.3f}" if run["val_top1"] is not None else "n/a"
-            lines.append(f"| {name} (full-run teacher) | {run['init']} | {done} | {curve} | **{last}** | n/a | "
-                         f"{run['s_per_clip_epoch']:.3f} |")
+            lines.append(f"| {name} (full-run teacher) | {run['init']} | {run['train_clips']} | {done} | {curve} | "
+                         f"**{last}** | n/a | {run['s_per_clip_epoch']:.3f} |")
+        lines += ["", "Order right: the share of validation clips whose own class scores above its time-reversed partner "
+                      "(same garment, motion played backwards): 0.5 for any order-blind model such as TSN, whose expected top-1 "
+                      "is at most 0.5. Wall times include decoding and the waiting of a machine "
+                      "shared by several jobs (temporal_cost.json has CPU seconds)."]
         return "\n".join(lines + [""])
     if "cost" in r:
         return markdown_cost(r, head)
