@@ -358,11 +358,13 @@ def probe(r: Runner, archs: list[str], teachers: list[str], path: Path) -> dict[
     runs = result.setdefault("runs", {})
     for arch in archs:
         init = {"pretrained_imagenet": True} if arch in IMAGENET_ARCHS else {}
-        row = r.fit(f"probe/{arch}_{args.teacher_size}_e{args.probe_epochs}_n{r.num_train}", args.stop_after_epoch,
+        lr = parse_mapping(args.teacher_lr).get(arch, 0.01)
+        tag = "" if lr == 0.01 else f"_lr{lr:g}"  # the first probes ran at 0.01 and carry no tag
+        row = r.fit(f"probe/{arch}_{args.teacher_size}_e{args.probe_epochs}_n{r.num_train}{tag}", args.stop_after_epoch,
                     arch=arch,
                     input_size=args.teacher_size, epochs=args.probe_epochs, eval_every=args.probe_eval_every,
-                    lr=parse_mapping(args.teacher_lr).get(arch, 0.01), seed=0, train_list=str(train_list), **init)
-        runs[f"{arch}@{args.teacher_size}"] = {k: row[k] for k in ("val_top1", "val_curve", "train_s", "s_per_clip_epoch",
+                    lr=lr, seed=0, train_list=str(train_list), **init)
+        runs[f"{arch}@{args.teacher_size}{tag.replace('_', ' ')}"] = {k: row[k] for k in ("val_top1", "val_curve", "train_s", "s_per_clip_epoch",
                                                                     "train_clips", "epochs_done")} | {
             "epochs": args.probe_epochs, "init": "imagenet" if init else "scratch", "lr": row["config"]["lr"],
             "partial": bool(row.get("partial")),
