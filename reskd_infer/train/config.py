@@ -23,7 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # BatchNorm momentum per backbone when --bn-momentum is 0. Lite0 carries TF's 0.01 (decay 0.99, made for
 # long ImageNet runs): a fine-tuning of a few hundred steps would leave its running statistics mostly
 # ImageNet's at 224 px, so the trainer uses PyTorch's 0.1; the others keep their own (0.1).
-BN_MOMENTUM_DEFAULTS: dict[str, float] = {"tsn_effnet_lite0": 0.1}
+BN_MOMENTUM_DEFAULTS: dict[str, float] = {"tsn_effnet_lite0": 0.1, "tsm_effnet_lite0": 0.1}
 CLIP_MODES = ("separate", "global")
 
 

@@ -43,7 +43,7 @@ from reskd_infer.io.digests import file_sha256, weights_digest
 from reskd_infer.io.files import atomic_write
 from reskd_infer.metrics import classification_metrics
 from reskd_infer.models import build_model, get_arch_info, load_pretrained_weights
-from reskd_infer.models.efficientnet_lite import load_imagenet_weights
+from reskd_infer.models.efficientnet_lite import IMAGENET_ARCHS, load_imagenet_weights
 from reskd_infer.spec import EVAL_RESIZE_RATIO, SAMPLING_SEGMENTS, ModelSpec, library_versions
 from reskd_infer.train.config import (
     BN_MOMENTUM_DEFAULTS,
@@ -221,8 +221,9 @@ def init_student(model: nn.Module, cfg: TrainConfig, teacher: nn.Module | None) 
                              f"student {cfg.model.arch})")
         model.load_state_dict(teacher.state_dict(), strict=True)
     elif cfg.model.pretrained_imagenet:
-        if cfg.model.arch != "tsn_effnet_lite0":
-            raise TrainError(f"--pretrained-imagenet is only available for tsn_effnet_lite0, not {cfg.model.arch}")
+        if cfg.model.arch not in IMAGENET_ARCHS:
+            raise TrainError(f"--pretrained-imagenet is only available for {' and '.join(IMAGENET_ARCHS)}, "
+                             f"not {cfg.model.arch}")
 
         load_imagenet_weights(model)  # type: ignore[arg-type]
     set_bn_momentum(model, cfg.effective_bn_momentum())

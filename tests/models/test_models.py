@@ -93,3 +93,39 @@ def test_local_video_weights_load_and_wrong_weights_are_refused(tmp_path):
         build_model(ModelSpec(arch="tsn_r18", class_names=["a"]), weights=tmp_path / "r21d.pth")
     with pytest.raises(CheckpointError, match="not found"):
         build_model(spec, weights=tmp_path / "nope.pth")
+
+
+def test_tsm_lite0_shifts_every_residual_block_and_takes_tsn_lite0s_weights():
+    # The shift has no parameters: TSM-Lite0's state dict is TSN-Lite0's key for key (so the ImageNet weights
+    # load strictly). With the shift emptied the two give the same output; with it only TSM notices time reversed.
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="tsn_effnet_lite0", class_names=["a", "b"], num_frames=4, input_size=32)
+    tsn, tsm = build_model(spec).eval(), build_model(spec.replace(arch="tsm_effnet_lite0")).eval()
+    assert tsm.state_dict().keys() == tsn.state_dict().keys()
+    tsm.load_state_dict(tsn.state_dict(), strict=True)
+    blocks = list(tsm.trunk._blocks)
+    shifts = [b.shift for b in blocks if b.shift is not None]
+    assert len(shifts) == sum(b.use_residual for b in blocks) == 9  # Lite0's 16 blocks, 9 with a shortcut
+    assert all(isinstance(m, TemporalShift) and m.num_frames == 4 for m in shifts)
+    x = torch.randn(1, 3, 4, 32, 32)
+    # Compared on the feature maps: an untrained Lite0's logits are too small to show the difference.
+    with torch.no_grad():
+        for m in shifts:
+            m.fold_div = 10**6
+        assert torch.allclose(tsm.forward_features(x), tsn.forward_features(x), atol=1e-5)
+        for m in shifts:
+            m.fold_div = 8
+        tsm_maps, tsn_maps = tsm.forward_features(x), tsn.forward_features(x)
+        assert (tsm_maps - tsn_maps).abs().max() > 1e-2 * tsn_maps.abs().max()
+        assert torch.allclose(tsn.forward_features(x.flip(2)), tsn_maps.flip(2), atol=1e-5)  # per frame: order-blind
+        assert (tsm.forward_features(x.flip(2)) - tsm_maps.flip(2)).abs().max() > 1e-2 * tsm_maps.abs().max()
+
+
+def test_imagenet_weights_load_into_tsm_lite0():
+    from reskd_infer.models.efficientnet_lite import imagenet_state_dict, load_imagenet_weights
+
+    model = load_imagenet_weights(build_model(ModelSpec(arch="tsm_effnet_lite0", class_names=["a", "b"],
+                                                        num_frames=2, input_size=32)))
+    state = imagenet_state_dict()
+    assert torch.equal(model.trunk._blocks[5]._depthwise_conv.weight, state["_blocks.5._depthwise_conv.weight"])
+    assert torch.equal(model.trunk._conv_head.weight, state["_conv_head.weight"])

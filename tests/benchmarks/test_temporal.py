@@ -1,0 +1,55 @@
+"""The temporal benchmark's smoke run: --split val never opens the test list; --split test scores the same
+fixed configuration's models once and logs one look (beside the smoke results, not in the real log)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.accuracy import temporal
+from benchmarks.protocol import TEST_LOOKS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
+    if not (ROOT / "data" / "fashion-mnist").is_dir() or not (ROOT / "data" / "photos").is_dir():
+        pytest.fail(f"shipped data missing under {ROOT / 'data'}: run `make data` (make test does it)")
+    real_split_list = temporal.split_list
+    opened = []
+
+    def guarded(clips_dir, split):
+        opened.append(split)
+        return real_split_list(clips_dir, split)
+
+    monkeypatch.setattr(temporal, "split_list", guarded)
+    looks_before = TEST_LOOKS.read_text() if TEST_LOOKS.is_file() else ""
+    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert opened == [] and r["split"] == "val" and r["complete"] is True
+    assert r == json.loads((tmp_path / "temporal.json").read_text())
+    assert (tmp_path / "temporal.md").read_text().startswith("# Temporal task")
+    assert r["frames"] == 8 and r["teacher"]["input_size"] == 64 and r["teacher"]["top1"] is None
+    assert [f["arch"] for f in r["families"]] == ["tsm_effnet_lite0", "r3d_18"]
+    for fam in r["families"]:
+        assert fam["input_size"] == 32 and fam["plain_budget"]["grid"] and 0.0 <= fam["teacher"]["val_top1"] <= 1.0
+        for arm in ("kd", "plain"):
+            assert len(fam[arm]["seeds"]) == 2 and fam[arm]["seeds"] == fam[arm]["val_seeds"]
+        assert "paired_p" in fam and "welch_p" in fam
+    runs = sorted(p.parent.name for p in (tmp_path / "temporal_runs").glob("*/*/row.json"))
+    assert runs == sorted(["teacher_64", "plain_32_lr0.01_e1_s0", "plain_32_lr0.01_e1_s1", "kd_32_lr0.01_e1_s0",
+                           "kd_32_lr0.01_e1_s1"] * 2)
+
+    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path), "--split", "test"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert opened.count("test") > 0 and t["split"] == "test" and t["test_looks"] == 1
+    assert 0.0 <= t["teacher"]["top1"] <= 1.0
+    for fam, val_fam in zip(t["families"], r["families"], strict=True):
+        assert fam["kd"]["val_seeds"] == val_fam["kd"]["val_seeds"]  # the same models: nothing retrained
+        assert all(0.0 <= x <= 1.0 for x in fam["kd"]["seeds"] + fam["plain"]["seeds"])
+        assert fam["test_binomial_se"] > 0
+    look = json.loads((tmp_path / "test_looks.jsonl").read_text())
+    assert look["benchmark"] == "temporal" and look["test_split"] == "fresh"
+    assert (TEST_LOOKS.read_text() if TEST_LOOKS.is_file() else "") == looks_before  # the real log is untouched
