@@ -14,7 +14,8 @@ Exit codes (every console script):
       file (checkpoint, ONNX, plan, manifest, list, config), no usable backend, models compared
       (``reskd-card``, ``reskd-predict --cascade``, ``reskd-eval --reference``) whose class names differ
 3     ``reskd-export --trt`` without TensorRT or an NVIDIA GPU (the ONNX files were written), or
-      ``reskd-export --int8`` refused: the INT8 model missed the agreement gate after every fallback
+      ``reskd-export --int8`` refused: the INT8 model missed the agreement gate after every fallback, or
+      the architecture's INT8 was measured not faster than FP32 on CPUs like this one
       (:class:`Int8RefusedError`; the FP32/FP16 artifacts were written and verified)
 ====  =====================================================================================
 
@@ -86,7 +87,9 @@ class ExportError(ReskdError):
 
 class Int8RefusedError(ExportError):
     """``reskd-export --int8``: the quantized model's top-1 agreement with FP32 on the verification clips stayed
-    below the gate after every fallback; the message gives the figure and the worst clips (exit 3).
+    below the gate after every fallback (the message gives the figure and the worst clips), or the architecture
+    is one whose INT8 was measured not to pay on CPUs without VNNI (the message gives the measured speed-up and
+    its results file; nothing was quantized); exit 3.
     :attr:`result` describes what was written (the FP32/FP16 artifacts, verified, and their manifest)."""
 
     def __init__(self, message: str, result: Any = None):

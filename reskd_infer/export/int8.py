@@ -51,6 +51,13 @@ ONNXRUNTIME_MODES = ("default", "keep_ends", "keep_ends_percentile")
 ACCURACY_CONTROL_ITERATIONS = 16  # NNCF reverts at most this many layer groups to float
 PAYS_MIN_SPEEDUP = 1.1  # below this measured INT8/FP32 ratio the exporter says INT8 does not pay here
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+FAMILIES_RESULTS = "benchmarks/results/int8/int8_families.json"
+# The zoo families whose OpenVINO INT8 was measured under PAYS_MIN_SPEEDUP x FP32 (FAMILIES_RESULTS: 56 px, 4 frames,
+# batch 1, 1 thread, random weights) on a CPU without VNNI: arch -> that speed-up. ``reskd-export --int8`` refuses
+# them on such CPUs before decoding or quantizing anything (:func:`not_paying_reason`); the one place they are listed.
+INT8_NOT_PAYING: dict[str, float] = {
+    "swin3d_t": 0.838,  # 0.84x at 56 px; at 112 px, 8 frames: see docs/engines.md (cause not measured)
+}
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
@@ -309,6 +316,16 @@ def pays_line(engine: str, spec: ModelSpec, speedup: float) -> str | None:
             "INT8 does not pay here; Recognizer(folder, precision='fp32') serves FP32")
 
 
+def not_paying_reason(spec: ModelSpec) -> str | None:
+    """The one-line refusal of ``--int8`` for a family measured not to pay on CPUs like this one, else None."""
+    speedup = INT8_NOT_PAYING.get(spec.arch)
+    if speedup is None or has_vnni():
+        return None
+    return (f"{spec.arch}: INT8 not exported: OpenVINO INT8 ran it at {speedup:.2f}x FP32 on a CPU without VNNI "
+            f"({FAMILIES_RESULTS}), under the {PAYS_MIN_SPEEDUP}x it must gain to pay; "
+            "the FP32/FP16 artifacts were written and verified")
+
+
 def refusal_message(path: Path, engine: str, gate: GateResult, min_agreement: float,
                     attempts: Sequence[dict[str, Any]]) -> str:
     tried = ", ".join(f"{a['mode']} {a['agreement']:.1%}" if a.get("agreement") is not None
@@ -318,5 +335,6 @@ def refusal_message(path: Path, engine: str, gate: GateResult, min_agreement: fl
             f"clips: {describe_worst(gate)}. The FP32/FP16 artifacts were written and verified.")
 
 
-__all__ = ["DEFAULT_MIN_AGREEMENT", "GateResult", "agreement_gate", "pays_line", "quantize_onnxruntime",
+__all__ = ["DEFAULT_MIN_AGREEMENT", "INT8_NOT_PAYING", "GateResult", "agreement_gate", "not_paying_reason", "pays_line",
+           "quantize_onnxruntime",
            "quantize_openvino", "refusal_message", "speedup_vs_fp32", "tool_versions"]

@@ -65,6 +65,8 @@ class ExportResult:
 
 def int8_table(record: dict[str, Any]) -> str:
     """The INT8 gate, one line per engine and attempt: mode, agreement on the verification clips, verdict."""
+    if record.get("refused"):
+        return f"int8: {record['refused']}"
     clips = record.get("clips", {})
     lines = [f"int8 gate: top-1 agreement with FP32 >= {record.get('min_agreement', 0):.1%} on "
              f"{clips.get('verification', {}).get('clips', '?')} verification clips "
