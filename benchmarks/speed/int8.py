@@ -9,7 +9,7 @@ carphone_pristine.mp4, OpenCV's vtest.avi, the film's last 8 %). Every model is 
 
 Models: ``tsn_effnet_lite0`` 8 frames at 56 px (the label-free distilled student: ImageNet Lite0 at 56 px
 distilled from itself at 224 px on unlabelled photos and footage, made by ``make demo``'s stage 5 recipe,
-``demo.realfootage.stage_realfootage`` with its defaults, into benchmarks/scratch/int8/student when absent, about
+``demo.realfootage.stage_realfootage`` with its defaults, into benchmarks/scratch/realfootage_student when absent (benchmarks.shared_models), about
 4 minutes on one core; ``--student`` reuses one) and at 112 px (the ImageNet weights), ``r2plus1d_18`` 8 frames at 112 px
 (random weights: speed does not depend on them; its agreement is reported but says little).
 
@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.common import ROOT, SCRATCH, git_commit, results_dir
+from benchmarks.common import SCRATCH, git_commit, results_dir
+from benchmarks.shared_models import realfootage_student
 from demo.assets import bbb_film, footage
 from reskd_infer import ModelSpec, Recognizer, build_model, save_checkpoint
 from reskd_infer.backends.onnxruntime_ import OnnxRuntimeBackend
@@ -80,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--family-size", type=int, default=56, help="--part families: input size (default 56)")
     p.add_argument("--family-frames", type=int, default=4, help="--part families: frames (default 4)")
     p.add_argument("--student", type=Path, default=None, metavar="PATH",
-                   help="the distilled 56 px Lite0 checkpoint to use (default: benchmarks/scratch/int8/student's, "
+                   help="the distilled 56 px Lite0 checkpoint to use (default: benchmarks.shared_models.realfootage_student's, "
                    "made there with make demo's stage-5 recipe when absent)")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results/int8)")
     return p.parse_args(argv)
@@ -121,26 +122,19 @@ def footage_lists(out: Path, quick: bool) -> tuple[Path, Path]:
 
 
 # ---- models --------------------------------------------------------------------------------------------------
-STUDENT_DIR = SCRATCH / "int8" / "student"
-
-
 def distilled_student(given: Path | None) -> Path:
-    """The label-free distilled 56 px Lite0: ``given``, else the one made earlier under STUDENT_DIR, else made
-    there now by make demo's stage 5 (``stage_realfootage`` with its default budget, torch on one thread)."""
+    """The label-free distilled 56 px Lite0: ``given``, else the shared one
+    (:func:`benchmarks.shared_models.realfootage_student`: made by make demo's stage 5 on first use, one thread)."""
     if given is not None:
         if not given.is_file():
             raise SystemExit(f"--student {given}: no such checkpoint")
         return given
-    made = STUDENT_DIR / "realfootage" / "distilled_56.safetensors"
-    if not made.is_file():
-        from demo.realfootage import FootageBudget, stage_realfootage
-
-        print(f"making the distilled 56 px Lite0 in {STUDENT_DIR} (make demo's stage 5, ~4 min)", file=sys.stderr)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        stage_realfootage(ROOT / "data", STUDENT_DIR, FootageBudget())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return realfootage_student()
+    finally:
         torch.set_num_threads(threads)
-    return made
 
 
 # ---- models (timed) --------------------------------------------------------------------------------------------------

@@ -51,5 +51,5 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
         assert all(0.0 <= x <= 1.0 for x in fam["kd"]["seeds"] + fam["plain"]["seeds"])
         assert fam["test_binomial_se"] > 0
     look = json.loads((tmp_path / "test_looks.jsonl").read_text())
-    assert look["benchmark"] == "temporal" and look["test_split"] == "fresh"
+    assert look["benchmark"] == "temporal" and look["test_split"] == temporal.TEST_SET  # its own test set, counted apart
     assert (TEST_LOOKS.read_text() if TEST_LOOKS.is_file() else "") == looks_before  # the real log is untouched
