@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from benchmarks.accuracy.stats import binomial_se, paired, summarize, welch
-from benchmarks.accuracy.trend import run_epochs_log
+from benchmarks.accuracy.trend import run_epochs_log, student_train_list
 from benchmarks.common import ROOT, SCRATCH, git_commit, parse_with_config, results_dir
 from benchmarks.protocol import TEST_LOOKS, add_split_argument, is_test, log_test_look, split_list
 from demo.motion_clips import DEFAULT_GARMENTS, DEFAULT_MOTIONS, MOTION_PAIRS, REVERSED, make_motion_clips
@@ -355,7 +355,7 @@ def probe(r: Runner, archs: list[str], teachers: list[str], path: Path) -> dict[
     result.update({"probe": True, "split": "val", "commit": git_commit(), "frames": args.frames, "setup": setup(r)})
     train_list = r.data / "train.txt"
     if args.probe_train_per_class:
-        train_list = first_per_class(r.data, args.probe_train_per_class)
+        train_list = student_train_list(r.data, args.probe_train_per_class)
         r.num_train = len(train_list.read_text().splitlines())
     runs = result.setdefault("runs", {})
     for arch in archs:
@@ -450,18 +450,6 @@ def cost(r: Runner, path: Path) -> dict[str, Any]:
     return result
 
 
-def first_per_class(data: Path, per_class: int) -> Path:
-    """A list of the first ``per_class`` training clips of each label."""
-    counts: dict[str, int] = {}
-    keep = []
-    for line in (data / "train.txt").read_text().splitlines():
-        label = line.split()[-1]
-        counts[label] = counts.get(label, 0) + 1
-        if counts[label] <= per_class:
-            keep.append(line)
-    out = data / f"train_first{per_class}.txt"
-    out.write_text("".join(f"{line}\n" for line in keep))
-    return out
 
 
 def markdown_cost(r: dict[str, Any], head: str) -> str:

@@ -16,7 +16,7 @@ ENGINE_PACKAGES = ("torch", "onnxruntime", "openvino")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RESKD_TEST_THREADS")
 
 
-def _cpuinfo() -> tuple[str | None, set[str]]:
+def cpuinfo() -> tuple[str | None, set[str]]:
     """The model name and flags of the first CPU in /proc/cpuinfo (Linux; elsewhere nothing)."""
     name, flags = None, set()
     try:
@@ -43,7 +43,7 @@ def machine_info(engine_threads: int | None = None) -> dict[str, Any]:
     """This machine and process: CPU model, the ISA flags in :data:`ISA_FLAGS` it has, logical cores, torch's
     thread count (ONNX Runtime and OpenVINO sessions are given ``engine_threads``, recorded when known), thread
     environment variables, CUDA, and the installed engine versions."""
-    name, flags = _cpuinfo()
+    name, flags = cpuinfo()
     info: dict[str, Any] = {
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
         "cpu": name or platform.processor() or platform.machine(), "cpus": os.cpu_count(),

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from reskd_infer.bench.machine import cpuinfo
 from reskd_infer.export.onnx import set_spec
 from reskd_infer.formats import INT8, PRECISION_KEY
 from reskd_infer.io.artifacts import ONNX_INPUT_NAME, ONNX_SPEC_KEY
@@ -74,19 +75,9 @@ class GateResult:
 
 
 def cpu_description() -> tuple[str, set[str]]:
-    """The CPU's model name and flags from /proc/cpuinfo (Linux; elsewhere "this CPU" and no flags)."""
-    name, flags = "this CPU", set()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return name, flags
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and name == "this CPU":
-            name = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return name, flags
+    """The CPU's model name and flags (Linux; elsewhere "this CPU" and no flags)."""
+    name, flags = cpuinfo()
+    return name or "this CPU", flags
 
 
 def has_vnni() -> bool:
