@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 from benchmarks.accuracy import trend
@@ -30,12 +32,14 @@ def trend_runs() -> Path:
     """The folder holding ``teacher/``, ``kd_56_s0/`` and ``kd_40_s0/`` (each with ``last.ckpt``); trains the
     missing ones with the trend benchmark (about 15 minutes on one core)."""
     if not all((TREND_RUNS / name / "last.ckpt").is_file() for name in TREND_MODELS):
-        trend.main([*TREND_ARGS, "--results-dir", str(TREND_RUNS / "results")])
+        with contextlib.redirect_stdout(sys.stderr):  # the caller's stdout may be a --json document
+            trend.main([*TREND_ARGS, "--results-dir", str(TREND_RUNS / "results")])
     return TREND_RUNS
 
 
 def realfootage_student() -> Path:
     """The label-free distilled 56 px Lite0's checkpoint; made with the demo's recipe when missing (about 4 min)."""
     if not REALFOOTAGE_STUDENT.is_file():
-        stage_realfootage(ROOT / "data", REALFOOTAGE_DIR, FootageBudget())
+        with contextlib.redirect_stdout(sys.stderr):  # the caller's stdout may be a --json document
+            stage_realfootage(ROOT / "data", REALFOOTAGE_DIR, FootageBudget())
     return REALFOOTAGE_STUDENT

@@ -5,31 +5,16 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import torch
+
+from reskd_infer.io.cpuinfo import cpuinfo
 
 # The CPU features the engines' fast paths depend on (FP32 vectors, INT8 dot products, BF16, AMX tiles).
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 ENGINE_PACKAGES = ("torch", "onnxruntime", "openvino")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RESKD_TEST_THREADS")
-
-
-def cpuinfo() -> tuple[str | None, set[str]]:
-    """The model name and flags of the first CPU in /proc/cpuinfo (Linux; elsewhere nothing)."""
-    name, flags = None, set()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return name, flags
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and name is None:
-            name = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return name, flags
 
 
 def _version(package: str) -> str | None:

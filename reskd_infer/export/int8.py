@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import onnx
 
-from reskd_infer.bench.machine import cpuinfo
 from reskd_infer.export.onnx import set_spec
 from reskd_infer.formats import INT8, PRECISION_KEY
 from reskd_infer.io.artifacts import ONNX_INPUT_NAME, ONNX_SPEC_KEY
+from reskd_infer.io.cpuinfo import cpuinfo
 from reskd_infer.io.files import atomic_write
 from reskd_infer.spec import ModelSpec, library_versions
 
