@@ -343,6 +343,7 @@ def teacher_step(t: Trend) -> str:
     else:
         teacher = t.one("teacher", input_size=args.teacher_size, epochs=args.teacher_epochs, seed=0)
         teacher_ckpt = str(t.runs_dir / "teacher" / "last.ckpt")
+        t.setup["teacher_ckpt"] = teacher_ckpt  # a later merge scores it on the test split
     t.result["teacher"] = {"input_size": args.teacher_size, "top1": teacher["top1"], "val_top1": teacher["val_top1"]}
     return teacher_ckpt
 
@@ -382,6 +383,8 @@ def write_rendered(result: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(result, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(result))
     plot(result, path.with_suffix(".png"))
+    if result.get("ablations"):
+        plot_paired(result, path.with_name(f"{path.stem}_paired.png"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,14 +518,20 @@ PROTOCOL_KEYS = ("arch", "init", "classes", "train_clips", "val_clips", "test_cl
 
 def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     """Join runs made in parallel parts (per resolution or per seed group, same teacher and settings) into
-    one result, measure throughput, render."""
+    one result, measure throughput, render.
+
+    With ``--split test`` a part may be an earlier merge already scored on that test split (a carried part): its
+    runs keep the figures of that logged look, and only the validation-only parts' checkpoints are scored, so
+    arms added later join a finished table without a second look at the runs it already holds."""
     loaded = [json.loads(p.read_text()) for p in parts]
     first = loaded[0]
     out = Path(args.results_dir or (RESULTS / OUTPUT)) / f"{OUTPUT}{args.tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)  # before a look at the test split: its figures must land
     # Parts may come from different commits (e.g. the plain students of an earlier run beside KD students of
     # a new default), but only with the same teacher and the same training protocol; each part's commit is kept.
-    protocol = [(r["teacher"]["top1"], {k: r["setup"].get(k) for k in PROTOCOL_KEYS}) for r in loaded]
+    # The teacher is compared by its validation top-1: a carried part's top-1 is the test split's.
+    protocol = [(r["teacher"].get("val_top1", r["teacher"]["top1"]), {k: r["setup"].get(k) for k in PROTOCOL_KEYS})
+                for r in loaded]
     if any(p != protocol[0] for p in protocol):
         raise SystemExit("merge: the parts differ in teacher or training protocol")
     runs = [run for r in loaded for run in r["runs"]]
@@ -530,15 +539,19 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     if len(names) != len(set(names)):
         raise SystemExit("merge: a run appears in two parts")
     # A part may have been stopped early on purpose (a grid cell cut to fewer seeds): its finished runs count.
-    result = {**first, "complete": True, "parts_complete": {p.name: r["complete"] for p, r in zip(parts, loaded, strict=True)},
-              "runs": runs, "parts": [p.name for p in parts],
-              "commits": {p.name: r.get("commit") for p, r in zip(parts, loaded, strict=True)}}
+    lineage = [_part_lineage(p, r) for p, r in zip(parts, loaded, strict=True)]
+    result = {**first, "complete": True, "runs": runs,
+              "parts_complete": {k: v for entry in lineage for k, v in entry["complete"].items()},
+              "parts": [name for entry in lineage for name in entry["parts"]],
+              "commits": {k: v for entry in lineage for k, v in entry["commits"].items()}}
     if is_test(args.split):
         look_at_test(result, loaded, args)
+    elif any(is_test(r.get("split", "val")) for r in loaded):
+        raise SystemExit("merge: a part was scored on a test split; merge it only with --split of that split")
     result["students"] = students_from_runs(runs, result["teacher"]["top1"])
     arms = sorted({a for st in result["students"] for a in ARMS if a in st})
     result["setup"] = {**first["setup"], "elapsed_s": max(r["setup"]["elapsed_s"] for r in loaded),
-                       "parallel_parts": len(parts), "arms": arms,
+                       "parallel_parts": len(result["parts"]), "arms": arms,
                        "seeds": sorted({s for st in result["students"] for a in arms if a in st
                                         for s in st[a]["seed_ids"]})}
     if any(a in ABLATION_ARMS and a != "plain" for a in arms):
@@ -551,30 +564,51 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     return 0
 
 
+def _part_lineage(path: Path, part: dict[str, Any]) -> dict[str, Any]:
+    """A part's file name, completeness and commit; an earlier merge brings the parts it was made of instead."""
+    if "parts" in part:
+        return {"parts": part["parts"], "complete": part.get("parts_complete", {}), "commits": part.get("commits", {})}
+    return {"parts": [path.name], "complete": {path.name: part["complete"]}, "commits": {path.name: part.get("commit")}}
+
+
 def look_at_test(result: dict[str, Any], parts: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """The one look at a test split of a fixed configuration: score the teacher and every run of validation-only
-    parts on ``args.split`` (their checkpoints), log the look, record the split and its look count."""
-    if any(part.get("split", "test") != "val" for part in parts):
-        raise SystemExit("merge --split test: every part must be a validation-only run (--split val)")
+    parts on ``args.split`` (their checkpoints), log the look, record the split and its look count. Runs of carried
+    parts (an earlier merge scored on this split) keep that look's figures and are not scored again."""
+    split_name = TEST_SPLIT_NAMES[args.split]
+    carried = [part for part in parts if part.get("split") == args.split]
+    if any(part.get("split", "test") not in ("val", args.split) for part in parts):
+        raise SystemExit("merge --split test: every part must be a validation-only run (--split val) or an "
+                         "earlier merge scored on the same test split")
+    if any(part.get("test_split") != split_name for part in carried):
+        raise SystemExit(f"merge --split {args.split}: a carried part was scored on another test split")
+    carried_names = {run["name"] for part in carried for run in part["runs"]}
     setup = result["setup"]
     data = Path(setup["clips_dir"])
     listing = split_list(data, args.split)
     result["test_clips"] = len(listing.read_text().splitlines())
+    if any(part.get("test_clips") != result["test_clips"] for part in carried):
+        raise SystemExit(f"merge --split {args.split}: a carried part was scored on a different {listing.name}")
     teacher = result["teacher"]
-    scores = score_many([setup["teacher_ckpt"], *(run["ckpt"] for run in result["runs"])], listing, data)
+    scored = [run for run in result["runs"] if run["name"] not in carried_names]
+    scores = score_many([setup["teacher_ckpt"], *(run["ckpt"] for run in scored)], listing, data)
     teacher["top1"] = scores[setup["teacher_ckpt"]]
-    for run in result["runs"]:
+    for run in scored:
         run["top1"] = scores[run["ckpt"]]
     students = students_from_runs(result["runs"], teacher["top1"])
     figures = {"teacher": teacher["top1"],
                **{f"{arm}_{st['input_size']}": st[arm]["top1_mean"] for st in students for arm in ARMS if arm in st}}
     configuration = {k: setup.get(k) for k in (*PROTOCOL_KEYS, "teacher_ckpt", "clips_dir", "distillation")}
     configuration["parts"] = result["parts"]
+    configuration["scored"] = sorted(run["name"] for run in scored)
+    configuration["carried"] = sorted(carried_names)  # figures of an earlier logged look, not scored again
     looks = log_test_look(OUTPUT, args.split, configuration, figures, path=looks_log(args))
-    result.update(split=args.split, test_split=TEST_SPLIT_NAMES[args.split], test_looks=looks,
-                  test_list=str(listing))
+    result.update(split=args.split, test_split=split_name, test_looks=looks, test_list=str(listing))
+    result.pop("test_looks_note", None)
+    result["carried_runs"] = sorted(name for name in carried_names if name != "teacher")
     setup["metric"] = (f"top-1 after the last epoch (no checkpoint selection); every part trained and scored on val "
-                       f"only, then every checkpoint scored once on the {TEST_SPLIT_NAMES[args.split]} test split")
+                       f"only, then every checkpoint scored once on the {split_name} test split"
+                       + (" (runs added later in a second look, the earlier runs' figures carried)" if carried else ""))
 
 
 def looks_log(args: argparse.Namespace) -> Path:
@@ -660,8 +694,11 @@ def markdown(r: dict[str, Any]) -> str:
         se = binomial_se(0.8, r["test_clips"]) if r.get("test_clips") else None
         test_note = (f" The **{r['test_split']}** test split ({r.get('test_clips', '?')} clips"
                      + (f", binomial SE {100 * se:.1f} points at top-1 0.8" if se else "")
-                     + f"), scored once for this fixed configuration: look {r.get('test_looks')} at that split "
-                     "(benchmarks/results/test_looks.jsonl).")
+                     + f"), each checkpoint scored once for this fixed configuration: look {r.get('test_looks')} at "
+                     "that split (benchmarks/results/test_looks.jsonl)"
+                     + (f"; {len(r['carried_runs'])} runs carry their figures from an earlier look of the same "
+                        "configuration, the arms added since were scored in this one" if r.get("carried_runs") else "")
+                     + ".")
     lines = ["# ResKD vs plain low-resolution training (EfficientNet-Lite0 TSN, Fashion-MNIST clips)", "",
              f"{s['train_clips']} train / {s['val_clips']} val clips of "
              f"{', '.join(s['classes'])}; {s['frames']} frames; teacher fine-tuned {s['teacher_epochs']} epochs at "
@@ -729,6 +766,40 @@ def plot(r: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"ResKD vs plain low-resolution training, mean ± std over {len(r['setup']['seeds'])} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_paired(r: dict[str, Any], path: Path) -> None:
+    """Per resolution, every distilled arm's per-seed difference from the plain arm of the same seed (the paired
+    test's data), with the mean and the split's binomial SE of one model as a band around zero."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = [st for st in sorted(r["students"], key=lambda e: -e["input_size"]) if "plain" in st]
+    labels = arm_labels(r)
+    fig, axes = plt.subplots(1, len(students), figsize=(max(6, 5 * len(students)), 4), sharey=True, squeeze=False)
+    split = r.get("test_split") or r.get("split", "val")
+    for ax, st in zip(axes[0], students, strict=True):
+        plain = dict(zip(st["plain"]["seed_ids"], st["plain"]["seeds"], strict=True))
+        arms = [a for a in KD_ARMS if a in st]
+        for i, arm in enumerate(arms):
+            diffs = [v - plain[s] for s, v in zip(st[arm]["seed_ids"], st[arm]["seeds"], strict=True) if s in plain]
+            ax.scatter([i] * len(diffs), diffs, alpha=0.6)
+            ax.hlines(statistics.fmean(diffs), i - 0.25, i + 0.25, color="k")
+        if r.get("test_clips"):
+            se = binomial_se(st["plain"]["top1_mean"], r["test_clips"])
+            ax.axhspan(-se, se, color="0.85", zorder=0, label="± binomial SE of one model")
+            ax.legend(fontsize=8, loc="lower right")
+        ax.axhline(0.0, color="0.4", linewidth=0.8)
+        ax.set_xticks(range(len(arms)), [labels[a].split(" (")[0] for a in arms], rotation=20, fontsize=8)
+        ax.set_title(f"{st['input_size']} px")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel(f"top-1 minus plain_tuned, same seed ({split} split)")
+    fig.suptitle("Distilled arms minus the tuned plain arm, per seed (bar: mean)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

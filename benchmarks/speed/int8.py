@@ -367,6 +367,11 @@ def _cpu_line(machine: dict[str, Any] | None) -> str:
     return f"CPU: {machine.get('cpu')}, {machine.get('cpus')} logical cores, ISA flags {', '.join(machine.get('isa', []))}"
 
 
+def _fp32_partner(rows: list[dict[str, Any]], row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The FP32 row timed beside an INT8 ``row``: the same values at ``keys``."""
+    return next(x for x in rows if x["precision"] == "fp32" and all(x[k] == row[k] for k in keys))
+
+
 def markdown(r: dict[str, Any]) -> str:
     """The tables of int8.json: engine rows, end to end, real footage, accuracy."""
     lines = ["# INT8 against FP32 (issue 27)", "", _cpu_line(r.get("machine")), "", MD_NOTE, ""]
@@ -377,8 +382,7 @@ def markdown(r: dict[str, Any]) -> str:
         for row in r["rows"]:
             if row["precision"] != "int8":
                 continue
-            fp32 = next(x for x in r["rows"] if x["precision"] == "fp32" and all(
-                x[k] == row[k] for k in ("model", "engine", "threads", "batch")))
+            fp32 = _fp32_partner(r["rows"], row, ("model", "engine", "threads", "batch"))
             agree = "n/a" if row["agreement_vs_fp32"] is None else f"{row['agreement_vs_fp32']:.3f}"
             lines.append(f"| {row['arch']} {row['input_size']} px | {row['engine']} | {row['threads']} | "
                          f"{row['batch']} | {fp32['ms_per_clip']:.2f} | {row['ms_per_clip']:.2f} | "
@@ -390,8 +394,7 @@ def markdown(r: dict[str, Any]) -> str:
         for row in r["end_to_end"]:
             if row["precision"] != "int8":
                 continue
-            fp32 = next(x for x in r["end_to_end"] if x["precision"] == "fp32" and all(
-                x[k] == row[k] for k in ("model", "engine", "threads")))
+            fp32 = _fp32_partner(r["end_to_end"], row, ("model", "engine", "threads"))
             lines.append(f"| {row['arch']} {row['input_size']} px | {row['engine']} | {row['threads']} | "
                          f"{fp32['videos_per_s']:.2f} | {row['videos_per_s']:.2f} | {row['speedup_vs_fp32']:.2f}x | "
                          f"{row['decode_only_videos_per_s']:.2f} |")

@@ -96,3 +96,39 @@ def test_paired_test_and_binomial_se():
     assert p["p_one_sided_greater"] == pytest.approx(p["p_two_sided"] / 2, rel=1e-3)
     assert paired([0.8, 0.8], [0.7, 0.7]) is None  # no spread in the differences: no test
     assert binomial_se(0.8, 1000) == pytest.approx(0.0126, abs=1e-4)
+
+
+def test_merge_carries_an_earlier_look_and_scores_only_new_runs(tmp_path):
+    """Arms added after a look at the test split join that table in a second, logged look that scores only the new
+    runs: the earlier runs keep their figures even with their checkpoints gone."""
+    clips = tmp_path / "clips"
+    make_fashion_clips(clips, ROOT / "data", classes=("trouser", "dress"), per_class_train=4, per_class_val=2,
+                       per_class_test=1, frames=2, size=112, seed=0)
+    (clips / "test_fresh.txt").write_text((clips / "val.txt").read_text())  # a stand-in fresh list (4 clips)
+    out, looks_before = tmp_path / "out", len(_bytes(QUICK_LOOKS).splitlines())
+    assert _trend(clips, out, "--arms", "plain", "--tag", "_a").returncode == 0
+    part_a = json.loads((out / "trend_a.json").read_text())
+    teacher = part_a["setup"]["teacher_ckpt"]
+    assert _trend(clips, out, "--arms", "logit_only", "--tag", "_b", "--teacher-ckpt", teacher).returncode == 0
+
+    first = _trend(clips, out, "--merge", str(out / "trend_a.json"), "--split", "test", "--tag", "_m1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    m1 = json.loads((out / "trend_m1.json").read_text())
+    for run in m1["runs"]:
+        if run["name"] != "teacher":  # the teacher is scored in every look
+            Path(run["ckpt"]).unlink()  # carried students must not be scored again
+    second = _trend(clips, out, "--merge", str(out / "trend_m1.json"), str(out / "trend_b.json"), "--split", "test",
+                    "--tag", "_m2")
+    assert second.returncode == 0, second.stderr[-2000:]
+    m2 = json.loads((out / "trend_m2.json").read_text())
+    top1 = {run["name"]: run["top1"] for run in m2["runs"]}
+    assert all(top1[run["name"]] == run["top1"] for run in m1["runs"])
+    assert {"plain_32_s0", "logit_only_32_s0"} <= set(top1) and m2["parts"] == ["trend_a.json", "trend_b.json"]
+    assert m2["carried_runs"] == ["plain_32_s0", "plain_32_s1"] and (out / "trend_m2_paired.png").is_file()
+    looks = [json.loads(line) for line in _bytes(QUICK_LOOKS).splitlines()[looks_before:]]
+    assert len(looks) == 2 and m2["test_looks"] == m1["test_looks"] + 1
+    assert looks[1]["configuration"]["carried"] == sorted(r["name"] for r in m1["runs"])
+    assert looks[1]["configuration"]["scored"] == ["logit_only_32_s0", "logit_only_32_s1"]
+
+    mixed = _trend(clips, out, "--merge", str(out / "trend_m1.json"), str(out / "trend_b.json"), "--tag", "_m3")
+    assert mixed.returncode != 0 and "test split" in mixed.stderr  # test figures never join a validation table
