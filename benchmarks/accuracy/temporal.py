@@ -96,6 +96,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--teacher-only", action="store_true",
                    help="train (or resume) the families' teachers and stop: read their validation curve before "
                         "spending the students' compute (writes temporal_teachers.json)")
+    p.add_argument("--grid-only", action="store_true",
+                   help="train (or reuse) the teachers and the plain students' grid, then stop (writes "
+                        "temporal_grid.json); processes given disjoint --lr-grid values fill the grid side by side, "
+                        "and the full run then reuses every cell")
     add_split_argument(p)
     p.add_argument("--probe", default="", metavar="ARCHS",
                    help="probe mode: only train these architectures at --teacher-size on validation (e.g. "
@@ -232,10 +236,11 @@ def family_result(r: Runner, arch: str) -> dict[str, Any]:
     args = r.args
     teacher = teacher_run(r, arch)
     if args.teacher_only:
-        return {"arch": arch, "teacher": {"input_size": args.teacher_size, "top1": None, "val_top1": teacher["val_top1"],
-                                          "val_curve": teacher["val_curve"], "epochs": teacher["config"]["epochs"],
-                                          "train_s": teacher["train_s"], "s_per_clip_epoch": teacher["s_per_clip_epoch"]}}
+        return {"arch": arch, "teacher": {**_teacher_summary(args, teacher), "val_curve": teacher["val_curve"]}}
     budget = choose_plain_budget(r, arch, teacher)
+    if args.grid_only:
+        return {"arch": arch, "input_size": args.size, "teacher": _teacher_summary(args, teacher),
+                "plain_budget": budget}
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = {arm: [student_run(r, arch, teacher, arm, budget["lr"], budget["epochs"], s) for s in seeds]
             for arm in ("kd", "plain")}
@@ -244,9 +249,7 @@ def family_result(r: Runner, arch: str) -> dict[str, Any]:
         for row in [teacher, *rows["kd"], *rows["plain"]]:
             row["top1"] = r.test_top1(row)
     out: dict[str, Any] = {"arch": arch, "input_size": args.size,
-                           "teacher": {"input_size": args.teacher_size, "top1": teacher.get("top1"),
-                                       "val_top1": teacher["val_top1"], "epochs": teacher["config"]["epochs"],
-                                       "train_s": teacher["train_s"], "s_per_clip_epoch": teacher["s_per_clip_epoch"]},
+                           "teacher": _teacher_summary(args, teacher),
                            "plain_budget": budget, "seed_ids": seeds}
     for arm, arm_rows in rows.items():
         out[arm] = summarize([x[scored] for x in arm_rows], [x["val_top1"] for x in arm_rows])
@@ -254,6 +257,13 @@ def family_result(r: Runner, arch: str) -> dict[str, Any]:
     pair, w = paired(out["kd"]["seeds"], out["plain"]["seeds"]), welch(out["kd"]["seeds"], out["plain"]["seeds"])
     out.update({"paired": pair, "welch": w, "paired_p": pair and pair["p_two_sided"], "welch_p": w and w["p_two_sided"]})
     return out
+
+
+def _teacher_summary(args: argparse.Namespace, teacher: dict[str, Any]) -> dict[str, Any]:
+    """The teacher's entry in the results: size, test top-1 (a test run only), val top-1, epochs and cost."""
+    return {"input_size": args.teacher_size, "top1": teacher.get("top1"), "val_top1": teacher["val_top1"],
+            "epochs": teacher["config"]["epochs"], "train_s": teacher["train_s"],
+            "s_per_clip_epoch": teacher["s_per_clip_epoch"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,9 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--probe and --probe-teachers run on validation only")
         result = probe(r, _names(args.probe), _names(args.probe_teachers), out_dir / f"{OUTPUT}_probe.json")
     else:
-        if args.teacher_only and is_test(args.split):
-            raise SystemExit("--teacher-only runs on validation only")
-        result = full_run(r, out_dir / f"{OUTPUT}{'_teachers' if args.teacher_only else ''}.json")
+        if (args.teacher_only or args.grid_only) and is_test(args.split):
+            raise SystemExit("--teacher-only and --grid-only run on validation only")
+        stage = "_teachers" if args.teacher_only else "_grid" if args.grid_only else ""
+        result = full_run(r, out_dir / f"{OUTPUT}{stage}.json")
     print(json.dumps(result, indent=1) if args.json else markdown(result))
     return 0
 
@@ -500,12 +511,14 @@ def markdown(r: dict[str, Any]) -> str:
     if "cost" in r:
         return markdown_cost(r, head)
     key = "top1" if is_test(r["split"]) else "val_top1"
-    if any("kd" not in f for f in r["families"]):  # --teacher-only
+    if any("plain_budget" not in f for f in r["families"]):  # --teacher-only
         return "\n".join(["# Temporal task: the teachers (validation)", "", head, "",
                            "| family | epochs | val top-1 by epoch |", "|---|---|---|"] +
                           [f"| {f['arch']} | {f['teacher']['epochs']} | "
                            + ", ".join(f"{e}: {v:.3f}" for e, v in f["teacher"]["val_curve"]) + " |"
                            for f in r["families"]] + [""])
+    if any("kd" not in f for f in r["families"]):  # --grid-only
+        return markdown_grid(r, head)
     lines = [f"# Temporal task: ResKD vs tuned plain students ({r['split']} split)", "", head, "",
              "| family | teacher 112 px | px | plain budget (lr, epochs) | ResKD mean | plain mean | ResKD - plain | "
              "paired p | Welch p |", "|---|---|---|---|---|---|---|---|---|"]
@@ -515,6 +528,20 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{f['plain_budget']['epochs']} | {kd:.3f} | {pl:.3f} | {kd - pl:+.3f} | "
                      f"{f['paired_p'] if f['paired_p'] is not None else 'n/a'} | "
                      f"{f['welch_p'] if f['welch_p'] is not None else 'n/a'} |")
+    return "\n".join(lines + [""])
+
+
+def markdown_grid(r: dict[str, Any], head: str) -> str:
+    """The plain students' grid per family (validation), the chosen budget in bold."""
+    lines = ["# Temporal task: the plain students' budget, chosen on validation", "", head, "",
+             "| family | teacher val top-1 | lr | epochs | val top-1 per grid seed | mean |", "|---|---|---|---|---|---|"]
+    for f in r["families"]:
+        budget = f["plain_budget"]
+        for cell in budget["grid"]:
+            chosen = (cell["lr"], cell["epochs"]) == (budget["lr"], budget["epochs"])
+            mean = f"**{cell['val_top1_mean']:.3f}**" if chosen else f"{cell['val_top1_mean']:.3f}"
+            lines.append(f"| {f['arch']} | {f['teacher']['val_top1']:.3f} | {cell['lr']:g} | {cell['epochs']} | "
+                         + ", ".join(f"{v:.3f}" for v in cell["val_seeds"]) + f" | {mean} |")
     return "\n".join(lines + [""])
 
 

@@ -26,7 +26,12 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(temporal, "split_list", guarded)
     looks_before = TEST_LOOKS.read_text() if TEST_LOOKS.is_file() else ""
-    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path)]) == 0
+    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path), "--grid-only"]) == 0
+    grid = json.loads(capsys.readouterr().out)
+    assert [("plain_budget" in f, "kd" in f) for f in grid["families"]] == [(True, False)] * 2
+    assert not list((tmp_path / "temporal_runs").glob("*/kd_*"))  # the grid stage trains no distilled student
+    assert (tmp_path / "temporal_grid.md").read_text().startswith("# Temporal task: the plain students' budget")
+    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path)]) == 0  # reuses the grid's models
     r = json.loads(capsys.readouterr().out)
     assert opened == [] and r["split"] == "val" and r["complete"] is True
     assert r == json.loads((tmp_path / "temporal.json").read_text())
