@@ -724,7 +724,8 @@ def markdown(r: dict[str, Any]) -> str:
     share = r.get("logit_only_share_of_default_gain")
     if share:
         lines += ["", "Share of the default's gain over plain_tuned that logit-only KD gives: "
-                  + "; ".join(f"{size} px: {_share(v['top1_mean'])} on {split}, {_share(v['val_top1_mean'])} on val"
+                  + "; ".join(f"{size} px: {_share(v['top1_mean'])} on {split}"
+                              + (f", {_share(v['val_top1_mean'])} on val" if split != "val" else "")
                               for size, v in share.items()) + "."]
     lines.append("")
     return "\n".join(lines)
