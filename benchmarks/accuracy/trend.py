@@ -604,7 +604,6 @@ def look_at_test(result: dict[str, Any], parts: list[dict[str, Any]], args: argp
     configuration["carried"] = sorted(carried_names)  # figures of an earlier logged look, not scored again
     looks = log_test_look(OUTPUT, args.split, configuration, figures, path=looks_log(args))
     result.update(split=args.split, test_split=split_name, test_looks=looks, test_list=str(listing))
-    result.pop("test_looks_note", None)
     result["carried_runs"] = sorted(name for name in carried_names if name != "teacher")
     setup["metric"] = (f"top-1 after the last epoch (no checkpoint selection); every part trained and scored on val "
                        f"only, then every checkpoint scored once on the {split_name} test split"
