@@ -268,7 +268,7 @@ def _open_writer(args: argparse.Namespace, shard_spec: tuple[int, int] | None) -
     if "{rank}" in args.output:
         args.output = args.output.replace("{rank}", str(shard_spec[0] if shard_spec else 0))
     fmt = args.format or ("csv" if Path(args.output).suffix.lower() == ".csv" else "jsonl")
-    return PredictionWriter(args.output, fmt, args.topk, resume=not args.no_resume)
+    return PredictionWriter(args.output, fmt, args.topk, resume=not args.no_resume, answered_by=bool(args.cascade))
 
 
 def _print_summary(args: argparse.Namespace, summary: RunSummary) -> None:

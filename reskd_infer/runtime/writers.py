@@ -8,7 +8,10 @@ A JSON Lines record (:meth:`reskd_infer.runtime.results.VideoResult.to_dict`, ta
 
 ``error`` is ``{"type": "UnreadableVideoError", "message": "..."}`` for a video that
 failed (``predictions`` is then empty); ``windows`` (start/end seconds and predictions)
-is present when a timeline was asked for; ``shard`` when the run was one shard of n.
+is present when a timeline was asked for; ``shard`` when the run was one shard of n;
+``answered_by`` (``"small"`` or ``"large"``) in a cascade's records. A CSV file has one row per
+video (``video``, ``label_k``/``score_k`` for k up to top-k, ``answered_by`` for a cascade, then
+``error_type``/``error_message``); a resumed CSV must have the header this run would write.
 
 A killed run leaves at most one partial last line; :func:`completed_videos` (used on
 resume) cuts it off, so the file again holds whole records only, each video once.
@@ -83,9 +86,13 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def _csv_videos(path: Path) -> list[str]:
+def _csv_rows(path: Path) -> list[list[str]]:
     with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
+        return list(csv.reader(f))
+
+
+def _csv_videos(path: Path) -> list[str]:
+    rows = _csv_rows(path)
     if rows and rows[0][:1] == ["video"]:
         rows = rows[1:]
     return [row[0] for row in rows if row]
@@ -102,19 +109,29 @@ def completed_videos(path: str | Path, fmt: str = "jsonl") -> set[str]:
     return {r["video"] for r in read_jsonl(path)}
 
 
+def _check_csv_header(path: Path, expected: list[str]) -> None:
+    """Refuse to resume a CSV written with other columns (another --topk, or with/without a cascade)."""
+    rows = _csv_rows(path)
+    if rows and rows[0] != expected:
+        raise OutputError(f"{path}: its columns ({','.join(rows[0])}) differ from this run's "
+                          f"({','.join(expected)}); resume with the same --topk and --cascade, or pass --no-resume")
+
+
 # ---- writing ------------------------------------------------------------------------------------
-def csv_header(topk: int) -> list[str]:
+def csv_header(topk: int, answered_by: bool = False) -> list[str]:
     cols = ["video"]
     for k in range(1, topk + 1):
         cols += [f"label_{k}", f"score_{k}"]
-    return cols + ["error_type", "error_message"]
+    return cols + ["answered_by"] * answered_by + ["error_type", "error_message"]
 
 
-def csv_row(record: dict[str, Any], topk: int) -> list[str]:
+def csv_row(record: dict[str, Any], topk: int, answered_by: bool = False) -> list[str]:
     row = [record["video"]]
     preds = record.get("predictions") or []
     for k in range(topk):
         row += [preds[k]["label"], f"{preds[k]['score']:.6f}"] if k < len(preds) else ["", ""]
+    if answered_by:
+        row.append(record.get("answered_by") or "")
     error = record.get("error") or {}
     return row + [error.get("type", ""), error.get("message", "")]
 
@@ -124,19 +141,23 @@ class PredictionWriter:
 
     With ``resume=True`` (the default) an existing file is kept: :attr:`done` holds the
     videos it already has and :meth:`write` refuses to write them again. ``resume=False``
-    starts the file afresh.
+    starts the file afresh. ``answered_by`` adds that column to a CSV file (a cascade's records).
     """
 
-    def __init__(self, path: str | Path, fmt: str = "jsonl", topk: int = 5, resume: bool = True):
+    def __init__(self, path: str | Path, fmt: str = "jsonl", topk: int = 5, resume: bool = True,
+                 answered_by: bool = False):
         if fmt not in FORMATS:
             raise OutputError(f"unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}")
-        self.path, self.fmt, self.topk = Path(path), fmt, topk
+        self.path, self.fmt, self.topk, self.answered_by = Path(path), fmt, topk, answered_by
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done: set[str] = completed_videos(self.path, fmt) if resume else set()
         fresh = not resume or not self.path.exists() or self.path.stat().st_size == 0
+        header = csv_header(topk, answered_by)
+        if fmt == "csv" and not fresh:
+            _check_csv_header(self.path, header)
         self._file = open(self.path, "w" if not resume else "a", encoding="utf-8", newline="")
         if fmt == "csv" and fresh:
-            self._write_line(csv_header(topk))
+            self._write_line(header)
 
     def _write_line(self, row: list[str]) -> None:
         buf = io.StringIO()
@@ -148,7 +169,7 @@ class PredictionWriter:
         if record["video"] in self.done:
             return False
         if self.fmt == "csv":
-            self._write_line(csv_row(record, self.topk))
+            self._write_line(csv_row(record, self.topk, self.answered_by))
         else:
             self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()

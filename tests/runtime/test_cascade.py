@@ -1,6 +1,7 @@
 """The cascade: threshold 0 is the small model and 1 the large one, result for result; order, errors and bounded
 read-ahead hold through it as through predict_iter; the calibration reaches its target; reskd-predict --cascade."""
 
+import csv
 import json
 
 import numpy as np
@@ -154,6 +155,11 @@ def test_reskd_predict_cascade_writes_who_answered_and_calibrates(pair, videos, 
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["cascade"]["calibration"]["agreement"] >= 0.8
     assert {r["answered_by"] for r in doc["results"]} <= {"small", "large"}
+    csv_out = tmp_path / "cascade.csv"
+    assert predict_main([str(small), *map(str, videos[:3]), "--cascade", str(large), "--threshold", "1",
+                         "--output", str(csv_out), "--topk", "1", "-q"]) == 0
+    rows = list(csv.DictReader(csv_out.open(newline="")))
+    assert [row["answered_by"] for row in rows] == ["large"] * 3
     with pytest.raises(SystemExit):
         predict_main([str(small), str(videos[0]), "--cascade", str(large)])  # neither --threshold nor a target
     assert "--threshold" in capsys.readouterr().err

@@ -134,6 +134,12 @@ def test_csv_output_and_resume(corpus, tiny_model, tmp_path, capsys):
     assert rows[0] == "video,label_1,score_1,label_2,score_2,error_type,error_message"
     assert [r.split(",")[0] for r in rows[1:]] == videos
     assert completed_videos(out, "csv") == set(videos)
+    # Resuming with other columns would misalign the rows: one line naming the file, nothing appended.
+    before, _ = out.read_text(), capsys.readouterr()
+    code = predict_main([str(tiny_model), *videos, "--output", str(out), "--topk", "3", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(out) in err[0] and "--topk" in err[0]
+    assert out.read_text() == before
 
 
 def test_shards_merge_to_the_single_run(corpus, tiny_model, tmp_path, capsys, monkeypatch):
