@@ -582,7 +582,8 @@ def look_at_test(result: dict[str, Any], parts: list[dict[str, Any]], args: argp
                          "earlier merge scored on the same test split")
     if any(part.get("test_split") != split_name for part in carried):
         raise SystemExit(f"merge --split {args.split}: a carried part was scored on another test split")
-    carried_names = {run["name"] for part in carried for run in part["runs"]}
+    # The teacher is scored in every look, so a teacher run is never carried (only students are).
+    carried_names = {run["name"] for part in carried for run in part["runs"]} - {"teacher"}
     setup = result["setup"]
     data = Path(setup["clips_dir"])
     listing = split_list(data, args.split)
@@ -604,7 +605,7 @@ def look_at_test(result: dict[str, Any], parts: list[dict[str, Any]], args: argp
     configuration["carried"] = sorted(carried_names)  # figures of an earlier logged look, not scored again
     looks = log_test_look(OUTPUT, args.split, configuration, figures, path=looks_log(args))
     result.update(split=args.split, test_split=split_name, test_looks=looks, test_list=str(listing))
-    result["carried_runs"] = sorted(name for name in carried_names if name != "teacher")
+    result["carried_runs"] = sorted(carried_names)
     setup["metric"] = (f"top-1 after the last epoch (no checkpoint selection); every part trained and scored on val "
                        f"only, then every checkpoint scored once on the {split_name} test split"
                        + (" (runs added later in a second look, the earlier runs' figures carried)" if carried else ""))

@@ -131,8 +131,8 @@ def test_merge_carries_an_earlier_look_and_scores_only_new_runs(tmp_path):
     looks = [look for look in map(json.loads, _bytes(QUICK_LOOKS).splitlines()[looks_before:])
              if look["configuration"].get("clips_dir") == str(clips)]
     assert len(looks) == 2 and m2["test_looks"] > m1["test_looks"]
-    assert looks[1]["configuration"]["carried"] == sorted(r["name"] for r in m1["runs"])
-    assert looks[1]["configuration"]["scored"] == ["logit_only_32_s0", "logit_only_32_s1"]
+    assert looks[1]["configuration"]["carried"] == m2["carried_runs"]  # the log and the table agree
+    assert looks[1]["configuration"]["scored"] == ["logit_only_32_s0", "logit_only_32_s1", "teacher"]
 
     mixed = _trend(clips, out, "--merge", str(out / "trend_m1.json"), str(out / "trend_b.json"), "--tag", "_m3")
     assert mixed.returncode != 0 and "test split" in mixed.stderr  # test figures never join a validation table
