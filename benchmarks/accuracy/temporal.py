@@ -322,7 +322,38 @@ def full_run(r: Runner, path: Path) -> dict[str, Any]:
     result["complete"] = True
     path.write_text(json.dumps(result, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(result))
+    if not (args.teacher_only or args.grid_only):
+        plot_paired(result, path.with_name(f"{path.stem}_paired.png"))
     return result
+
+
+def plot_paired(r: dict[str, Any], path: Path) -> None:
+    """Per family, ResKD minus plain for every seed (the paired test's data) and their mean; on a test run the
+    split's binomial SE of one model as a band around zero."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    families = r["families"]
+    fig, axes = plt.subplots(1, len(families), figsize=(max(4, 3.5 * len(families)), 3.6), sharey=True, squeeze=False)
+    for ax, fam in zip(axes[0], families, strict=True):
+        diffs = [k - p for k, p in zip(fam["kd"]["seeds"], fam["plain"]["seeds"], strict=True)]
+        ax.scatter(range(len(diffs)), diffs, alpha=0.7)
+        ax.axhline(statistics.fmean(diffs), color="k", label=f"mean {statistics.fmean(diffs):+.3f}")
+        if fam.get("test_binomial_se"):
+            se = fam["test_binomial_se"]
+            ax.axhspan(-se, se, color="0.85", zorder=0, label="± binomial SE of one model")
+        ax.axhline(0.0, color="0.4", linewidth=0.8)
+        ax.set_xticks(range(len(diffs)), [f"s{s}" for s in fam["seed_ids"]])
+        ax.set_xlim(-0.5, len(diffs) - 0.5)
+        ax.set_title(f"{fam['arch']}, {fam['input_size']} px", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel(f"ResKD minus plain, same seed ({r['split']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def order_metrics(artifact: str | Path, clip_list: Path, data: Path, workers: int) -> dict[str, float]:
@@ -519,16 +550,45 @@ def markdown(r: dict[str, Any]) -> str:
                            for f in r["families"]] + [""])
     if any("kd" not in f for f in r["families"]):  # --grid-only
         return markdown_grid(r, head)
+    return markdown_comparison(r, head, key)
+
+
+def markdown_comparison(r: dict[str, Any], head: str, key: str) -> str:
+    """The full run: per family the teacher, both arms (mean ± std, validation mean), the tests, every seed, and
+    the plain grid that chose the budget."""
+    test = is_test(r["split"])
     lines = [f"# Temporal task: ResKD vs tuned plain students ({r['split']} split)", "", head, "",
-             "| family | teacher 112 px | px | plain budget (lr, epochs) | ResKD mean | plain mean | ResKD - plain | "
-             "paired p | Welch p |", "|---|---|---|---|---|---|---|---|---|"]
+             f"| family | teacher {r['teacher']['input_size']} px | px | plain budget (lr, epochs) | ResKD | plain | "
+             "ResKD - plain | paired p | "
+             "Welch p | val: ResKD / plain |", "|---|---|---|---|---|---|---|---|---|---|"]
     for f in r["families"]:
-        kd, pl = f["kd"]["top1_mean"], f["plain"]["top1_mean"]
+        kd, pl = f["kd"], f["plain"]
         lines.append(f"| {f['arch']} | {f['teacher'][key]:.3f} | {f['input_size']} | {f['plain_budget']['lr']:g}, "
-                     f"{f['plain_budget']['epochs']} | {kd:.3f} | {pl:.3f} | {kd - pl:+.3f} | "
-                     f"{f['paired_p'] if f['paired_p'] is not None else 'n/a'} | "
-                     f"{f['welch_p'] if f['welch_p'] is not None else 'n/a'} |")
-    return "\n".join(lines + [""])
+                     f"{f['plain_budget']['epochs']} | {kd['top1_mean']:.3f} ± {kd['top1_std']:.3f} | "
+                     f"{pl['top1_mean']:.3f} ± {pl['top1_std']:.3f} | {kd['top1_mean'] - pl['top1_mean']:+.3f} | "
+                     f"{_p(f['paired_p'])} | {_p(f['welch_p'])} | "
+                     f"{kd.get('val_top1_mean', float('nan')):.3f} / {pl.get('val_top1_mean', float('nan')):.3f} |")
+    lines += ["", f"Per seed ({r['split']} top-1; the paired test pairs the columns):", "",
+              "| family | arm | " + " | ".join(f"seed {s}" for s in r["families"][0]["seed_ids"]) + " |",
+              "|---|---|" + "---|" * len(r["families"][0]["seed_ids"])]
+    for f in r["families"]:
+        for arm, name in (("kd", "ResKD"), ("plain", "plain")):
+            lines.append(f"| {f['arch']} | {name} | " + " | ".join(f"{v:.3f}" for v in f[arm]["seeds"]) + " |")
+    notes = ["Both arms start from the teacher's weights and get the budget the plain grid chose on validation; "
+             "ResKD is the trainer's default distillation. ± is the std over seeds."]
+    if test:
+        ses = ", ".join(f"{f['arch']} {f['test_binomial_se']:.3f}" for f in r["families"])
+        notes.append(f"Test split: the sealed `{TEST_SET}` test clips, look {r.get('test_looks', '?')} at that split "
+                     f"(benchmarks/results/test_looks.jsonl); binomial SE of one model at the plain mean: {ses}.")
+    else:
+        notes.append("Validation only: no test clip was scored.")
+    grid = markdown_grid(r, head).split("\n")[4:]
+    return "\n".join(lines + ["", *notes, "", "The plain students' grid (validation, grid seeds; chosen in bold):", "",
+                              *grid])
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def markdown_grid(r: dict[str, Any], head: str) -> str:

@@ -35,7 +35,9 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
     r = json.loads(capsys.readouterr().out)
     assert opened == [] and r["split"] == "val" and r["complete"] is True
     assert r == json.loads((tmp_path / "temporal.json").read_text())
-    assert (tmp_path / "temporal.md").read_text().startswith("# Temporal task")
+    md = (tmp_path / "temporal.md").read_text()
+    assert md.startswith("# Temporal task: ResKD vs tuned plain students (val split)") and "no test clip" in md
+    assert md.count("| tsm_effnet_lite0 | ResKD |") == 1 and (tmp_path / "temporal_paired.png").is_file()
     assert r["frames"] == 8 and r["teacher"]["input_size"] == 64 and r["teacher"]["top1"] is None
     assert [f["arch"] for f in r["families"]] == ["tsm_effnet_lite0", "r3d_18"]
     for fam in r["families"]:
@@ -55,6 +57,7 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
         assert fam["kd"]["val_seeds"] == val_fam["kd"]["val_seeds"]  # the same models: nothing retrained
         assert all(0.0 <= x <= 1.0 for x in fam["kd"]["seeds"] + fam["plain"]["seeds"])
         assert fam["test_binomial_se"] > 0
+    assert "look 1 at that split" in (tmp_path / "temporal.md").read_text()
     look = json.loads((tmp_path / "test_looks.jsonl").read_text())
     assert look["benchmark"] == "temporal" and look["test_split"] == temporal.TEST_SET  # its own test set, counted apart
     assert (TEST_LOOKS.read_text() if TEST_LOOKS.is_file() else "") == looks_before  # the real log is untouched
