@@ -193,6 +193,16 @@ class Runner:
               f"{row['s_per_clip_epoch']:.3f} s/clip/epoch)", file=sys.stderr, flush=True)
         return row
 
+    def factors(self, row: dict[str, Any]) -> dict[str, float]:
+        """:func:`order_metrics` of the model on the run's split, kept beside the model (a rerun reuses them)."""
+        cache = Path(row["last"]).parent / f"factors_{self.args.split}.json"
+        if cache.is_file():
+            return json.loads(cache.read_text())
+        listing = split_list(self.data, self.args.split) if is_test(self.args.split) else self.data / "val.txt"
+        factors = order_metrics(row["last"], listing, self.data, self.args.workers)
+        cache.write_text(json.dumps(factors) + "\n")
+        return factors
+
     def test_top1(self, row: dict[str, Any]) -> float:
         """The model's top-1 on the sealed test split (callers only reach this with --split test)."""
         return float(evaluate(row["last"], split_list(self.data, "test"), self.data, workers=self.args.workers)["top1"])
@@ -254,9 +264,16 @@ def family_result(r: Runner, arch: str) -> dict[str, Any]:
     for arm, arm_rows in rows.items():
         out[arm] = summarize([x[scored] for x in arm_rows], [x["val_top1"] for x in arm_rows])
         out[arm]["train_s"] = [x["train_s"] for x in arm_rows]
+        out[arm]["factors"] = mean_factors([r.factors(x) for x in arm_rows])
+    out["teacher"]["factors"] = r.factors(teacher)
     pair, w = paired(out["kd"]["seeds"], out["plain"]["seeds"]), welch(out["kd"]["seeds"], out["plain"]["seeds"])
     out.update({"paired": pair, "welch": w, "paired_p": pair and pair["p_two_sided"], "welch_p": w and w["p_two_sided"]})
     return out
+
+
+def mean_factors(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The seeds' mean of each :func:`order_metrics` figure."""
+    return {k: round(statistics.fmean(x[k] for x in rows), 4) for k in ("top1", "garment", "motion_pair", "order")}
 
 
 def _teacher_summary(args: argparse.Namespace, teacher: dict[str, Any]) -> dict[str, Any]:
@@ -574,6 +591,13 @@ def markdown_comparison(r: dict[str, Any], head: str, key: str) -> str:
     for f in r["families"]:
         for arm, name in (("kd", "ResKD"), ("plain", "plain")):
             lines.append(f"| {f['arch']} | {name} | " + " | ".join(f"{v:.3f}" for v in f[arm]["seeds"]) + " |")
+    lines += ["", f"What each model gets right ({r['split']}; students: mean over seeds): the garment, the motion pair "
+              "(turning vs approaching/receding) and the order (its own class above its time-reversed partner; 0.5 "
+              "for an order-blind model):", "", "| family | model | garment | motion pair | order |", "|---|---|---|---|---|"]
+    for f in r["families"]:
+        for name, fx in (("teacher", f["teacher"]["factors"]), ("ResKD", f["kd"]["factors"]),
+                         ("plain", f["plain"]["factors"])):
+            lines.append(f"| {f['arch']} | {name} | {fx['garment']:.3f} | {fx['motion_pair']:.3f} | {fx['order']:.3f} |")
     notes = ["Both arms start from the teacher's weights and get the budget the plain grid chose on validation; "
              "ResKD is the trainer's default distillation. ± is the std over seeds."]
     if test:

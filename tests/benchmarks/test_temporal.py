@@ -37,7 +37,10 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
     assert r == json.loads((tmp_path / "temporal.json").read_text())
     md = (tmp_path / "temporal.md").read_text()
     assert md.startswith("# Temporal task: ResKD vs tuned plain students (val split)") and "no test clip" in md
-    assert md.count("| tsm_effnet_lite0 | ResKD |") == 1 and (tmp_path / "temporal_paired.png").is_file()
+    assert md.count("| tsm_effnet_lite0 | ResKD |") == 2 and (tmp_path / "temporal_paired.png").is_file()
+    for fam in r["families"]:  # the factors of every model, on validation (a TSN-like order-blind model: 0.5)
+        assert all(0.0 <= fam[m]["factors"][k] <= 1.0 for m in ("kd", "plain") for k in ("garment", "order"))
+        assert fam["teacher"]["factors"]["top1"] == pytest.approx(fam["teacher"]["val_top1"], abs=1e-3)
     assert r["frames"] == 8 and r["teacher"]["input_size"] == 64 and r["teacher"]["top1"] is None
     assert [f["arch"] for f in r["families"]] == ["tsm_effnet_lite0", "r3d_18"]
     for fam in r["families"]:
