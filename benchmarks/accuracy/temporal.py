@@ -56,6 +56,7 @@ from reskd_infer.train.state import STATE_FILE
 
 TEST_SET = "temporal_motion_clips"  # the name its looks carry in test_looks.jsonl
 OUTPUT = "temporal"
+ARMS = ("kd", "plain")
 FAMILIES = ("tsm_effnet_lite0", "r3d_18")
 
 
@@ -90,6 +91,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epoch-grid", default="5,8", help="plain students' epoch budgets tried on validation")
     p.add_argument("--grid-seeds", default="0", help="seeds of the plain grid (the mean val top-1 chooses)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="seeds of the compared arms (paired by seed)")
+    p.add_argument("--arms", default="kd,plain",
+                   help="the compared arms to train: both (the default) give the comparison; one of them (kd or "
+                        "plain) trains only that arm's students and writes a stage file, so two processes can share "
+                        "the seeds of both arms and the full run then reuses every model")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 on the shared 2-core machine)")
@@ -253,7 +258,11 @@ def family_result(r: Runner, arch: str) -> dict[str, Any]:
                 "plain_budget": budget}
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = {arm: [student_run(r, arch, teacher, arm, budget["lr"], budget["epochs"], s) for s in seeds]
-            for arm in ("kd", "plain")}
+            for arm in _names(args.arms)}
+    if set(rows) != set(ARMS):  # one arm's students only: a stage of a parallel run, no comparison
+        return {"arch": arch, "input_size": args.size, "teacher": _teacher_summary(args, teacher),
+                "plain_budget": budget, "seed_ids": seeds,
+                **{arm: summarize([x["val_top1"] for x in arm_rows]) for arm, arm_rows in rows.items()}}
     scored = "top1" if is_test(args.split) else "val_top1"
     if is_test(args.split):
         for row in [teacher, *rows["kd"], *rows["plain"]]:
@@ -297,12 +306,20 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("--probe and --probe-teachers run on validation only")
         result = probe(r, _names(args.probe), _names(args.probe_teachers), out_dir / f"{OUTPUT}_probe.json")
     else:
-        if (args.teacher_only or args.grid_only) and is_test(args.split):
-            raise SystemExit("--teacher-only and --grid-only run on validation only")
-        stage = "_teachers" if args.teacher_only else "_grid" if args.grid_only else ""
+        if (args.teacher_only or args.grid_only or _stage_arm(args)) and is_test(args.split):
+            raise SystemExit("--teacher-only, --grid-only and a single --arms value run on validation only")
+        stage = "_teachers" if args.teacher_only else "_grid" if args.grid_only else _stage_arm(args)
         result = full_run(r, out_dir / f"{OUTPUT}{stage}.json")
     print(json.dumps(result, indent=1) if args.json else markdown(result))
     return 0
+
+
+def _stage_arm(args: argparse.Namespace) -> str:
+    """``_kd`` or ``_plain`` when --arms names one arm (a stage of a parallel run), else empty."""
+    arms = _names(args.arms)
+    if not arms or set(arms) - set(ARMS):
+        raise SystemExit(f"--arms: expected kd, plain or both, got {args.arms!r}")
+    return f"_{arms[0]}" if len(set(arms)) == 1 else ""
 
 
 def setup(r: Runner) -> dict[str, Any]:
@@ -339,7 +356,7 @@ def full_run(r: Runner, path: Path) -> dict[str, Any]:
     result["complete"] = True
     path.write_text(json.dumps(result, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(result))
-    if not (args.teacher_only or args.grid_only):
+    if not (args.teacher_only or args.grid_only or _stage_arm(args)):
         plot_paired(result, path.with_name(f"{path.stem}_paired.png"))
     return result
 
@@ -565,7 +582,7 @@ def markdown(r: dict[str, Any]) -> str:
                           [f"| {f['arch']} | {f['teacher']['epochs']} | "
                            + ", ".join(f"{e}: {v:.3f}" for e, v in f["teacher"]["val_curve"]) + " |"
                            for f in r["families"]] + [""])
-    if any("kd" not in f for f in r["families"]):  # --grid-only
+    if any("kd" not in f or "plain" not in f for f in r["families"]):  # --grid-only, or one arm's stage
         return markdown_grid(r, head)
     return markdown_comparison(r, head, key)
 

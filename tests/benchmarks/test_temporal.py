@@ -31,6 +31,13 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
     assert [("plain_budget" in f, "kd" in f) for f in grid["families"]] == [(True, False)] * 2
     assert not list((tmp_path / "temporal_runs").glob("*/kd_*"))  # the grid stage trains no distilled student
     assert (tmp_path / "temporal_grid.md").read_text().startswith("# Temporal task: the plain students' budget")
+    # One arm's students (a stage of a parallel run); the full run below reuses them.
+    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path), "--arms", "plain"]) == 0
+    stage = json.loads(capsys.readouterr().out)
+    assert [("plain" in f, "kd" in f, f["seed_ids"]) for f in stage["families"]] == [(True, False, [0, 1])] * 2
+    assert not list((tmp_path / "temporal_runs").glob("*/kd_*")) and (tmp_path / "temporal_plain.json").is_file()
+    with pytest.raises(SystemExit, match="validation only"):
+        temporal.main(["--quick", "--results-dir", str(tmp_path), "--arms", "kd", "--split", "test"])
     assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path)]) == 0  # reuses the grid's models
     r = json.loads(capsys.readouterr().out)
     assert opened == [] and r["split"] == "val" and r["complete"] is True
