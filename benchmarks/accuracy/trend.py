@@ -190,7 +190,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="an existing clips folder (demo.fashion_clips layout) instead of the one generated from the "
                         "data options")
     add_split_argument(p)
-    p.add_argument("--no-throughput", action="store_true", help="skip the throughput measurement (a part for --merge)")
+    p.add_argument("--no-throughput", action="store_true",
+                   help="skip the throughput measurement (a part for --merge; a merge made beside other jobs)")
     p.add_argument("--tag", default="", help="suffix of the output files (trend<TAG>.json ...)")
     p.add_argument("--merge", nargs="+", default=[], metavar="JSON",
                    help="render only: join runs made per resolution (same teacher) into trend<TAG>.json, "
@@ -370,7 +371,9 @@ def students_step(t: Trend, teacher_ckpt: str) -> None:
 
 def attach_throughput(result: dict[str, Any], sizes: list[int], frames: int, num_classes: int,
                       **measure: Any) -> None:
-    """Measure the network at the teacher's size and ``sizes``; put each figure beside its model."""
+    """Measure the network at the teacher's size and ``sizes``; put each figure beside its model, with the
+    machine's load average at the start (other work on the cores makes it no speed figure)."""
+    result["throughput_load_average_1min"] = round(os.getloadavg()[0], 2)
     tp = measure_throughput([result["teacher"]["input_size"], *sizes], frames, num_classes, **measure)
     result["throughput_clips_per_s"] = {str(s): v for s, v in tp.items()}
     result["teacher"]["throughput_clips_per_s"] = tp[result["teacher"]["input_size"]]
@@ -557,8 +560,9 @@ def merge_parts(args: argparse.Namespace, parts: list[Path]) -> int:
     if any(a in ABLATION_ARMS and a != "plain" for a in arms):
         result["ablations"] = ablations(result["students"], result.get("test_clips"))
         result["logit_only_share_of_default_gain"] = logit_share(result["students"])
-    attach_throughput(result, [st["input_size"] for st in result["students"]], first["setup"]["frames"],
-                      len(first["setup"]["classes"]))
+    if not args.no_throughput:
+        attach_throughput(result, [st["input_size"] for st in result["students"]], first["setup"]["frames"],
+                          len(first["setup"]["classes"]))
     write_rendered(result, out)
     print(markdown(result))
     return 0
@@ -638,9 +642,14 @@ def probe_label(dist: dict[str, Any]) -> str:
             f"w_logit {dist['w_logit']:g}")
 
 
-def _row(size: int, label: str, v: dict[str, Any], throughput: float) -> str:
+def _row(size: int, label: str, v: dict[str, Any], throughput: float | None) -> str:
     return (f"| {size} | {label} | **{v['top1_mean']:.3f}** | {v['top1_std']:.3f} | "
-            f"{', '.join(f'{x:.3f}' for x in v['seeds'])} | {v.get('val_top1_mean', float('nan')):.3f} | {throughput:.1f} |")
+            f"{', '.join(f'{x:.3f}' for x in v['seeds'])} | {v.get('val_top1_mean', float('nan')):.3f} | "
+            f"{_rate(throughput)} |")
+
+
+def _rate(clips_per_s: float | None) -> str:
+    return "n/a" if clips_per_s is None else f"{clips_per_s:.1f}"
 
 
 def _init_label(setup: dict[str, Any]) -> str:
@@ -711,15 +720,18 @@ def markdown(r: dict[str, Any]) -> str:
              f"| input px | model | {split} top-1 mean | std | seeds | val top-1 mean | clips/s (batch 8, CPU) |",
              "|---|---|---|---|---|---|---|",
              f"| {t['input_size']} | teacher | **{t['top1']:.3f}** | | 1 | {t.get('val_top1') or float('nan'):.3f} | "
-             f"{t.get('throughput_clips_per_s', float('nan')):.1f} |"]
+             f"{_rate(t.get('throughput_clips_per_s'))} |"]
     for st in r["students"]:
-        tp = st.get("throughput_clips_per_s", float("nan"))
+        tp = st.get("throughput_clips_per_s")
         for arm in (a for a in ARMS if a in st):
             lines.append(_row(st["input_size"], labels[arm], st[arm], tp))
         for label, probe in r.get("probes", {}).items():
             v = probe["students"].get(str(st["input_size"]))
             if v:
                 lines.append(_row(st["input_size"], f"{label} (probe)", v, tp))
+    if "throughput_load_average_1min" in r:
+        lines += ["", f"clips/s measured with the machine's 1-min load average at {r['throughput_load_average_1min']:g} "
+                  f"on {os.cpu_count()} cores: other work shared the cores unless that is well below 1."]
     lines += ["", *significance_lines(r, labels)]
     share = r.get("logit_only_share_of_default_gain")
     if share:
@@ -742,12 +754,15 @@ def plot(r: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     st = sorted(r["students"], key=lambda e: e["input_size"])
     t = r["teacher"]
-    for ax, xkey, xlabel in ((axes[0], "input_size", "input resolution (px)"),
-                             (axes[1], "throughput_clips_per_s",
-                              f"measured throughput (clips/s, batch 8, {r['setup']['threads']} CPU thread(s))")):
+    panels = [("input_size", "input resolution (px)")]
+    if "throughput_clips_per_s" in t:  # a merge made with --no-throughput has none
+        panels.append(("throughput_clips_per_s",
+                       f"measured throughput (clips/s, batch 8, {r['setup']['threads']} CPU thread(s))"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    axes = axes[0]
+    for ax, (xkey, xlabel) in zip(axes, panels, strict=True):
         labels = arm_labels(r)
         for key, marker in zip(ARMS, "oDv^Ps", strict=True):
             pts = [e for e in st if key in e]

@@ -41,6 +41,7 @@ def test_trend_quick(tmp_path):
             assert all(0.0 <= x <= 1.0 for x in v["seeds"])
         assert "welch" in st and "gap_closed" in st
         assert st["throughput_clips_per_s"] > 0
+    assert r["throughput_load_average_1min"] >= 0 and "load average" in (tmp_path / "trend.md").read_text()
     kd_runs = [run for run in r["runs"] if run["name"].startswith("kd_")]
     assert kd_runs and all(run["first_steps"]["kd"] > 0 for run in kd_runs)  # the per-step log was read
     assert (tmp_path / "trend.png").stat().st_size > 1000

@@ -123,6 +123,7 @@ def test_merge_carries_an_earlier_look_and_scores_only_new_runs(tmp_path):
                     "--tag", "_m2")
     assert second.returncode == 0, second.stderr[-2000:]
     m2 = json.loads((out / "trend_m2.json").read_text())
+    assert "throughput_clips_per_s" not in m2 and "| n/a |" in (out / "trend_m2.md").read_text()  # --no-throughput
     top1 = {run["name"]: run["top1"] for run in m2["runs"]}
     assert all(top1[run["name"]] == run["top1"] for run in m1["runs"])
     assert {"plain_32_s0", "logit_only_32_s0"} <= set(top1) and m2["parts"] == ["trend_a.json", "trend_b.json"]
