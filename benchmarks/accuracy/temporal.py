@@ -56,7 +56,12 @@ from reskd_infer.train.state import STATE_FILE
 
 TEST_SET = "temporal_motion_clips"  # the name its looks carry in test_looks.jsonl
 OUTPUT = "temporal"
-ARMS = ("kd", "plain")
+ARMS = ("kd", "plain")  # the comparison: ResKD with the trainer's defaults against the tuned plain student
+# Further distilled arms a run may add (trainer settings beside the defaults), each reported against plain:
+# feature_only is the trend ablation's leader, which replaces the default only if it also leads here on
+# validation (the rule in docs/benchmarks.md).
+EXTRA_ARMS: dict[str, dict[str, Any]] = {"feature_only": {"w_logit": 0.0}}
+ARM_NAMES = {"kd": "ResKD", "plain": "plain", "feature_only": "feature-only KD"}
 FAMILIES = ("tsm_effnet_lite0", "r3d_18")
 
 
@@ -92,9 +97,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grid-seeds", default="0", help="seeds of the plain grid (the mean val top-1 chooses)")
     p.add_argument("--seeds", default="0,1,2,3,4", help="seeds of the compared arms (paired by seed)")
     p.add_argument("--arms", default="kd,plain",
-                   help="the compared arms to train: both (the default) give the comparison; one of them (kd or "
-                        "plain) trains only that arm's students and writes a stage file, so two processes can share "
-                        "the seeds of both arms and the full run then reuses every model")
+                   help="the arms to train: kd and plain (the default) give the comparison; feature_only adds the "
+                        "default without its logit term, reported against plain; a list without kd or plain (e.g. "
+                        "kd, or plain) trains only those students and writes a stage file, so two processes can "
+                        "share the seeds and the full run then reuses every model")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 on the shared 2-core machine)")
@@ -225,11 +231,12 @@ def teacher_run(r: Runner, arch: str, stop_after_epoch: int = 0) -> dict[str, An
 
 def student_run(r: Runner, arch: str, teacher: dict[str, Any], arm: str, lr: float, epochs: int,
                 seed: int) -> dict[str, Any]:
-    """A 56 px student from the teacher's weights: ``kd`` (the trainer's distillation defaults) or ``plain``."""
+    """A 56 px student from the teacher's weights: ``kd`` (the trainer's distillation defaults), ``plain`` or one
+    of :data:`EXTRA_ARMS`."""
     args = r.args
     common = dict(arch=arch, input_size=args.size, lr=lr, epochs=epochs, seed=seed, teacher=teacher["last"],
                   init_from_teacher=True)
-    extra = {"no_kd": True, "crop_size": args.teacher_size} if arm == "plain" else {}
+    extra = {"no_kd": True, "crop_size": args.teacher_size} if arm == "plain" else EXTRA_ARMS.get(arm, {})
     return r.fit(f"{arch}/{arm}_{args.size}_lr{lr:g}_e{epochs}_s{seed}", **common, **extra)
 
 
@@ -259,7 +266,7 @@ def family_result(r: Runner, arch: str) -> dict[str, Any]:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = {arm: [student_run(r, arch, teacher, arm, budget["lr"], budget["epochs"], s) for s in seeds]
             for arm in _names(args.arms)}
-    if set(rows) != set(ARMS):  # one arm's students only: a stage of a parallel run, no comparison
+    if not set(ARMS) <= set(rows):  # some arms' students only: a stage of a parallel run, no comparison
         return {"arch": arch, "input_size": args.size, "teacher": _teacher_summary(args, teacher),
                 "plain_budget": budget, "seed_ids": seeds,
                 **{arm: summarize([x["val_top1"] for x in arm_rows]) for arm, arm_rows in rows.items()}}
@@ -274,6 +281,9 @@ def family_result(r: Runner, arch: str) -> dict[str, Any]:
         out[arm] = summarize([x[scored] for x in arm_rows], [x["val_top1"] for x in arm_rows])
         out[arm]["train_s"] = [x["train_s"] for x in arm_rows]
         out[arm]["factors"] = mean_factors([r.factors(x) for x in arm_rows])
+        if arm in EXTRA_ARMS:
+            out[arm]["paired_vs_plain"] = paired(out[arm]["seeds"], out["plain"]["seeds"])
+            out[arm]["welch_vs_plain"] = welch(out[arm]["seeds"], out["plain"]["seeds"])
     out["teacher"]["factors"] = r.factors(teacher)
     pair, w = paired(out["kd"]["seeds"], out["plain"]["seeds"]), welch(out["kd"]["seeds"], out["plain"]["seeds"])
     out.update({"paired": pair, "welch": w, "paired_p": pair and pair["p_two_sided"], "welch_p": w and w["p_two_sided"]})
@@ -315,11 +325,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stage_arm(args: argparse.Namespace) -> str:
-    """``_kd`` or ``_plain`` when --arms names one arm (a stage of a parallel run), else empty."""
+    """``_kd``, ``_plain``, ``_feature_only``... when --arms leaves out kd or plain (a stage of a parallel run),
+    else empty (the comparison, with any further arms beside it)."""
     arms = _names(args.arms)
-    if not arms or set(arms) - set(ARMS):
-        raise SystemExit(f"--arms: expected kd, plain or both, got {args.arms!r}")
-    return f"_{arms[0]}" if len(set(arms)) == 1 else ""
+    if not arms or set(arms) - {*ARMS, *EXTRA_ARMS}:
+        raise SystemExit(f"--arms: expected some of {', '.join([*ARMS, *EXTRA_ARMS])}, got {args.arms!r}")
+    return "" if set(ARMS) <= set(arms) else "_" + "_".join(dict.fromkeys(arms))
 
 
 def setup(r: Runner) -> dict[str, Any]:
@@ -346,10 +357,12 @@ def full_run(r: Runner, path: Path) -> dict[str, Any]:
         for fam in result["families"]:
             fam["test_binomial_se"] = binomial_se(fam["plain"]["top1_mean"], n_test)
         figures = {f["arch"]: {"teacher": f["teacher"]["top1"], "kd": f["kd"]["seeds"], "plain": f["plain"]["seeds"],
+                               **{a: f[a]["seeds"] for a in EXTRA_ARMS if a in f},
                                "paired_p": f["paired_p"], "welch_p": f["welch_p"]} for f in result["families"]}
         looks = path.parent / "test_looks.jsonl" if args.quick else TEST_LOOKS  # a smoke run's looks stay beside it
         config = {k: getattr(args, k) for k in ("families", "teacher_size", "size", "teacher_epochs", "teacher_lr",
-                                                  "lr_grid", "epoch_grid", "grid_seeds", "seeds", "per_class_train")}
+                                                  "lr_grid", "epoch_grid", "grid_seeds", "seeds", "per_class_train",
+                                                  "arms")}
         # The motion clips' test split is its own test set: its looks count apart from the Fashion clips' splits.
         result["test_looks"] = log_test_look(OUTPUT, args.split, config, figures, looks, name=TEST_SET)
     result["setup"]["elapsed_s"] = round(time.time() - r.t0, 1)
@@ -602,18 +615,18 @@ def markdown_comparison(r: dict[str, Any], head: str, key: str) -> str:
                      f"{pl['top1_mean']:.3f} ± {pl['top1_std']:.3f} | {kd['top1_mean'] - pl['top1_mean']:+.3f} | "
                      f"{_p(f['paired_p'])} | {_p(f['welch_p'])} | "
                      f"{kd.get('val_top1_mean', float('nan')):.3f} / {pl.get('val_top1_mean', float('nan')):.3f} |")
+    lines += _extra_arm_lines(r)
     lines += ["", f"Per seed ({r['split']} top-1; the paired test pairs the columns):", "",
               "| family | arm | " + " | ".join(f"seed {s}" for s in r["families"][0]["seed_ids"]) + " |",
               "|---|---|" + "---|" * len(r["families"][0]["seed_ids"])]
     for f in r["families"]:
-        for arm, name in (("kd", "ResKD"), ("plain", "plain")):
-            lines.append(f"| {f['arch']} | {name} | " + " | ".join(f"{v:.3f}" for v in f[arm]["seeds"]) + " |")
+        for arm in _arms_of(f):
+            lines.append(f"| {f['arch']} | {ARM_NAMES[arm]} | " + " | ".join(f"{v:.3f}" for v in f[arm]["seeds"]) + " |")
     lines += ["", f"What each model gets right ({r['split']}; students: mean over seeds): the garment, the motion pair "
               "(turning vs approaching/receding) and the order (its own class above its time-reversed partner; 0.5 "
               "for an order-blind model):", "", "| family | model | garment | motion pair | order |", "|---|---|---|---|---|"]
     for f in r["families"]:
-        for name, fx in (("teacher", f["teacher"]["factors"]), ("ResKD", f["kd"]["factors"]),
-                         ("plain", f["plain"]["factors"])):
+        for name, fx in (("teacher", f["teacher"]["factors"]), *((ARM_NAMES[a], f[a]["factors"]) for a in _arms_of(f))):
             lines.append(f"| {f['arch']} | {name} | {fx['garment']:.3f} | {fx['motion_pair']:.3f} | {fx['order']:.3f} |")
     notes = ["Both arms start from the teacher's weights and get the budget the plain grid chose on validation; "
              "ResKD is the trainer's default distillation. ± is the std over seeds."]
@@ -626,6 +639,25 @@ def markdown_comparison(r: dict[str, Any], head: str, key: str) -> str:
     grid = markdown_grid(r, head).split("\n")[4:]
     return "\n".join(lines + ["", *notes, "", "The plain students' grid (validation, grid seeds; chosen in bold):", "",
                               *grid])
+
+
+def _arms_of(family: dict[str, Any]) -> list[str]:
+    return [a for a in (*ARMS, *EXTRA_ARMS) if a in family]
+
+
+def _extra_arm_lines(r: dict[str, Any]) -> list[str]:
+    """The further distilled arms against plain (same seeds), when the run had any."""
+    rows = [(f, a) for f in r["families"] for a in EXTRA_ARMS if a in f]
+    if not rows:
+        return []
+    extra = ["", "Further arms against the same plain students (same budget and seeds):", "",
+             "| family | arm | mean | - plain | paired p | Welch p | val mean |", "|---|---|---|---|---|---|---|"]
+    for f, a in rows:
+        v, pl, pair, w = f[a], f["plain"], f[a]["paired_vs_plain"], f[a]["welch_vs_plain"]
+        extra.append(f"| {f['arch']} | {ARM_NAMES[a]} | {v['top1_mean']:.3f} ± {v['top1_std']:.3f} | "
+                     f"{v['top1_mean'] - pl['top1_mean']:+.3f} | {_p(pair and pair['p_two_sided'])} | "
+                     f"{_p(w and w['p_two_sided'])} | {v.get('val_top1_mean', float('nan')):.3f} |")
+    return extra
 
 
 def _p(value: float | None) -> str:

@@ -55,7 +55,15 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
         for arm in ("kd", "plain"):
             assert len(fam[arm]["seeds"]) == 2 and fam[arm]["seeds"] == fam[arm]["val_seeds"]
         assert "paired_p" in fam and "welch_p" in fam
-    runs = sorted(p.parent.name for p in (tmp_path / "temporal_runs").glob("*/*/row.json"))
+    # A further arm beside the comparison: trained against the same plain students (which are reused).
+    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path), "--arms", "kd,plain,feature_only"]) == 0
+    extra = json.loads(capsys.readouterr().out)
+    for fam, val_fam in zip(extra["families"], r["families"], strict=True):
+        assert fam["plain"]["seeds"] == val_fam["plain"]["seeds"] and len(fam["feature_only"]["seeds"]) == 2
+        assert "paired_vs_plain" in fam["feature_only"] and "welch_vs_plain" in fam["feature_only"]
+    assert "| r3d_18 | feature-only KD |" in (tmp_path / "temporal.md").read_text()
+    runs = sorted(p.parent.name for p in (tmp_path / "temporal_runs").glob("*/*/row.json")
+                  if "feature_only" not in p.parent.name)
     assert runs == sorted(["teacher_64", "plain_32_lr0.01_e1_s0", "plain_32_lr0.01_e1_s1", "kd_32_lr0.01_e1_s0",
                            "kd_32_lr0.01_e1_s1"] * 2)
 
