@@ -32,6 +32,14 @@ class DistInfo:
         if self.enabled:
             dist.barrier()
 
+    def broadcast_float(self, value: float, device: torch.device) -> float:
+        """Rank 0's ``value`` on every rank (itself when there is one process)."""
+        if not self.enabled:
+            return value
+        buf = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.broadcast(buf, src=0)
+        return float(buf.item())
+
 
 def init_distributed(device_request: str) -> tuple[DistInfo, torch.device]:
     """Read torchrun's environment, pick the device, start the process group when there are several ranks."""

@@ -83,6 +83,7 @@ from reskd_infer.train.unlabelled import (
     as_clips,
     calibrate_logit_scale,
     freeze_batchnorm,
+    scale_classifier,
 )
 from reskd_infer.train.workdir import checkpoint_bytes, prepare_work_dir, trim_log
 from reskd_infer.video import DECODER_NAME
@@ -402,18 +403,25 @@ def build_state(cfg: TrainConfig, model: nn.Module, device: torch.device, gen: t
 
 def unlabelled_logit_scale(run: Run) -> float:
     """A fresh unlabelled run calibrates the student's logit scale over one pass of its training clips (epoch
-    0's crops, in list order); a resumed one reads the scale its first part applied from last.ckpt."""
+    0's crops, in list order); a resumed one reads the scale its first part applied from last.ckpt.
+
+    Under DDP rank 0 alone makes the pass and the others apply the scale it sends: every rank would find the same
+    scale at world-size times the cost, and a rank that found another would fail the epoch's weight check."""
     cfg = run.cfg
     if not cfg.distill.logit_calibration:
         return 1.0
     if cfg.run.resume:
         return recorded_logit_scale(run.work)
-    loader = ListLoader(run.train_set, batch_size=cfg.optim.batch_size, shuffle=False, num_workers=cfg.data.workers,
-                        generator=torch.Generator().manual_seed(cfg.run.seed))
-    batches = ((run.student_input(c.to(run.device)), run.distiller.teacher_outputs(c.to(run.device)).logits)
-               for c, _ in tqdm(loader, desc="calibrating the logit scale", leave=False,
-                                disable=not (run.d.is_main and cfg.log.progress)))
-    scale = calibrate_logit_scale(run.model, batches)
+    scale = 0.0
+    if run.d.is_main:
+        loader = ListLoader(run.train_set, batch_size=cfg.optim.batch_size, shuffle=False,
+                            num_workers=cfg.data.workers, generator=torch.Generator().manual_seed(cfg.run.seed))
+        batches = ((run.student_input(c.to(run.device)), run.distiller.teacher_outputs(c.to(run.device)).logits)
+                   for c, _ in tqdm(loader, desc="calibrating the logit scale", leave=False, disable=not cfg.log.progress))
+        scale = calibrate_logit_scale(run.model, batches)
+    scale = run.d.broadcast_float(scale, run.device)
+    if not run.d.is_main:
+        scale_classifier(run.model, scale)
     run.model.train()
     return scale
 

@@ -4,6 +4,9 @@ trainer's own loop (real H.264 clips and a frame folder written with PyAV/PIL, a
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +92,23 @@ def test_unlabelled_resume_mid_run_equals_the_uninterrupted_run(footage, tmp_pat
     (a, spec_a), (b, spec_b) = read_checkpoint(tmp_path / "full" / "last.ckpt"), read_checkpoint(tmp_path / "cut" / "last.ckpt")
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert spec_a.provenance["logit_scale"] == spec_b.provenance["logit_scale"]  # recorded, not recalibrated
+
+
+def test_torchrun_two_ranks_share_rank_0s_logit_scale(footage, tmp_path):
+    """Under torchrun rank 0 alone calibrates; the other rank applies the scale it receives, so both hold the same
+    weights at the epoch's check (a mismatch stops the run) and the scale is the single process's."""
+    assert train_main(_args(footage, tmp_path / "one", "--epochs", "1", "--deterministic")) == 0
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "reskd_infer.train",
+                          *_args(footage, tmp_path / "two", "--epochs", "1", "--deterministic")],
+                         capture_output=True, text=True, env=env, timeout=400)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    (record,) = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+                 if '"step"' not in line]
+    assert len(record["rank_param_sha256"]) == 2 and len(set(record["rank_param_sha256"])) == 1
+    one, two = (read_checkpoint(tmp_path / w / "last.ckpt")[1].provenance for w in ("one", "two"))
+    assert two["logit_scale"] == one["logit_scale"] and two["logit_scale"] != 1.0
 
 
 def test_a_bad_clip_is_logged_and_skipped(footage, tmp_path):
