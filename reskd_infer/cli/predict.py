@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", metavar="DIR", help="folder that --list paths are relative to (default: the list's folder)")
     p.add_argument("--topk", type=int, default=5, help="how many classes to report per video (default: 5)")
     p.add_argument("--output", "-o", metavar="FILE",
-                   help="write one line per video to FILE as each is done (JSON Lines, or CSV for *.csv); "
-                   "running the same command again skips the videos already in FILE; '{rank}' in FILE is "
-                   "replaced by the shard index")
+                   help="write one line per video to FILE as each is done (JSON Lines, or CSV for *.csv: video, "
+                   "label_k/score_k, answered_by with --cascade, error_type, error_message); running the same "
+                   "command again skips the videos already in FILE (a CSV must then have the same columns); "
+                   "'{rank}' in FILE is replaced by the shard index")
     p.add_argument("--format", choices=["jsonl", "csv"], help="format of --output (default: from its suffix, else jsonl)")
     p.add_argument("--no-resume", action="store_true", help="overwrite --output instead of resuming it")
     p.add_argument("--shard", metavar="I/N", help="predict only shard I of N of the inputs (default: RANK/WORLD_SIZE "
