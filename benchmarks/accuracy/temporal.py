@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         result = probe(r, _names(args.probe), _names(args.probe_teachers), out_dir / f"{OUTPUT}_probe.json")
     else:
         if (args.teacher_only or args.grid_only or _stage_arm(args)) and is_test(args.split):
-            raise SystemExit("--teacher-only, --grid-only and a single --arms value run on validation only")
+            raise SystemExit("--teacher-only, --grid-only and --arms without kd or plain (a stage) run on validation only")
         stage = "_teachers" if args.teacher_only else "_grid" if args.grid_only else _stage_arm(args)
         result = full_run(r, out_dir / f"{OUTPUT}{stage}.json")
     print(json.dumps(result, indent=1) if args.json else markdown(result))

@@ -86,13 +86,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def _csv_rows(path: Path) -> list[list[str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.reader(f))
-
-
 def _csv_videos(path: Path) -> list[str]:
-    rows = _csv_rows(path)
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
     if rows and rows[0][:1] == ["video"]:
         rows = rows[1:]
     return [row[0] for row in rows if row]
@@ -111,9 +107,10 @@ def completed_videos(path: str | Path, fmt: str = "jsonl") -> set[str]:
 
 def _check_csv_header(path: Path, expected: list[str]) -> None:
     """Refuse to resume a CSV written with other columns (another --topk, or with/without a cascade)."""
-    rows = _csv_rows(path)
-    if rows and rows[0] != expected:
-        raise OutputError(f"{path}: its columns ({','.join(rows[0])}) differ from this run's "
+    with open(path, encoding="utf-8", newline="") as f:
+        header = next(csv.reader(f), None)  # the first row only: the videos were read once already
+    if header is not None and header != expected:
+        raise OutputError(f"{path}: its columns ({','.join(header)}) differ from this run's "
                           f"({','.join(expected)}); resume with the same --topk and --cascade, or pass --no-resume")
 
 
