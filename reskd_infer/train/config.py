@@ -119,6 +119,7 @@ class RunConfig:
     stop_after_epoch: int = 0  # stop (as if interrupted) after this epoch; the schedule still spans `epochs`
     eval_every: int = 1
     eval_batch_size: int = 0  # 0: same as batch_size
+    divergence_guard: bool = True  # stop a run whose task loss climbs back to chance (train/divergence.py)
 
 
 @dataclass

@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from reskd_infer.errors import DatasetError
+from reskd_infer.errors import DatasetError, TrainingDivergedError
 from reskd_infer.io.checkpoint import save_checkpoint, spec_from_checkpoint
 from reskd_infer.io.digests import file_sha256, weights_digest
 from reskd_infer.io.files import atomic_write
@@ -75,6 +75,7 @@ from reskd_infer.train.distiller import (
     model_input,
 )
 from reskd_infer.train.distributed import DistInfo, init_distributed
+from reskd_infer.train.divergence import DivergenceGuard
 from reskd_infer.train.evaluation import evaluate, predict_dataset, primary_metric
 from reskd_infer.train.state import STATE_FILE, TrainState
 from reskd_infer.train.unlabelled import (
@@ -532,10 +533,13 @@ def _train(run: Run) -> dict[str, Any]:
     # The imbalance warning weighs distillation against the task loss: an unlabelled run has none.
     monitor = ImbalanceMonitor(min(IMBALANCE_CHECK_STEP, run.state.total_steps),
                                active=run.distiller.active and run.distiller.labelled)
+    guard = DivergenceGuard(run.spec.num_classes, active=cfg.run.divergence_guard and run.distiller.labelled
+                            and not run.spec.multi_label)
     end_epoch = min(cfg.optim.epochs, cfg.run.stop_after_epoch) if cfg.run.stop_after_epoch else cfg.optim.epochs
     records: list[dict[str, Any]] = []
     for epoch in range(run.state.epoch, end_epoch):
-        stats, steps = train_one_epoch(run, epoch)
+        stats, steps = train_one_epoch(run, epoch, guard)
+        check_divergence(run, guard, epoch)
         monitor.observe(steps, d.is_main)
         if cfg.model.precise_bn > 0 and epoch + 1 == cfg.optim.epochs:
             precise_bn(run.model, (run.student_input(c.to(run.device)) for c, _ in run.loader), cfg.model.precise_bn)
@@ -553,8 +557,10 @@ def _train(run: Run) -> dict[str, Any]:
             "epochs_done": end_epoch, "epochs": records}
 
 
-def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """One pass over the training data; the epoch's mean loss parts and its per-step records."""
+def train_one_epoch(run: Run, epoch: int, guard: DivergenceGuard | None = None,
+                    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """One pass over the training data; the epoch's mean loss parts and its per-step records (each one fed to
+    ``guard``)."""
 
     cfg = run.cfg
     run.train_set.set_epoch(epoch)
@@ -574,6 +580,8 @@ def train_one_epoch(run: Run, epoch: int) -> tuple[dict[str, float], list[dict[s
         record = train_step(run, crops.to(run.device, non_blocking=True), to_device(target, run.device))
         record = {"step": epoch * len(run.loader) + len(steps) + 1, "epoch": epoch + 1, **record}
         steps.append(record)
+        if guard is not None:
+            guard.observe(record)
         n = int(crops.shape[0])
         seen += n
         for key in totals:
@@ -608,6 +616,17 @@ def train_step(run: Run, crops: torch.Tensor, target: torch.Tensor) -> dict[str,
     return {"loss": float(loss.detach()), "task": parts["task"], "kd": parts["kd"], "kd_ratio": ratio,
             "clip": round(clip, 4),
             "clip_head": round(clip_head, 4), "lr": lr, **{k: v for k, v in parts.items() if k.startswith("kd_")}}
+
+
+def check_divergence(run: Run, guard: DivergenceGuard, epoch: int) -> None:
+    """After an epoch: raise TrainingDivergedError (before anything of the epoch is saved) when the guard fired.
+    Ranks see different batches, so rank 0's guard decides for all of them (no rank is left waiting)."""
+    if not guard.active or not run.d.broadcast_float(float(guard.reason is not None), run.device):
+        return
+    kept = f"last.ckpt is epoch {epoch}'s" if epoch else "no checkpoint was written"
+    raise TrainingDivergedError(f"{run.work}: training diverged in epoch {epoch + 1}/{run.cfg.optim.epochs} "
+                                f"({guard.reason or 'on rank 0'}); nothing of this epoch was saved ({kept}). "
+                                "Lower --lr, or pass --no-divergence-guard to train on")
 
 
 def to_device(target: torch.Tensor | TeacherOutputs, device: torch.device) -> torch.Tensor | TeacherOutputs:

@@ -30,7 +30,7 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
     grid = json.loads(capsys.readouterr().out)
     assert [("plain_budget" in f, "kd" in f) for f in grid["families"]] == [(True, False)] * 2
     assert not list((tmp_path / "temporal_runs").glob("*/kd_*"))  # the grid stage trains no distilled student
-    assert (tmp_path / "temporal_grid.md").read_text().startswith("# Temporal task: the plain students' budget")
+    assert (tmp_path / "temporal_grid.md").read_text().startswith("# Temporal task: the students' budgets")
     # One arm's students (a stage of a parallel run); the full run below reuses them.
     assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path), "--arms", "plain"]) == 0
     stage = json.loads(capsys.readouterr().out)
@@ -79,3 +79,17 @@ def test_temporal_quick_val_then_test(tmp_path, monkeypatch, capsys):
     look = json.loads((tmp_path / "test_looks.jsonl").read_text())
     assert look["benchmark"] == "temporal" and look["test_split"] == temporal.TEST_SET  # its own test set, counted apart
     assert (TEST_LOOKS.read_text() if TEST_LOOKS.is_file() else "") == looks_before  # the real log is untouched
+
+    # The distilled arm at its own validated rate (--kd-lr-grid): a grid at the plain epochs, then every seed.
+    assert temporal.main(["--quick", "--json", "--results-dir", str(tmp_path), "--kd-lr-grid", "0.03,0.01"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    for fam, val_fam in zip(own["families"], r["families"], strict=True):
+        cells = fam["kd_budget"]["grid"]
+        assert [c["lr"] for c in cells] == [0.03, 0.01] and fam["kd"]["lr"] == fam["kd_budget"]["lr"]
+        best = max(cells, key=lambda c: (c["val_top1_mean"], -c["lr"]))
+        assert fam["kd_budget"]["lr"] == best["lr"] and fam["plain"]["lr"] == fam["plain_budget"]["lr"] == 0.01
+        assert fam["plain"]["seeds"] == val_fam["plain"]["seeds"]  # plain keeps its own budget and models
+        assert all(len(fam[a]["guard_stop"]) == 2 for a in ("kd", "plain"))  # the guard's replay per seed
+    md = (tmp_path / "temporal.md").read_text()
+    assert "| r3d_18 | " in md and "| ResKD | 0.03 | 1 |" in md and "at its own learning rate chosen on" in md
+    assert (tmp_path / "temporal_runs" / "tsm_effnet_lite0" / "kd_32_lr0.03_e1_s0" / "row.json").is_file()

@@ -34,7 +34,8 @@ def test_flat_options_build_read_and_write_the_groups():
     changed = dataclasses.replace(flat, lr=0.5, batch_size=2)
     assert (changed.lr, changed.batch_size, flat.lr, flat.batch_size) == (0.5, 2, 0.02, 8)
     assert changed.optim is not flat.optim and flat.replace(seed=4).seed == 4
-    assert set(FIELD_GROUP) == set(FLAT_OPTIONS) | {"unlabelled", "freeze_bn", "freeze_head", "logit_calibration"}
+    assert set(FIELD_GROUP) == set(FLAT_OPTIONS) | {"unlabelled", "freeze_bn", "freeze_head", "logit_calibration",
+                                                         "divergence_guard"}
     assert list(flat.to_dict()) == list(GROUPS) and flat.to_dict()["optim"]["lr"] == 0.02
     assert flat.flat_dict()["lr"] == 0.02 and set(flat.flat_dict()) == set(FIELD_GROUP)
     with pytest.raises(TypeError, match="unexpected option 'learning_rate'"):
