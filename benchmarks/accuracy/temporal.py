@@ -50,7 +50,7 @@ from reskd_infer.bench.machine import machine_info
 from reskd_infer.bench.timing import interleave
 from reskd_infer.models.efficientnet_lite import IMAGENET_ARCHS
 from reskd_infer.runtime.recognizer import Recognizer
-from reskd_infer.train import TrainConfig, evaluate, train
+from reskd_infer.train import TrainConfig, train
 from reskd_infer.train.data import EvalClipDataset, ListLoader
 from reskd_infer.train.divergence import replay as guard_replay
 from reskd_infer.train.state import STATE_FILE
@@ -230,8 +230,10 @@ class Runner:
         return factors
 
     def test_top1(self, row: dict[str, Any]) -> float:
-        """The model's top-1 on the sealed test split (callers only reach this with --split test)."""
-        return float(evaluate(row["last"], split_list(self.data, "test"), self.data, workers=self.args.workers)["top1"])
+        """The model's top-1 on the sealed test split (callers only reach this with --split test): the factors'
+        pass, which scores every test clip through the Recognizer as ``reskd-eval`` does, so the split is read
+        once per model."""
+        return float(self.factors(row)["top1"])
 
 
 def teacher_run(r: Runner, arch: str, stop_after_epoch: int = 0) -> dict[str, Any]:
@@ -467,7 +469,7 @@ def order_metrics(artifact: str | Path, clip_list: Path, data: Path, workers: in
     pair = [names[p].split("/")[1] in (names[t].split("/")[1], names[partner[t]].split("/")[1])
             for p, t in zip(pred, targets, strict=True)]
     order = [scores[i, t] > scores[i, partner[t]] for i, t in enumerate(targets)]
-    return {"top1": round(float(np.mean(pred == np.array(targets))), 4), "garment": round(float(np.mean(garment)), 4),
+    return {"top1": float(np.mean(pred == np.array(targets))), "garment": round(float(np.mean(garment)), 4),
             "motion_pair": round(float(np.mean(pair)), 4), "order": round(float(np.mean(order)), 4),
             "clips": len(targets)}
 
