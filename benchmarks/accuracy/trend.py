@@ -57,6 +57,7 @@ from benchmarks.protocol import (
 )
 from demo.fashion_clips import make_fashion_clips
 from reskd_infer import ModelSpec, build_model
+from reskd_infer.bench.machine import machine_info
 from reskd_infer.bench.timing import interleave
 from reskd_infer.io.checkpoint import spec_from_checkpoint
 from reskd_infer.metrics import classification_metrics
@@ -375,6 +376,7 @@ def attach_throughput(result: dict[str, Any], sizes: list[int], frames: int, num
     """Measure the network at the teacher's size and ``sizes``; put each figure beside its model, with the
     machine's load average at the start (other work on the cores makes it no speed figure)."""
     result["throughput_load_average_1min"] = round(os.getloadavg()[0], 2)
+    result["throughput_machine"] = machine_info()
     tp = measure_throughput([result["teacher"]["input_size"], *sizes], frames, num_classes, **measure)
     result["throughput_clips_per_s"] = {str(s): v for s, v in tp.items()}
     result["teacher"]["throughput_clips_per_s"] = tp[result["teacher"]["input_size"]]
@@ -731,8 +733,10 @@ def markdown(r: dict[str, Any]) -> str:
             if v:
                 lines.append(_row(st["input_size"], f"{label} (probe)", v, tp))
     if "throughput_load_average_1min" in r:
+        machine = r.get("throughput_machine", {})  # older results did not record it
         lines += ["", f"clips/s measured with the machine's 1-min load average at {r['throughput_load_average_1min']:g} "
-                  f"on {os.cpu_count()} cores: other work shared the cores unless that is well below 1."]
+                  f"on {machine.get('cpus', '?')} cores ({machine.get('cpu', 'CPU not recorded')}): other work shared "
+                  "the cores unless that is well below 1."]
     lines += ["", *significance_lines(r, labels)]
     share = r.get("logit_only_share_of_default_gain")
     if share:

@@ -42,6 +42,8 @@ def test_trend_quick(tmp_path):
         assert "welch" in st and "gap_closed" in st
         assert st["throughput_clips_per_s"] > 0
     assert r["throughput_load_average_1min"] >= 0 and "load average" in (tmp_path / "trend.md").read_text()
+    machine = r["throughput_machine"]  # the speed figures' CPU, recorded with them (not the reader's)
+    assert f"on {machine['cpus']} cores ({machine['cpu']})" in (tmp_path / "trend.md").read_text()
     kd_runs = [run for run in r["runs"] if run["name"].startswith("kd_")]
     assert kd_runs and all(run["first_steps"]["kd"] > 0 for run in kd_runs)  # the per-step log was read
     assert (tmp_path / "trend.png").stat().st_size > 1000
