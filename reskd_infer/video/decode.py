@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +33,7 @@ from typing import TypeVar
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from reskd_infer.errors import NoVideoStreamError, ReskdError, UnreadableVideoError, VideoError
 from reskd_infer.spec import ModelSpec
@@ -199,8 +202,39 @@ def scan_packets(container: av.container.InputContainer, stream: av.video.stream
                       exact and time_base > 0, time_base, start)
 
 
+_CONVERTERS = threading.local()
+
+
+def _rgb_converter() -> VideoReformatter:
+    """This process's and this thread's own frame converter.
+
+    Why not ``frame.to_ndarray``: PyAV 18.1.1 caches one converter per thread, and its swscale context scales on
+    a pool of slice threads. A DataLoader worker forked after its parent converted a frame inherits that context
+    without the threads, and its first conversion waits for them for ever (a CI hang; the test is
+    ``test_a_worker_forked_after_the_parent_decoded_does_not_hang``). A converter made in this process and used
+    with ``threads=1`` has neither problem; each decoding worker is one thread anyway.
+    """
+    owner = getattr(_CONVERTERS, "owner", None)
+    if owner is None or owner[0] != os.getpid():  # new thread, or inherited through fork
+        owner = (os.getpid(), VideoReformatter())
+        _CONVERTERS.owner = owner
+    return owner[1]
+
+
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as an (H, W, 3) RGB uint8 array, converted on the calling thread."""
+    converter = _rgb_converter()
+    try:
+        rgb = converter.reformat(frame, format="rgb24", threads=1)
+    except TypeError:  # a PyAV without the threads option (its swscale has no slice threads either)
+        rgb = converter.reformat(frame, format="rgb24")
+    plane = rgb.planes[0]
+    rows = np.frombuffer(plane, np.uint8).reshape(rgb.height, plane.line_size)
+    return np.ascontiguousarray(rows[:, : rgb.width * 3]).reshape(rgb.height, rgb.width, 3)
+
+
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    rgb = frame.to_ndarray(format="rgb24")
+    rgb = frame_to_rgb(frame)
     turns = round((frame.rotation or 0) / 90) % 4  # counter-clockwise quarter turns to display upright
     return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
