@@ -680,7 +680,8 @@ def markdown_comparison(r: dict[str, Any], head: str, key: str) -> str:
     else:
         notes.append("Validation only: no test clip was scored.")
     grid = markdown_grid(r, head).split("\n")[4:]
-    return "\n".join(lines + ["", *notes, "", "The students' grids (validation, grid seeds; chosen in bold):", "",
+    paragraphs = [line for note in notes for line in ("", note)]  # one markdown paragraph per note
+    return "\n".join(lines + [*paragraphs, "", "The students' grids (validation, grid seeds; chosen in bold):", "",
                               *grid])
 
 
