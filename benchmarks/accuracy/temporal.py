@@ -187,7 +187,9 @@ class Runner:
         if done.is_file():
             row = json.loads(done.read_text())
             if row["config"] == config:
-                return {"epochs_done": len(row["epochs"]), "guard_stop": self.guard_stop(work), **row}
+                # Rows written before the guard existed carry no verdict: replay their step log once here.
+                guard = row["guard_stop"] if "guard_stop" in row else self.guard_stop(work)
+                return {"epochs_done": len(row["epochs"]), **row, "guard_stop": guard}
             raise SystemExit(f"{work}: trained with another configuration; move it away to retrain")
         start = time.time()
         eval_every = cfg.pop("eval_every", cfg["epochs"])

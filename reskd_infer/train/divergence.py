@@ -7,7 +7,7 @@ NaN; docs/benchmarks.md, the temporal task). Without a guard the run finishes an
 The rule spares runs that start at chance (from scratch): it only fires after the smoothed task loss has been
 below ``LEARNT_FRACTION`` of chance, then at or above chance for ``PATIENCE_STEPS`` steps in a row. A NaN or
 infinite task loss fires at once. Thresholds were checked against every run this project has logged
-(benchmarks/scratch: 149 trend students, 15 temporal ones): they fire on the three collapsed temporal students
+(benchmarks/scratch: 149 trend runs, 15 temporal ones): they fire on the three collapsed temporal students
 (at steps 98-101) and on none of the others.
 """
 
